@@ -1,0 +1,254 @@
+"""Config schema, YAML loading and ``key.sub=value`` overrides.
+
+Every command reads one YAML file into :class:`RlgenConfig` (pydantic, ``extra="forbid"``), after
+applying command-line overrides to the raw data, so an unknown key, a wrong type or an unknown
+game fails before any work starts, as one line naming the key, the bad value and what is allowed.
+The resolved config (every default filled in) is written beside each run's outputs with
+:func:`write_resolved_config` so the run can be reproduced exactly.
+
+Conventions shared by all commands: ``name``; ``out_dir`` (default ``runs/<name>``); top-level
+``seed`` and ``device`` (``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``); ``env`` as ``SUITE/ENV``;
+``split`` for the levels.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Union
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from rlgen.envs.levels import LevelSet
+from rlgen.envs.splits import LevelSplit
+from rlgen.envs.suites import parse_env_id
+from rlgen.errors import ConfigError, RlgenError
+
+LevelsField = Union[str, int, list[int], None]
+
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class SplitConfig(StrictModel):
+    """Which levels to train on and hold out. Empty fields take the suite's defaults
+    (Procgen and MiniGrid: train 0-199, validation 200-249, held-out 250-).
+
+    Level sets are text with inclusive bounds (``"0-199"``, ``"250-"``, ``"1,5,9-12"``), one int,
+    or a list of ints.
+    """
+
+    num_levels: int | None = Field(default=None, ge=1, description="train on levels 0..num_levels-1 (instead of `train`)")
+    train: LevelsField = None
+    validation: LevelsField = None
+    held_out: LevelsField = None
+    options: dict[str, Any] = Field(default_factory=dict, description="suite options, e.g. distribution_mode")
+    drop_duplicates: bool = False
+    duplicate_check_levels: int = Field(default=1000, ge=1)
+
+    @field_validator("train", "validation", "held_out")
+    @classmethod
+    def _levels(cls, v: LevelsField) -> LevelsField:
+        if v is not None:
+            LevelSet(v)  # raises SplitError (a ValueError) with the reason
+        return v
+
+    @model_validator(mode="after")
+    def _exclusive(self) -> "SplitConfig":
+        if self.num_levels is not None and self.train is not None:
+            raise ValueError("give either split.num_levels or split.train, not both")
+        return self
+
+
+class RlgenConfig(StrictModel):
+    """Keys every command understands."""
+
+    name: str = Field(default="rlgen", min_length=1)
+    env: str = Field(default="procgen/coinrun", description="SUITE/ENV, e.g. procgen/coinrun, minigrid/doorkey-5x5")
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    num_envs: int = Field(default=64, ge=1)
+    seed: int = Field(default=0, ge=0)
+    device: str = "auto"
+    out_dir: str | None = Field(default=None, description="default: runs/<name>")
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, v: str) -> str:
+        suite, env = parse_env_id(v)
+        return f"{suite}/{env}"
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if not _DEVICE.match(v):
+            raise ValueError(f"device {v!r} is not one of: auto, cpu, cuda, cuda:N")
+        return v
+
+    @model_validator(mode="after")
+    def _defaults_and_split(self) -> "RlgenConfig":
+        if self.out_dir is None:
+            self.out_dir = str(Path("runs") / self.name)
+        try:
+            self.level_split(check_duplicates=False)  # overlaps, unknown options: fail now
+        except RlgenError as e:
+            raise ValueError(f"split of {self.env}: {e}") from None
+        return self
+
+    def level_split(self, check_duplicates: bool = True) -> LevelSplit:
+        """The ``LevelSplit`` this config describes. With ``split.drop_duplicates`` and
+        ``check_duplicates``, this runs the duplicate check (seconds for hundreds of levels)."""
+        suite, env = self.env.split("/", 1)
+        s = self.split
+        kwargs: dict[str, Any] = {"options": s.options, "duplicate_check_levels": s.duplicate_check_levels}
+        kwargs["drop_duplicates"] = s.drop_duplicates and check_duplicates
+        default = LevelSplit.default(suite, env, num_levels=s.num_levels or 200, options=s.options)
+        return LevelSplit(
+            suite,
+            env,
+            train=s.train if s.train is not None else default.train,
+            validation=s.validation if s.validation is not None else default.validation,
+            held_out=s.held_out if s.held_out is not None else default.held_out,
+            **kwargs,
+        )
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+
+def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
+    """``["a.b=1", "c=[1, 2]"]`` -> ``{"a": {"b": 1}, "c": [1, 2]}``; values are parsed as YAML."""
+    out: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"override {item!r} must look like key=value or key.sub=value")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {item!r}: value is not valid YAML ({e.problem})") from None
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r} conflicts with an earlier override of {part!r}")
+        node[parts[-1]] = value
+    return out
+
+
+def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge; ``update`` wins. Mappings merge key by key, anything else replaces."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{p}:{where} is not valid YAML ({getattr(e, 'problem', e)})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: top level must be a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    schema: type[RlgenConfig] = RlgenConfig,
+) -> RlgenConfig:
+    """Read ``path`` (optional), apply ``key=value`` overrides, validate against ``schema``.
+
+    ``name`` defaults to the file's stem. Raises ``ConfigError`` with one line on any problem.
+    """
+    data: dict[str, Any] = read_yaml(path) if path is not None else {}
+    if path is not None and "name" not in data:
+        data["name"] = Path(path).stem
+    data = merge(data, parse_overrides(overrides))
+    return validate_config(data, schema, source=str(path) if path is not None else "config")
+
+
+def validate_config(data: Mapping[str, Any], schema: type[RlgenConfig] = RlgenConfig, source: str = "config") -> RlgenConfig:
+    try:
+        return schema.model_validate(dict(data))
+    except pydantic.ValidationError as e:
+        raise ConfigError(f"{source}: {_one_line(e, schema)}") from None
+    except RlgenError as e:  # raised outside a field validator (model validators)
+        raise ConfigError(f"{source}: {e}") from None
+
+
+def _one_line(error: pydantic.ValidationError, schema: type[BaseModel]) -> str:
+    """The first error, as 'key `a.b` = value: problem; allowed: ...'."""
+    err = error.errors(include_url=False)[0]
+    loc = [str(p) for p in err["loc"]]
+    key = ".".join(loc) or "(top level)"
+    kind = err["type"]
+    value = err.get("input")
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(schema, loc[:-1])
+        hint = difflib.get_close_matches(loc[-1], allowed, n=1)
+        did_you_mean = f" (did you mean `{'.'.join(loc[:-1] + hint[:1])}`?)" if hint else ""
+        return f"unknown key `{key}`{did_you_mean}; allowed keys here: {', '.join(allowed)}"
+    msg = err["msg"].removeprefix("Value error, ")
+    if kind == "missing":
+        return f"missing required key `{key}`"
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        return f"key `{key}` = {value!r}: {msg.lower()}"
+    return f"key `{key}` = {value!r}: {msg}" if loc else msg
+
+
+def _allowed_keys(schema: type[BaseModel], path: Sequence[str]) -> list[str]:
+    model: Any = schema
+    for part in path:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = field.annotation
+        args = getattr(model, "__args__", ())
+        model = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), model)
+    return list(getattr(model, "model_fields", {}))
+
+
+# --- saving --------------------------------------------------------------------------------------
+
+
+def config_to_dict(cfg: BaseModel) -> dict[str, Any]:
+    return json.loads(cfg.model_dump_json())
+
+
+def write_resolved_config(cfg: RlgenConfig, directory: str | Path, extra: Mapping[str, Any] | None = None) -> Path:
+    """Write ``config.yaml`` (every key, defaults filled in) into ``directory``; returns its path.
+
+    ``extra`` adds derived facts worth keeping (e.g. the resolved ``LevelSplit``) under ``resolved``.
+    """
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    data = config_to_dict(cfg)
+    if extra:
+        data["resolved"] = dict(extra)
+    path = d / "config.yaml"
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
+    tmp.replace(path)
+    return path

@@ -1,0 +1,92 @@
+"""Do held-out levels duplicate training levels?
+
+Different level seeds can generate the same layout (openai/procgen issue #100 reports about 24% of
+coinrun easy test levels equal to a training level). We fingerprint each level (its first
+observation, optionally the frames of a short fixed-action rollout) and count held-out levels whose
+fingerprint equals a training level's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from rlgen.envs.levels import LevelSet
+from rlgen.envs.suites import get_suite
+
+
+@dataclasses.dataclass(frozen=True)
+class DuplicateReport:
+    """Result of a duplicate check.
+
+    Attributes:
+        train_checked, held_out_checked: the finite level sets that were fingerprinted.
+        duplicated_held_out: held-out levels whose fingerprint equals some training level's.
+        matches: held-out level -> the training levels it duplicates.
+        distinct_train: number of distinct fingerprints among the training levels.
+        rollout_steps: length of the scripted rollout included in each fingerprint (0: first frame).
+    """
+
+    suite: str
+    env: str
+    train_checked: LevelSet
+    held_out_checked: LevelSet
+    duplicated_held_out: tuple[int, ...]
+    matches: Mapping[int, tuple[int, ...]]
+    distinct_train: int
+    rollout_steps: int
+
+    @property
+    def fraction(self) -> float:
+        """Fraction of checked held-out levels that duplicate a training level."""
+        return len(self.duplicated_held_out) / max(len(self.held_out_checked), 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "suite": self.suite,
+            "env": self.env,
+            "train_checked": str(self.train_checked),
+            "held_out_checked": str(self.held_out_checked),
+            "rollout_steps": self.rollout_steps,
+            "distinct_train": self.distinct_train,
+            "duplicated_held_out": list(self.duplicated_held_out),
+            "fraction": self.fraction,
+            "matches": {str(k): list(v) for k, v in self.matches.items()},
+        }
+
+
+def find_duplicate_levels(
+    suite: str,
+    env: str,
+    train: LevelSet,
+    held_out: LevelSet,
+    options: Mapping[str, Any],
+    rollout_steps: int = 0,
+    max_levels: int = 100_000,
+) -> DuplicateReport:
+    """Fingerprint ``train`` and ``held_out`` levels and report held-out duplicates of training levels.
+
+    Both sets must be finite (at most ``max_levels`` each); take ``.first(n)`` of open sets.
+    """
+    module = get_suite(suite)
+    env = module.canonical_env(env)
+    options = module.resolve_options(env, dict(options))
+    train_ids = train.to_array(limit=max_levels)
+    held_ids = held_out.to_array(limit=max_levels)
+    train_fp = module.level_fingerprints(env, train_ids, options, rollout_steps)
+    held_fp = module.level_fingerprints(env, held_ids, options, rollout_steps)
+    by_fp: dict[bytes, list[int]] = {}
+    for level, fp in zip(train_ids.tolist(), train_fp):
+        by_fp.setdefault(fp, []).append(level)
+    matches = {level: tuple(by_fp[fp]) for level, fp in zip(held_ids.tolist(), held_fp) if fp in by_fp}
+    return DuplicateReport(
+        suite=module.NAME,
+        env=env,
+        train_checked=LevelSet(train_ids),
+        held_out_checked=LevelSet(held_ids),
+        duplicated_held_out=tuple(sorted(matches)),
+        matches=matches,
+        distinct_train=len(by_fp),
+        rollout_steps=rollout_steps,
+    )

@@ -1,0 +1,174 @@
+"""Farama MiniGrid environments, a level being the reset seed.
+
+Each env draws its next level uniformly from the level set at every reset (its own generator,
+seeded from the vector env's seed and the env's index) and resets MiniGrid with that seed, so the
+layout is a function of the level id alone. Observations are channel-first uint8 images:
+
+* ``view="partial"`` (default): the agent's 7x7 egocentric view, MiniGrid's symbolic encoding
+  (object, colour, state), shape ``(3, 7, 7)``;
+* ``view="partial_rgb"``: the same view rendered, ``(3, 7*tile, 7*tile)``;
+* ``view="full_rgb"``: the whole grid rendered, ``(3, H*tile, W*tile)``.
+
+Vectorized with Gymnasium's ``SyncVectorEnv`` (next-step autoreset, like EnvPool).
+``info["level"]`` holds each env's current level id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from rlgen.envs.levels import LevelSet
+from rlgen.errors import SplitError
+
+NAME = "minigrid"
+
+VIEWS: tuple[str, ...] = ("partial", "partial_rgb", "full_rgb")
+
+DEFAULT_OPTIONS: dict[str, Any] = {
+    "view": "partial",
+    "tile_size": 8,
+    "max_steps": None,  # None: the environment's own limit
+}
+
+
+@lru_cache(maxsize=1)
+def _registry() -> dict[str, str]:
+    """Short lower-case name (``doorkey-5x5``) -> newest registered id (``MiniGrid-DoorKey-5x5-v0``)."""
+    import minigrid  # noqa: F401, PLC0415 - registers the MiniGrid ids with Gymnasium
+
+    out: dict[str, tuple[int, str]] = {}
+    for env_id in gym.registry:
+        if not env_id.startswith("MiniGrid-"):
+            continue
+        base, _, version = env_id.rpartition("-v")
+        short = base[len("MiniGrid-") :].lower()
+        v = int(version) if version.isdigit() else 0
+        if short not in out or v > out[short][0]:
+            out[short] = (v, env_id)
+    return {k: v[1] for k, v in sorted(out.items())}
+
+
+def env_names() -> tuple[str, ...]:
+    return tuple(_registry().values())
+
+
+def canonical_env(env: str) -> str:
+    registry = _registry()
+    name = str(env).strip()
+    if name in gym.registry and name.startswith("MiniGrid-"):
+        return name
+    short = name.lower().removeprefix("minigrid-")
+    short = short.rpartition("-v")[0] if short.rpartition("-v")[2].isdigit() else short
+    if short in registry:
+        return registry[short]
+    raise SplitError(f"unknown MiniGrid env {env!r}; allowed: {', '.join(registry)} (or their MiniGrid-...-vN ids)")
+
+
+def resolve_options(env: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = set(options) - set(DEFAULT_OPTIONS)
+    if unknown:
+        raise SplitError(f"unknown MiniGrid option(s) {sorted(unknown)}; allowed: {', '.join(DEFAULT_OPTIONS)}")
+    out = {**DEFAULT_OPTIONS, **options}
+    if out["view"] not in VIEWS:
+        raise SplitError(f"MiniGrid option view={out['view']!r}; allowed: {', '.join(VIEWS)}")
+    tile = out["tile_size"]
+    if not isinstance(tile, int) or isinstance(tile, bool) or not 1 <= tile <= 64:
+        raise SplitError(f"MiniGrid option tile_size={tile!r} must be an int in 1..64")
+    steps = out["max_steps"]
+    if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
+        raise SplitError(f"MiniGrid option max_steps={steps!r} must be an int >= 1 or null")
+    return out
+
+
+class ChannelFirst(gym.ObservationWrapper):
+    """``(H, W, C)`` uint8 images to ``(C, H, W)``."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        space = env.observation_space
+        assert isinstance(space, gym.spaces.Box)
+        self.observation_space = gym.spaces.Box(
+            low=0, high=255, shape=(space.shape[2], space.shape[0], space.shape[1]), dtype=np.uint8
+        )
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(np.transpose(observation, (2, 0, 1)))
+
+
+class LevelSampling(gym.Wrapper):
+    """Reset on a level drawn from ``levels``; report it as ``info["level"]`` on every step.
+
+    ``reset(seed=s)`` reseeds the level generator with ``s`` (Gymnasium's vector envs pass
+    ``seed + i`` to env ``i``); ``reset()`` draws the next level from the running generator.
+    """
+
+    def __init__(self, env: gym.Env, levels: LevelSet, seed: int) -> None:
+        super().__init__(env)
+        self.levels = levels
+        self._rng = np.random.default_rng(seed)
+        self.level = -1
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        self.level = int(self.levels.sample(self._rng))
+        obs, info = self.env.reset(seed=self.level, options=options)
+        info["level"] = self.level
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        info["level"] = self.level
+        return obs, reward, terminated, truncated, info
+
+
+def make_single_env(env: str, options: Mapping[str, Any]) -> gym.Env:
+    """One MiniGrid env with rlgen's observation wrappers (no level sampling)."""
+    from minigrid.wrappers import ImgObsWrapper, RGBImgObsWrapper, RGBImgPartialObsWrapper  # noqa: PLC0415
+
+    kwargs = {"max_steps": options["max_steps"]} if options["max_steps"] is not None else {}
+    e = gym.make(env, **kwargs)
+    if options["view"] == "partial_rgb":
+        e = RGBImgPartialObsWrapper(e, tile_size=options["tile_size"])
+    elif options["view"] == "full_rgb":
+        e = RGBImgObsWrapper(e, tile_size=options["tile_size"])
+    return ChannelFirst(ImgObsWrapper(e))
+
+
+def make_vector_env(env: str, levels: LevelSet, num_envs: int, seed: int, options: Mapping[str, Any]) -> gym.vector.VectorEnv:
+    if num_envs < 1:
+        raise SplitError(f"num_envs must be >= 1, got {num_envs}")
+    options = dict(options)
+
+    def thunk(i: int) -> Any:
+        return lambda: LevelSampling(make_single_env(env, options), levels, seed=seed + i)
+
+    return gym.vector.SyncVectorEnv([thunk(i) for i in range(num_envs)])
+
+
+def level_fingerprints(env: str, levels: np.ndarray, options: Mapping[str, Any], rollout_steps: int = 0) -> list[bytes]:
+    """One digest per level: the full grid, agent pose and mission at reset, plus the agent's views
+    along a fixed action sequence."""
+    e = make_single_env(env, options)
+    actions = np.random.default_rng(0).integers(0, e.action_space.n, size=max(rollout_steps, 0))
+    out: list[bytes] = []
+    for level in levels:
+        obs, _ = e.reset(seed=int(level))
+        base = e.unwrapped
+        digest = hashlib.blake2b(base.grid.encode().tobytes(), digest_size=16)
+        digest.update(np.asarray([*base.agent_pos, base.agent_dir], dtype=np.int64).tobytes())
+        digest.update(str(getattr(base, "mission", "")).encode())
+        for a in actions:
+            obs, _, terminated, truncated, _ = e.step(int(a))
+            digest.update(obs.tobytes())
+            if terminated or truncated:
+                break
+        out.append(digest.digest())
+    e.close()
+    return out

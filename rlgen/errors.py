@@ -1,0 +1,27 @@
+"""Errors a user can cause and fix.
+
+Everything raised for bad input derives from :class:`RlgenError`; the CLI prints such errors as
+one line and exits with status 2, and never shows a traceback for them.
+"""
+
+from __future__ import annotations
+
+
+class RlgenError(Exception):
+    """A problem with the user's input or environment, with a message that says how to fix it."""
+
+
+class ConfigError(RlgenError, ValueError):
+    """A config file or override names an unknown key, has a wrong type, or a value out of range."""
+
+
+class SplitError(RlgenError, ValueError):
+    """A level split is malformed: overlapping sets, empty sets, unknown suite or environment."""
+
+
+class DependencyError(RlgenError, ImportError):
+    """An optional system or Python dependency is missing; the message says what to install."""
+
+
+class NotLandedError(RlgenError, NotImplementedError):
+    """A pipeline stage whose implementation has not landed yet."""

@@ -1,0 +1,50 @@
+import numpy as np
+import pytest
+
+from rlgen.envs import LevelSplit, make_env
+from rlgen.envs.minigrid import make_single_env
+
+
+def layout(env_id: str, level: int) -> bytes:
+    e = make_single_env(env_id, {"view": "partial", "tile_size": 8, "max_steps": None})
+    e.reset(seed=level)
+    return e.unwrapped.grid.encode().tobytes()
+
+
+def test_levels_repeat_for_the_same_seed_and_differ_across_seeds():
+    env_id = "MiniGrid-MultiRoom-N2-S4-v0"
+    assert layout(env_id, 7) == layout(env_id, 7)
+    assert len({layout(env_id, s) for s in range(10)}) >= 8
+
+
+@pytest.mark.parametrize(("view", "shape"), [("partial", (3, 7, 7)), ("partial_rgb", (3, 56, 56)), ("full_rgb", (3, 40, 40))])
+def test_views(view, shape):
+    split = LevelSplit.minigrid("doorkey-5x5", options={"view": view})
+    obs, info = make_env(split, "train", num_envs=2, seed=0).reset()
+    assert obs.shape == (2, *shape) and obs.dtype == np.uint8
+
+
+def test_vector_env_reports_levels_from_the_chosen_set():
+    split = LevelSplit.minigrid("empty-5x5", num_levels=10)
+    env = make_env(split, "held_out", num_envs=4, seed=0)
+    obs, info = env.reset()
+    seen = set(info["level"].tolist())
+    rng = np.random.default_rng(0)
+    episodes = 0
+    for _ in range(600):
+        obs, reward, terminated, truncated, info = env.step(rng.integers(0, 3, size=4))
+        episodes += int((terminated | truncated).sum())
+        seen.update(info["level"].tolist())
+    assert episodes >= 4
+    assert min(seen) >= 60  # held-out starts after 10 train + 50 validation levels
+    train_env = make_env(split, "train", num_envs=4, seed=0)
+    _, info = train_env.reset()
+    assert set(info["level"].tolist()) <= set(range(10))
+
+
+def test_same_seed_same_first_observations():
+    split = LevelSplit.minigrid("doorkey-8x8")
+    a, ia = make_env(split, "train", num_envs=4, seed=5).reset()
+    b, ib = make_env(split, "train", num_envs=4, seed=5).reset()
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(ia["level"], ib["level"])

@@ -1,0 +1,17 @@
+"""The benchmarks' --quick modes run and print their ratios (no timing assertions)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bench_envs_quick():
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "envs.py"), "--quick"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].split()[-1] == "ratio"
+    game, envs, raw, ours, ratio = lines[1].split()
+    assert game == "coinrun" and envs == "16"
+    assert float(ratio) > 0 and float(raw.replace(",", "")) > 0
