@@ -18,9 +18,7 @@ from rlgen.errors import NotLandedError, RlgenError
 
 #: Commands whose implementation has not landed yet, with the issue that brings them.
 NOT_LANDED: dict[str, str] = {
-    "train": "online PPO (issue #3) and offline agents (issue #7)",
     "collect": "dataset collection (issue #4)",
-    "evaluate": "evaluation on training vs held-out levels (issue #3)",
     "report": "reports (issue #5)",
     "run": "the whole pipeline (issue #5)",
     "quickstart": "the quickstart pipeline (issue #5)",
@@ -80,6 +78,61 @@ def cmd_splits_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from rlgen.config import TrainConfig, load_config
+
+    cfg = load_config(args.config, args.overrides, schema=TrainConfig)
+    from rlgen.agents.ppo import train_ppo  # heavy imports only after the config is valid
+
+    run_dir = train_ppo(cfg)
+    print(f"trained {cfg.algo} on {cfg.env} for {cfg.total_steps:,} env steps; run directory {run_dir}")
+    print(f"next: rlgen evaluate {run_dir} --episodes 100")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import yaml
+
+    from rlgen.config import TrainConfig, validate_config
+    from rlgen.envs import LevelSplit
+
+    run_dir = Path(args.run_dir)
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise RlgenError(f"{str(run_dir)!r} is not a run directory (no config.yaml); pass the out_dir of `rlgen train`")
+    data = yaml.safe_load(config_path.read_text()) or {}
+    resolved = data.pop("resolved", {})
+    cfg = validate_config(data, TrainConfig, source=str(config_path))
+    split = LevelSplit.from_dict(resolved["split"]) if "split" in resolved else cfg.level_split()
+    if args.episodes < 1:
+        raise RlgenError(f"--episodes must be >= 1, got {args.episodes}")
+
+    from rlgen.agents.ppo import load_run_agent
+    from rlgen.evaluation import RandomPolicy, append_results, evaluate_on_levels, generalization_gap
+
+    agent = load_run_agent(run_dir, checkpoint=args.checkpoint, device=args.device or cfg.device)
+    policies = [("ppo", agent)]
+    if args.random_baseline:
+        policies.append(("random", RandomPolicy(int(agent.model.action_space.n), seed=args.seed)))
+    print(f"{'agent':<8} {'levels':<10} {'episodes':>8} {'return':>8} {'normalized':>10}")
+    for name, policy in policies:
+        results = {}
+        for which in args.which:
+            r = evaluate_on_levels(policy, split, which, episodes=args.episodes, seed=args.seed,
+                                   num_envs=cfg.eval_num_envs, deterministic=args.deterministic)
+            results[which] = r
+            norm = f"{r.mean_normalized:.3f}" if r.mean_normalized is not None else "-"
+            print(f"{name:<8} {which:<10} {len(r.returns):>8} {r.mean_return:>8.3f} {norm:>10}")
+            append_results(run_dir / "results.jsonl", [r.to_row(agent=name, algo=name if name == "random" else cfg.algo,
+                                                                run=str(run_dir), checkpoint=args.checkpoint)])
+        if "train" in results and "held_out" in results:
+            g = generalization_gap(results["train"], results["held_out"], seed=args.seed)
+            kind = "normalized" if g.normalized else "raw"
+            print(f"{name:<8} gap ({kind} train - held-out) {g.gap:+.3f}  95% CI [{g.ci_low:+.3f}, {g.ci_high:+.3f}]")
+    print(f"appended to {run_dir / 'results.jsonl'}")
+    return 0
+
+
 def cmd_not_landed(args: argparse.Namespace) -> int:
     raise NotLandedError(f"`rlgen {args.command}` is not implemented yet: it arrives with {NOT_LANDED[args.command]}")
 
@@ -121,6 +174,25 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", metavar="PATH", help="write the full report as JSON")
     check.set_defaults(func=cmd_splits_check)
 
+    train = sub.add_parser("train", help="train an agent from a config", description="Train an agent (algo: ppo) on the "
+                           "split's training levels. Re-running on an existing out_dir resumes it.")
+    train.add_argument("config", help="YAML config, e.g. configs/ppo/minigrid_doorkey.yaml")
+    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. total_steps=200000")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="evaluate a run on training and held-out levels",
+                              description="Evaluate a run's final policy on training and held-out levels, print "
+                              "returns, normalized returns and the generalization gap, append rows to results.jsonl.")
+    evaluate.add_argument("run_dir", help="a run directory made by rlgen train")
+    evaluate.add_argument("--episodes", type=int, default=100, help="episodes per level set (default 100)")
+    evaluate.add_argument("--which", nargs="+", default=["train", "held_out"], choices=["train", "validation", "held_out"])
+    evaluate.add_argument("--seed", type=int, default=0, help="fixes the level list (default 0)")
+    evaluate.add_argument("--deterministic", action="store_true", help="greedy actions instead of sampled")
+    evaluate.add_argument("--checkpoint", help="a checkpoint inside the run dir (default: the final ladder rung)")
+    evaluate.add_argument("--device", help="override the run's device")
+    evaluate.add_argument("--random-baseline", action="store_true", help="also evaluate a uniform random policy")
+    evaluate.set_defaults(func=cmd_evaluate)
+
     for name, what in NOT_LANDED.items():
         p = sub.add_parser(name, help=f"(not implemented yet: {what})", description=f"Not implemented yet: {what}.")
         p.add_argument("args", nargs="*", help=argparse.SUPPRESS)
@@ -137,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"rlgen: error: {e}", file=sys.stderr)
-        return 2
+        return 130 if type(e).__name__ == "TrainingInterrupted" else 2
     except KeyboardInterrupt:
         print("rlgen: interrupted", file=sys.stderr)
         return 130

@@ -252,3 +252,69 @@ def write_resolved_config(cfg: RlgenConfig, directory: str | Path, extra: Mappin
     tmp.write_text(yaml.safe_dump(data, sort_keys=False))
     tmp.replace(path)
     return path
+
+
+# --- training ------------------------------------------------------------------------------------
+
+
+class PPOSettings(StrictModel):
+    """PPO hyperparameters. Defaults: the Procgen paper / CleanRL ``ppo_procgen``."""
+
+    n_steps: int = Field(default=256, ge=1, description="steps per env per rollout")
+    num_minibatches: int = Field(default=8, ge=1)
+    n_epochs: int = Field(default=3, ge=1)
+    learning_rate: float = Field(default=5e-4, gt=0)
+    gamma: float = Field(default=0.999, gt=0, le=1)
+    gae_lambda: float = Field(default=0.95, ge=0, le=1)
+    clip_range: float = Field(default=0.2, gt=0)
+    ent_coef: float = Field(default=0.01, ge=0)
+    vf_coef: float = Field(default=0.5, ge=0)
+    max_grad_norm: float = Field(default=0.5, gt=0)
+    normalize_reward: bool = True
+    network: str = Field(default="auto", description="auto | impala | minigrid_cnn")
+
+    @field_validator("network")
+    @classmethod
+    def _network(cls, v: str) -> str:
+        from rlgen.agents.networks import ENCODERS
+
+        if v != "auto" and v not in ENCODERS:
+            raise ValueError(f"network {v!r} is not one of: auto, {', '.join(ENCODERS)}")
+        return v
+
+
+class LadderSettings(StrictModel):
+    """The skill ladder: every ``every_steps`` env steps, evaluate on training levels and keep a checkpoint."""
+
+    every_steps: int = Field(default=1_000_000, ge=1)
+    episodes: int = Field(default=32, ge=1)
+    deterministic: bool = False
+
+
+class TrainConfig(RlgenConfig):
+    """``rlgen train`` config for online agents (``algo: ppo``)."""
+
+    algo: str = "ppo"
+    total_steps: int = Field(default=25_000_000, ge=1, description="environment steps")
+    ppo: PPOSettings = Field(default_factory=PPOSettings)
+    ladder: LadderSettings = Field(default_factory=LadderSettings)
+    checkpoint_every: int = Field(default=500_000, ge=1, description="env steps between resumable checkpoints")
+    eval_num_envs: int = Field(default=16, ge=1, description="episodes run at once in evaluations")
+    progress: bool = True
+
+    @field_validator("algo")
+    @classmethod
+    def _algo(cls, v: str) -> str:
+        if v != "ppo":
+            raise ValueError(f"algo {v!r} is not one of: ppo (offline algorithms arrive with their issue)")
+        return v
+
+    @model_validator(mode="after")
+    def _rollout_fits(self) -> "TrainConfig":
+        batch = self.num_envs * self.ppo.n_steps
+        if batch % self.ppo.num_minibatches:
+            raise ValueError(
+                f"num_envs * ppo.n_steps = {self.num_envs} * {self.ppo.n_steps} = {batch} must be divisible by "
+                f"ppo.num_minibatches = {self.ppo.num_minibatches}"
+            )
+        return self

@@ -128,6 +128,27 @@ class LevelSampling(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
 
+def normalize_returns(env: str, returns: np.ndarray, options: Mapping[str, Any]) -> np.ndarray:
+    """Suite hook. MiniGrid's reward is ``1 - 0.9 * steps / max_steps`` on success and 0 otherwise,
+    so returns already lie in [0, 1]: R_min = 0, R_max = 1."""
+    return np.asarray(returns, dtype=np.float64)
+
+
+class MiniGridVectorEnv(gym.vector.SyncVectorEnv):
+    """Gymnasium's ``SyncVectorEnv`` plus ``reset_envs`` (reset some envs now)."""
+
+    def reset_envs(self, env_ids: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        """Reset only ``env_ids``; returns their first observations and ``{"level": ...}``.
+        Their next ``step`` is an ordinary step (no pending autoreset)."""
+        obs, levels = [], []
+        for i in np.asarray(env_ids, dtype=np.int64):
+            o, info = self.envs[i].reset()
+            self._autoreset_envs[i] = False
+            obs.append(o)
+            levels.append(info["level"])
+        return np.stack(obs), {"level": np.asarray(levels, dtype=np.int64)}
+
+
 def make_single_env(env: str, options: Mapping[str, Any]) -> gym.Env:
     """One MiniGrid env with rlgen's observation wrappers (no level sampling)."""
     from minigrid.wrappers import ImgObsWrapper, RGBImgObsWrapper, RGBImgPartialObsWrapper  # noqa: PLC0415
@@ -149,7 +170,7 @@ def make_vector_env(env: str, levels: LevelSet, num_envs: int, seed: int, option
     def thunk(i: int) -> Any:
         return lambda: LevelSampling(make_single_env(env, options), levels, seed=seed + i)
 
-    return gym.vector.SyncVectorEnv([thunk(i) for i in range(num_envs)])
+    return MiniGridVectorEnv([thunk(i) for i in range(num_envs)])
 
 
 def level_fingerprints(env: str, levels: np.ndarray, options: Mapping[str, Any], rollout_steps: int = 0) -> list[bytes]:

@@ -141,6 +141,14 @@ def normalized_return(game: str, returns: np.ndarray | float, distribution_mode:
     return (np.asarray(returns, dtype=np.float64) - lo) / (hi - lo)
 
 
+def normalize_returns(env: str, returns: np.ndarray, options: Mapping[str, Any]) -> np.ndarray | None:
+    """Suite hook: normalized returns, or None for modes without published ranges."""
+    mode = options.get("distribution_mode", "easy")
+    if mode not in RETURN_RANGES:
+        return None
+    return normalized_return(env, returns, mode)
+
+
 def _import_envpool() -> Any:
     load_qt_libraries()
     import envpool  # noqa: PLC0415 - heavy, and needs Qt loaded first
@@ -201,6 +209,8 @@ class ProcgenVectorEnv(gym.vector.VectorEnv):
             seed=seed,
             start_level=self._bounds.start,
             num_levels=len(self._bounds),
+            # one worker thread per env when there are few: thread hand-offs dominate a 1-env pool
+            num_threads=self.num_envs if self.num_envs <= 8 else 0,
             **_pool_kwargs(self.options),
         )
 
@@ -222,6 +232,25 @@ class ProcgenVectorEnv(gym.vector.VectorEnv):
             obs, info = self._redraw(obs, info, info["elapsed_step"] == 0)
         info["level"] = info["level_seed"]
         return obs, reward, terminated, truncated, info
+
+    def reset_envs(self, env_ids: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        """Reset only ``env_ids`` now (for same-step autoreset adapters such as SB3's).
+
+        Returns their first observations ``(len(env_ids), 3, 64, 64)`` and info arrays of that length;
+        their next ``step`` is an ordinary step.
+        """
+        ids = np.asarray(env_ids, dtype=np.int32)
+        obs, info = self._pool.reset(ids)
+        if self._filter is not None:
+            for _ in range(1000):
+                bad = ~self._filter.contains(info["level_seed"])
+                if not bad.any():
+                    break
+                again_obs, again_info = self._pool.reset(ids[bad])
+                obs[bad] = again_obs
+                info["level_seed"][bad] = again_info["level_seed"]
+        info["level"] = info["level_seed"]
+        return obs, info
 
     def _redraw(self, obs: np.ndarray, info: dict[str, Any], new_episode: np.ndarray, max_tries: int = 1000) -> tuple[np.ndarray, dict[str, Any]]:
         """Reset envs whose new episode started outside the level set until it starts inside."""

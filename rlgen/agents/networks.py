@@ -1,0 +1,108 @@
+"""Image encoders shared by every agent, so online and offline comparisons use the same network.
+
+Each encoder maps uint8 images ``(B, C, H, W)`` (given as a float tensor of raw 0-255 values or
+small symbolic ints) to features ``(B, features_dim)``. Scaling happens inside the encoder, so
+callers pass observations as stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from rlgen.errors import ConfigError
+
+ENCODERS: tuple[str, ...] = ("impala", "minigrid_cnn")
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv0 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
+        self.conv1 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv1(torch.relu(self.conv0(torch.relu(x))))
+
+
+class ImpalaStack(nn.Module):
+    """conv 3x3 -> max-pool 3x3 stride 2 -> two residual blocks (Espeholt et al., 2018)."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1)
+        self.pool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.res0 = ResidualBlock(out_channels)
+        self.res1 = ResidualBlock(out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.res1(self.res0(self.pool(self.conv(x))))
+
+
+class ImpalaEncoder(nn.Module):
+    """The Procgen standard IMPALA CNN: stacks of 16-32-32 channels, then a 256-unit layer.
+
+    Input: ``(B, C, H, W)`` with values 0-255; output ``(B, features_dim)``.
+    """
+
+    def __init__(self, observation_shape: Sequence[int], channels: Sequence[int] = (16, 32, 32), features_dim: int = 256) -> None:
+        super().__init__()
+        c, h, w = observation_shape
+        stacks = []
+        for out in channels:
+            stacks.append(ImpalaStack(c, out))
+            c = out
+        self.stacks = nn.Sequential(*stacks)
+        with torch.no_grad():
+            n_flat = self.stacks(torch.zeros(1, *observation_shape)).numel()
+        self.fc = nn.Linear(n_flat, features_dim)
+        self.features_dim = features_dim
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = self.stacks(obs.float() / 255.0)
+        return torch.relu(self.fc(torch.flatten(torch.relu(x), start_dim=1)))
+
+
+class MiniGridEncoder(nn.Module):
+    """Small CNN for MiniGrid's symbolic 7x7 view (as in the rl-starter-files baselines).
+
+    Input: ``(B, 3, 7, 7)`` with small integer codes (object, colour, state); scaled by 1/10.
+    Output: ``(B, features_dim)``.
+    """
+
+    def __init__(self, observation_shape: Sequence[int], features_dim: int = 128) -> None:
+        super().__init__()
+        c = observation_shape[0]
+        self.convs = nn.Sequential(
+            nn.Conv2d(c, 16, kernel_size=2), nn.ReLU(),
+            nn.Conv2d(16, 32, kernel_size=2), nn.ReLU(),
+            nn.Conv2d(32, 64, kernel_size=2), nn.ReLU(),
+        )  # fmt: skip
+        with torch.no_grad():
+            n_flat = self.convs(torch.zeros(1, *observation_shape)).numel()
+        self.fc = nn.Linear(n_flat, features_dim)
+        self.features_dim = features_dim
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = self.convs(obs.float() / 10.0)
+        return torch.relu(self.fc(torch.flatten(x, start_dim=1)))
+
+
+def default_encoder(suite: str, options: dict) -> str:
+    """IMPALA for Procgen and rendered MiniGrid views; the small CNN for MiniGrid's symbolic view."""
+    if suite == "minigrid" and options.get("view", "partial") == "partial":
+        return "minigrid_cnn"
+    return "impala"
+
+
+def make_encoder(name: str, observation_shape: Sequence[int], features_dim: int | None = None) -> nn.Module:
+    """Build encoder ``name`` for observations of ``observation_shape`` (C, H, W)."""
+    if name == "impala":
+        return ImpalaEncoder(observation_shape, features_dim=features_dim or 256)
+    if name == "minigrid_cnn":
+        if min(observation_shape[1:]) < 4:
+            raise ConfigError(f"network minigrid_cnn needs images of at least 4x4, got {tuple(observation_shape)}")
+        return MiniGridEncoder(observation_shape, features_dim=features_dim or 128)
+    raise ConfigError(f"unknown network {name!r}; allowed: auto, {', '.join(ENCODERS)}")

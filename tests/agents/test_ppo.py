@@ -1,0 +1,110 @@
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rlgen.agents.ppo import PPOAgent, load_run_agent, train_ppo
+from rlgen.cli import main
+from rlgen.config import TrainConfig, load_config
+from rlgen.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+TINY = [
+    "env=minigrid/empty-5x5", "num_envs=4", "split.num_levels=10", "ppo.n_steps=32", "ppo.num_minibatches=2",
+    "ppo.n_epochs=1", "ppo.normalize_reward=true", "ladder.every_steps=128", "ladder.episodes=4",
+    "checkpoint_every=128", "eval_num_envs=4", "progress=false", "device=cpu",
+]
+
+
+def tiny_config(tmp_path: Path, *extra: str) -> TrainConfig:
+    return load_config(ROOT / "configs/ppo/minigrid_doorkey.yaml", [*TINY, f"out_dir={tmp_path / 'run'}", *extra], schema=TrainConfig)
+
+
+def test_train_writes_ladder_checkpoints_and_config(tmp_path):
+    run = train_ppo(tiny_config(tmp_path, "total_steps=256"))
+    ladder = json.loads((run / "ladder.json").read_text())
+    steps = [r["step"] for r in ladder["rungs"]]
+    assert steps == [128, 256]  # every 128 steps, the last one being the final ("expert") policy
+    for rung in ladder["rungs"]:
+        assert (run / rung["checkpoint"]).is_file()
+        assert 0.0 <= rung["mean_normalized"] <= 1.0 and rung["episodes"] == 4
+    assert ladder["split"]["train"] == "0-9"
+    assert (run / "config.yaml").is_file() and (run / "checkpoints/latest_vecnormalize.pkl").is_file()
+    assert json.loads((run / "checkpoints/state.json").read_text()) == {**json.loads((run / "checkpoints/state.json").read_text()), "num_timesteps": 256, "finished": True}
+
+
+def test_save_load_gives_identical_actions(tmp_path):
+    run = train_ppo(tiny_config(tmp_path, "total_steps=128"))
+    agent = load_run_agent(run, device="cpu")
+    obs = np.random.default_rng(0).integers(0, 11, size=(32, 3, 7, 7), dtype=np.uint8)
+    path = agent.save(tmp_path / "copy.zip")
+    again = PPOAgent.load(path, device="cpu")
+    np.testing.assert_array_equal(agent.act(obs, deterministic=True), again.act(obs, deterministic=True))
+
+
+def test_resume_continues_the_step_count_and_the_tensorboard_run(tmp_path):
+    run = train_ppo(tiny_config(tmp_path, "total_steps=128"))
+    run = train_ppo(tiny_config(tmp_path, "total_steps=384"))
+    state = json.loads((run / "checkpoints/state.json").read_text())
+    assert state["num_timesteps"] == 384 and state["finished"]
+    assert [p.name for p in (run / "tb").iterdir()] == ["ppo_1"]
+    assert [r["step"] for r in json.loads((run / "ladder.json").read_text())["rungs"]] == [128, 256, 384]
+
+
+def test_resume_with_a_different_config_is_refused(tmp_path):
+    train_ppo(tiny_config(tmp_path, "total_steps=128"))
+    with pytest.raises(Exception, match="different config.*ppo"):
+        train_ppo(tiny_config(tmp_path, "total_steps=256", "ppo.learning_rate=0.1"))
+
+
+def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "rlgen.cli", "train", str(ROOT / "configs/ppo/minigrid_doorkey.yaml"), *TINY,
+           f"out_dir={out}", "total_steps=10000000", "checkpoint_every=10000000", "ladder.every_steps=10000000"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "tb").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "checkpoint saved" in err and "Traceback" not in err
+    state = json.loads((out / "checkpoints/state.json").read_text())
+    assert state["num_timesteps"] > 0 and not state["finished"]
+    cfg = load_config(ROOT / "configs/ppo/minigrid_doorkey.yaml", [*TINY, f"out_dir={out}", f"total_steps={state['num_timesteps'] + 128}",
+                                                                    "checkpoint_every=10000000", "ladder.every_steps=10000000"], schema=TrainConfig)
+    train_ppo(cfg)
+    assert json.loads((out / "checkpoints/state.json").read_text())["num_timesteps"] >= state["num_timesteps"] + 128
+
+
+def test_cli_train_then_evaluate(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", str(ROOT / "configs/ppo/minigrid_doorkey.yaml"), *TINY, f"out_dir={out}", "total_steps=128"]) == 0
+    assert main(["evaluate", str(out), "--episodes", "4", "--random-baseline"]) == 0
+    text = capsys.readouterr().out
+    assert "gap (normalized train - held-out)" in text
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert {(r["agent"], r["which"]) for r in rows} == {("ppo", "train"), ("ppo", "held_out"), ("random", "train"), ("random", "held_out")}
+    assert all(min(r["levels"]) >= 60 for r in rows if r["which"] == "held_out")
+
+
+def test_evaluate_a_directory_that_is_not_a_run(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path)]) == 2
+    assert "is not a run directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [("algo=sac", "algo 'sac' is not one of: ppo"), ("ppo.num_minibatches=3", "must be divisible by ppo.num_minibatches = 3"),
+     ("ppo.network=resnet", "network 'resnet' is not one of"), ("ppo.lr=0.1", "unknown key `ppo.lr`")],
+)
+def test_train_config_errors(tmp_path, override, match):
+    with pytest.raises(ConfigError, match=match):
+        tiny_config(tmp_path, override)
