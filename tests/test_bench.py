@@ -15,3 +15,12 @@ def test_bench_envs_quick():
     game, envs, raw, ours, ratio = lines[1].split()
     assert game == "coinrun" and envs == "16"
     assert float(ratio) > 0 and float(raw.replace(",", "")) > 0
+
+
+def test_bench_ppo_quick():
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "ppo.py"), "--quick"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].split()[-1] == "ratio" and len(lines) == 3
+    assert all(float(line.split()[-1]) > 0 for line in lines[1:])
+    assert "Gym has been unmaintained" not in result.stderr
