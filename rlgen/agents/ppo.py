@@ -351,6 +351,8 @@ def load_run_agent(run_dir: str | Path, checkpoint: str | None = None, device: s
     run = Path(run_dir)
     if checkpoint is not None:
         return PPOAgent.load(run / checkpoint, device=device)
+    if not (run / LADDER).is_file() and (run / LATEST).is_file():  # stopped before its first rung
+        return PPOAgent.load(run / LATEST, device=device)
     ladder = read_ladder(run)
     if not ladder["rungs"]:
         return PPOAgent.load(run / LATEST, device=device)

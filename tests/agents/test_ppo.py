@@ -78,6 +78,8 @@ def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path):
     assert "checkpoint saved" in err and "Traceback" not in err
     state = json.loads((out / "checkpoints/state.json").read_text())
     assert state["num_timesteps"] > 0 and not state["finished"]
+    assert not (out / "ladder.json").exists()
+    load_run_agent(out, device="cpu")  # an interrupted run's latest checkpoint is still evaluable
     cfg = load_config(ROOT / "configs/ppo/minigrid_doorkey.yaml", [*TINY, f"out_dir={out}", f"total_steps={state['num_timesteps'] + 128}",
                                                                     "checkpoint_every=10000000", "ladder.every_steps=10000000"], schema=TrainConfig)
     train_ppo(cfg)
