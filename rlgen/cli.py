@@ -18,11 +18,9 @@ from rlgen.errors import NotLandedError, RlgenError
 
 #: Commands whose implementation has not landed yet, with the issue that brings them.
 NOT_LANDED: dict[str, str] = {
-    "collect": "dataset collection (issue #4)",
     "report": "reports (issue #5)",
     "run": "the whole pipeline (issue #5)",
     "quickstart": "the quickstart pipeline (issue #5)",
-    "datasets": "datasets (issue #4)",
 }
 
 
@@ -133,6 +131,111 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_collect(args: argparse.Namespace) -> int:
+    from rlgen.config import CollectConfig, load_config
+
+    cfg = load_config(args.config, args.overrides, schema=CollectConfig)
+    from rlgen.data.collect import collect
+    from rlgen.data.dataset import load_dataset
+
+    t0 = time.perf_counter()
+    root = collect(cfg)
+    info = load_dataset(root).describe()
+    print(f"{root}: {info['episodes']:,} episodes, {info['transitions']:,} transitions on {info['levels']} levels, "
+          f"mean return {info['mean_return']:.3f} ({time.perf_counter() - t0:.0f}s)")
+    return 0
+
+
+def _dataset_dirs(path: Path) -> list[Path]:
+    from rlgen.data.format import MANIFEST
+
+    if (path / MANIFEST).is_file():
+        return [path]
+    return sorted(p.parent for p in path.glob(f"*/{MANIFEST}"))
+
+
+def cmd_datasets_ls(args: argparse.Namespace) -> int:
+    from rlgen.data.dataset import load_dataset
+
+    root = Path(args.path)
+    if not root.is_dir():
+        raise RlgenError(f"no directory {str(root)!r}")
+    dirs = _dataset_dirs(root)
+    if not dirs:
+        print(f"no datasets under {root}")
+        return 0
+    print(f"{'dataset':<36} {'env':<28} {'skill':<8} {'episodes':>9} {'transitions':>12} {'levels':>7} {'return':>8}")
+    for d in dirs:
+        try:
+            ds = load_dataset(d)
+        except RlgenError as e:
+            print(f"{d.name:<36} (unreadable: {e})")
+            continue
+        m = ds.manifest
+        print(f"{d.name:<36} {ds.env:<28} {m.get('skill', 'subset'):<8} {ds.num_episodes:>9,} {ds.num_transitions:>12,} "
+              f"{len(ds.levels):>7} {float(ds.episodes['return'].mean()):>8.3f}")
+    return 0
+
+
+def cmd_datasets_info(args: argparse.Namespace) -> int:
+    from rlgen.data.dataset import load_dataset
+
+    ds = load_dataset(args.path)
+    info = ds.describe()
+    if args.json:
+        print(json.dumps({"info": info, "manifest": {k: v for k, v in ds.manifest.items() if k != "shards"}}, indent=2))
+        return 0
+    print(f"dataset        {info['name']} ({ds.root})")
+    print(f"env            {info['env']}")
+    print(f"skill          {ds.manifest.get('skill', '-')}")
+    print(f"episodes       {info['episodes']:,}")
+    print(f"transitions    {info['transitions']:,}")
+    print(f"levels         {info['levels']} ({ds.manifest.get('collection', {}).get('levels', '-')})")
+    print(f"mean return    {info['mean_return']:.3f}")
+    for label, v in info["returns_by_skill"].items():
+        print(f"  {label:<12} {v['episodes']:,} episodes, mean return {v['mean_return']:.3f}")
+    for p in ds.manifest.get("policies", []):
+        if "step" in p:
+            print(f"policy {p['label']:<8} {p['checkpoint']} at step {p['step']:,}: ladder mean return {p['mean_return']:.3f}")
+    if info["bytes_per_transition"]:
+        bpt = info["bytes_per_transition"]
+        print(f"storage        {bpt:,.0f} bytes/transition ({bpt / info['raw_bytes_per_transition']:.3f} of raw {info['raw_bytes_per_transition']:,})")
+    return 0
+
+
+def cmd_datasets_verify(args: argparse.Namespace) -> int:
+    from rlgen.data.dataset import load_dataset
+
+    ds = load_dataset(args.path)
+    problems = ds.verify()
+    if problems:
+        for p in problems:
+            print(f"FAIL {p}")
+        print(f"{args.path}: {len(problems)} problem(s)")
+        return 1
+    print(f"{args.path}: OK ({len(ds.manifest['shards'])} shards, {ds.manifest['counts']['episodes']:,} episodes, "
+          f"{ds.manifest['counts']['transitions']:,} transitions; checksums, shapes and counts match)")
+    return 0
+
+
+def cmd_datasets_export(args: argparse.Namespace) -> int:
+    from rlgen.data.dataset import load_dataset
+    from rlgen.data.minari_io import export_minari
+
+    ds = load_dataset(args.path)
+    path = export_minari(ds, args.minari)
+    print(f"exported {ds.num_episodes:,} episodes to Minari dataset {args.minari} ({path})")
+    return 0
+
+
+def cmd_datasets_import(args: argparse.Namespace) -> int:
+    from rlgen.data.minari_io import import_minari
+
+    root = import_minari(args.minari, args.out, env=args.env)
+    print(f"imported Minari dataset {args.minari} into {root}")
+    return 0
+
+
 def cmd_not_landed(args: argparse.Namespace) -> int:
     raise NotLandedError(f"`rlgen {args.command}` is not implemented yet: it arrives with {NOT_LANDED[args.command]}")
 
@@ -192,6 +295,35 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", help="override the run's device")
     evaluate.add_argument("--random-baseline", action="store_true", help="also evaluate a uniform random policy")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    collect = sub.add_parser("collect", help="collect a dataset from a policy at a skill level",
+                             description="Roll out a PPO run's policy (skill expert | medium | mixed | random) on the "
+                             "split's training levels into a dataset. Re-running resumes an interrupted collection.")
+    collect.add_argument("config", help="YAML config, e.g. configs/collect/procgen_coinrun.yaml")
+    collect.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. skill=mixed transitions=1000000")
+    collect.set_defaults(func=cmd_collect)
+
+    datasets = sub.add_parser("datasets", help="list, inspect, verify and export datasets", description="Datasets.")
+    dsub = datasets.add_subparsers(dest="datasets_command", metavar="SUBCOMMAND", required=True)
+    p = dsub.add_parser("ls", help="list the datasets under a directory")
+    p.add_argument("path", nargs="?", default="data")
+    p.set_defaults(func=cmd_datasets_ls)
+    p = dsub.add_parser("info", help="levels, episodes, returns by skill, bytes/transition")
+    p.add_argument("path")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_datasets_info)
+    p = dsub.add_parser("verify", help="check checksums, shapes and counts (exit 1 on a problem)")
+    p.add_argument("path")
+    p.set_defaults(func=cmd_datasets_verify)
+    p = dsub.add_parser("export", help="export to a Minari dataset")
+    p.add_argument("path")
+    p.add_argument("--minari", required=True, metavar="ID", help="Minari dataset id, e.g. rlgen/coinrun/expert-v0")
+    p.set_defaults(func=cmd_datasets_export)
+    p = dsub.add_parser("import", help="import a Minari dataset with image observations")
+    p.add_argument("minari", metavar="ID", help="a local Minari dataset id")
+    p.add_argument("out", help="directory for the rlgen dataset")
+    p.add_argument("--env", help="rlgen env id to record (SUITE/ENV); default: from the Minari metadata")
+    p.set_defaults(func=cmd_datasets_import)
 
     for name, what in NOT_LANDED.items():
         p = sub.add_parser(name, help=f"(not implemented yet: {what})", description=f"Not implemented yet: {what}.")

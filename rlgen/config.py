@@ -18,7 +18,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, ClassVar, Literal, Union
 
 import pydantic
 import yaml
@@ -70,6 +70,9 @@ class SplitConfig(StrictModel):
 
 class RlgenConfig(StrictModel):
     """Keys every command understands."""
+
+    #: ``load_config`` names a config after its file unless the file sets ``name``.
+    name_from_file: ClassVar[bool] = True
 
     name: str = Field(default="rlgen", min_length=1)
     env: str = Field(default="procgen/coinrun", description="SUITE/ENV, e.g. procgen/coinrun, minigrid/doorkey-5x5")
@@ -183,7 +186,7 @@ def load_config(
     ``name`` defaults to the file's stem. Raises ``ConfigError`` with one line on any problem.
     """
     data: dict[str, Any] = read_yaml(path) if path is not None else {}
-    if path is not None and "name" not in data:
+    if path is not None and "name" not in data and schema.name_from_file:
         data["name"] = Path(path).stem
     data = merge(data, parse_overrides(overrides))
     return validate_config(data, schema, source=str(path) if path is not None else "config")
@@ -317,4 +320,66 @@ class TrainConfig(RlgenConfig):
                 f"num_envs * ppo.n_steps = {self.num_envs} * {self.ppo.n_steps} = {batch} must be divisible by "
                 f"ppo.num_minibatches = {self.ppo.num_minibatches}"
             )
+        return self
+
+
+# --- collection ----------------------------------------------------------------------------------
+
+SKILLS = ("expert", "medium", "mixed", "random")
+
+
+def human_count(n: int) -> str:
+    """1000000 -> '1M', 200000 -> '200k', 1234 -> '1234'."""
+    for div, suffix in ((1_000_000, "M"), (1_000, "k")):
+        if n >= div and n % div == 0:
+            return f"{n // div}{suffix}"
+    return str(n)
+
+
+class CollectConfig(RlgenConfig):
+    """``rlgen collect``: roll out a policy on the split's training levels into a dataset.
+
+    ``name`` defaults to ``<env>-<skill>-<size>`` (``coinrun-expert-1M``) and ``out_dir`` to ``data/<name>``.
+    """
+
+    name_from_file: ClassVar[bool] = False
+
+    policy_run: str | None = Field(default=None, description="run directory of `rlgen train` (its ladder.json); not needed for skill=random")
+    skill: Literal["expert", "medium", "mixed", "random"] = "expert"
+    transitions: int | None = Field(default=1_000_000, ge=1)
+    episodes: int | None = Field(default=None, ge=1, description="collect this many episodes instead of `transitions`")
+    levels: int | None = Field(default=None, ge=1, description="collect on the first N training levels only (diversity)")
+    medium_fraction: float = Field(default=0.5, gt=0, lt=1, description="medium = the ladder rung nearest this fraction of expert return")
+    mixed_expert_fraction: float = Field(default=0.5, ge=0, le=1, description="mixed: share of episodes from the expert")
+    deterministic: bool = Field(default=False, description="greedy actions (default: sample, as the behaviour policy)")
+    shard_transitions: int = Field(default=50_000, ge=1, description="transitions per shard (file)")
+    segment_transitions: int = Field(default=500_000, ge=1, description="transitions per independent rollout (the most a resume replays)")
+    shard_episodes: int = Field(default=100, ge=1, description="with `episodes`: episodes per shard")
+    segment_episodes: int = Field(default=1000, ge=1, description="with `episodes`: episodes per independent rollout")
+    progress: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _collect_names(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if data.get("episodes") is not None and "transitions" not in data:
+            data["transitions"] = None
+        if "name" not in data:
+            env = str(data.get("env", "procgen/coinrun")).split("/")[-1].lower().removeprefix("minigrid-")
+            size = data.get("transitions") if data.get("transitions") is not None else data.get("episodes")
+            unit = "" if data.get("transitions") is not None else "ep"
+            skill = data.get("skill", "expert")
+            data["name"] = f"{env}-{skill}-{human_count(int(size)) if isinstance(size, int) else size}{unit}"
+        if data.get("out_dir") is None:
+            data["out_dir"] = str(Path("data") / str(data["name"]))
+        return data
+
+    @model_validator(mode="after")
+    def _collect_checks(self) -> "CollectConfig":
+        if (self.transitions is None) == (self.episodes is None):
+            raise ValueError("give exactly one of `transitions` and `episodes`")
+        if self.skill != "random" and not self.policy_run:
+            raise ValueError(f"skill={self.skill} needs policy_run: the run directory of `rlgen train` (skill=random needs none)")
         return self

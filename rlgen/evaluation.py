@@ -36,6 +36,9 @@ class RandomPolicy:
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
         return self._rng.integers(0, self.num_actions, size=len(obs))
 
+    def reseed(self, seed: int | list[int]) -> None:
+        self._rng = np.random.default_rng(seed)
+
 
 @dataclasses.dataclass(frozen=True)
 class EvalResult:

@@ -24,3 +24,11 @@ def test_bench_ppo_quick():
     assert lines[0].split()[-1] == "ratio" and len(lines) == 3
     assert all(float(line.split()[-1]) > 0 for line in lines[1:])
     assert "Gym has been unmaintained" not in result.stderr
+
+
+def test_bench_data_quick():
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "data.py"), "--quick"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].split()[-1] == "ratio" and len(lines) == 5
+    assert all(float(line.split()[-1]) > 0 for line in lines[1:4])

@@ -1,0 +1,104 @@
+"""Dataset benchmarks, in one run on one machine:
+
+(a) collection: transitions/s written by ``rlgen collect`` (random policy, Procgen coinrun, 64 envs) vs raw
+    ``make_env`` steps/s with the same policy (goal >= 0.5 on CPU);
+(b) storage: bytes/transition on disk vs the raw 12,288 of a 3x64x64 frame (goal <= 0.15 for Procgen);
+(c) sampling: batches/s of ``sample_transitions(256)`` from the memory-mapped cache vs BC updates/s with the
+    IMPALA encoder at batch 256 (sampling must not limit training).
+
+    python bench/data.py                       # 1M transitions: ~12 GB cache on disk, several minutes
+    python bench/data.py --quick               # 20k transitions; what the tests run
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rlgen.agents.networks import ImpalaEncoder
+from rlgen.config import CollectConfig, validate_config
+from rlgen.data import load_dataset
+from rlgen.data.collect import collect
+from rlgen.envs import LevelSplit, make_env
+
+
+def raw_steps_per_second(num_envs: int, steps: int) -> float:
+    env = make_env(LevelSplit.procgen("coinrun"), "train", num_envs=num_envs, seed=0)
+    env.reset()
+    rng = np.random.default_rng(0)
+    start = time.perf_counter()
+    for _ in range(steps):
+        env.step(rng.integers(0, 15, size=num_envs))
+    return steps * num_envs / (time.perf_counter() - start)
+
+
+def bc_updates_per_second(batch: dict, updates: int) -> float:
+    torch.manual_seed(0)
+    encoder = ImpalaEncoder((3, 64, 64))
+    head = torch.nn.Linear(encoder.features_dim, 15)
+    opt = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=5e-4)
+    obs = torch.as_tensor(np.asarray(batch["obs"]))
+    act = torch.as_tensor(np.asarray(batch["action"]))
+    times = []
+    for _ in range(updates + 1):
+        start = time.perf_counter()
+        loss = torch.nn.functional.cross_entropy(head(encoder(obs)), act)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - start)
+    return 1.0 / statistics.median(times[1:])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--transitions", type=int, default=1_000_000)
+    parser.add_argument("--dir", help="where to write the dataset (default: a temporary directory)")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    n = 20_000 if args.quick else args.transitions
+    work = Path(args.dir or tempfile.mkdtemp(prefix="rlgen-bench-"))
+    root = work / "coinrun-random"
+    shutil.rmtree(root, ignore_errors=True)
+    try:
+        raw = raw_steps_per_second(64, 100 if args.quick else 500)
+        cfg = validate_config({"env": "procgen/coinrun", "skill": "random", "transitions": n, "num_envs": 64,
+                               "shard_transitions": 10_000 if args.quick else 50_000, "progress": False,
+                               "out_dir": str(root)}, CollectConfig)  # fmt: skip
+        start = time.perf_counter()
+        collect(cfg)
+        ds = load_dataset(root)
+        collect_rate = ds.num_transitions / (time.perf_counter() - start)
+        bpt = ds.manifest["counts"]["bytes"] / ds.num_transitions
+
+        start = time.perf_counter()
+        ds.cache()
+        cache_s = time.perf_counter() - start
+        rng = np.random.default_rng(0)
+        ds.sample_transitions(256, rng)
+        k = 50 if args.quick else 500
+        start = time.perf_counter()
+        for _ in range(k):
+            batch = ds.sample_transitions(256, rng)
+        sample_rate = k / (time.perf_counter() - start)
+        bc_rate = bc_updates_per_second(batch, 3 if args.quick else 10)
+
+        print(f"{'measure':<52} {'rlgen':>12} {'baseline':>12} {'ratio':>8}")
+        print(f"{'(a) collect transitions/s vs raw env steps/s':<52} {collect_rate:>12,.0f} {raw:>12,.0f} {collect_rate / raw:>8.3f}")
+        print(f"{'(b) bytes/transition vs raw 3x64x64 frame':<52} {bpt:>12,.0f} {12288:>12,} {bpt / 12288:>8.3f}")
+        print(f"{'(c) sample_transitions(256)/s vs BC updates/s':<52} {sample_rate:>12,.1f} {bc_rate:>12,.2f} {sample_rate / bc_rate:>8.1f}")
+        print(f"dataset: {ds.num_transitions:,} transitions; cache built once in {cache_s:.1f}s")
+    finally:
+        if not args.dir:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
