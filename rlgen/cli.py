@@ -77,13 +77,21 @@ def cmd_splits_check(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from rlgen.config import TrainConfig, load_config
+    from rlgen.config import OfflineConfig, TrainConfig, load_config, train_schema
 
-    cfg = load_config(args.config, args.overrides, schema=TrainConfig)
-    from rlgen.agents.ppo import train_ppo  # heavy imports only after the config is valid
+    schema = train_schema(args.config, args.overrides)
+    cfg = load_config(args.config, args.overrides, schema=schema)
+    if isinstance(cfg, TrainConfig):
+        from rlgen.agents.ppo import train_ppo  # heavy imports only after the config is valid
 
-    run_dir = train_ppo(cfg)
-    print(f"trained {cfg.algo} on {cfg.env} for {cfg.total_steps:,} env steps; run directory {run_dir}")
+        run_dir = train_ppo(cfg)
+        print(f"trained {cfg.algo} on {cfg.env} for {cfg.total_steps:,} env steps; run directory {run_dir}")
+    else:
+        assert isinstance(cfg, OfflineConfig)
+        from rlgen.agents.offline import train_offline
+
+        run_dir = train_offline(cfg)
+        print(f"trained {cfg.algo} on {cfg.dataset} for {cfg.steps:,} gradient steps; run directory {run_dir}")
     print(f"next: rlgen evaluate {run_dir} --episodes 100")
     return 0
 
@@ -91,7 +99,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import yaml
 
-    from rlgen.config import TrainConfig, validate_config
+    from rlgen.config import OfflineConfig, TrainConfig, validate_config
     from rlgen.envs import LevelSplit
 
     run_dir = Path(args.run_dir)
@@ -100,18 +108,33 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise RlgenError(f"{str(run_dir)!r} is not a run directory (no config.yaml); pass the out_dir of `rlgen train`")
     data = yaml.safe_load(config_path.read_text()) or {}
     resolved = data.pop("resolved", {})
-    cfg = validate_config(data, TrainConfig, source=str(config_path))
+    algo = data.get("algo", "ppo")
+    schema = TrainConfig if algo == "ppo" else OfflineConfig
+    cfg = validate_config(data, schema, source=str(config_path))
     split = LevelSplit.from_dict(resolved["split"]) if "split" in resolved else cfg.level_split()
     if args.episodes < 1:
         raise RlgenError(f"--episodes must be >= 1, got {args.episodes}")
 
-    from rlgen.agents.ppo import load_run_agent
     from rlgen.evaluation import RandomPolicy, append_results, evaluate_on_levels, generalization_gap
 
-    agent = load_run_agent(run_dir, checkpoint=args.checkpoint, device=args.device or cfg.device)
-    policies = [("ppo", agent)]
+    device = args.device or cfg.device
+    if algo == "ppo":
+        from rlgen.agents.ppo import load_run_agent
+
+        agent = load_run_agent(run_dir, checkpoint=args.checkpoint, device=device)
+        num_actions = int(agent.model.action_space.n)
+    else:
+        from rlgen.agents.offline import load_offline_agent
+
+        agent = load_offline_agent(run_dir, device=device)  # type: ignore[assignment]
+        from rlgen.envs import make_env
+
+        probe = make_env(split, "train", num_envs=1)
+        num_actions = int(probe.single_action_space.n)
+        probe.close()
+    policies = [(algo, agent)]
     if args.random_baseline:
-        policies.append(("random", RandomPolicy(int(agent.model.action_space.n), seed=args.seed)))
+        policies.append(("random", RandomPolicy(num_actions, seed=args.seed)))
     print(f"{'agent':<8} {'levels':<10} {'episodes':>8} {'return':>8} {'normalized':>10}")
     for name, policy in policies:
         results = {}
@@ -121,7 +144,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             results[which] = r
             norm = f"{r.mean_normalized:.3f}" if r.mean_normalized is not None else "-"
             print(f"{name:<8} {which:<10} {len(r.returns):>8} {r.mean_return:>8.3f} {norm:>10}")
-            append_results(run_dir / "results.jsonl", [r.to_row(agent=name, algo=name if name == "random" else cfg.algo,
+            append_results(run_dir / "results.jsonl", [r.to_row(agent=name, algo=name,
                                                                 run=str(run_dir), checkpoint=args.checkpoint)])
         if "train" in results and "held_out" in results:
             g = generalization_gap(results["train"], results["held_out"], seed=args.seed)

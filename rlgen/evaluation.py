@@ -3,7 +3,9 @@
 ``evaluate_on_levels`` runs complete episodes on a fixed list of levels drawn (seeded) from the
 chosen level set, several envs at once, and records return, length and level of every episode.
 The policy is any object with ``act(obs, deterministic=...) -> actions`` taking a batch of
-observations ``(B, *obs_shape)`` and returning ``(B,)`` integer actions.
+observations ``(B, *obs_shape)`` and returning ``(B,)`` integer actions. Policies with
+``episodic = True`` (DT, BCT) also get ``reset(keys)`` when episodes start, ``keys=`` in ``act``
+naming each row's episode, and ``observe(keys, rewards)`` after each step.
 """
 
 from __future__ import annotations
@@ -148,6 +150,9 @@ def evaluate_on_levels(
     # moves to the next level of the list. Exact level control costs a Python loop over slots.
     slots: list[dict[str, Any]] = []
     next_episode = 0
+    # Sequence models (DT, BCT) condition on the episode so far: tell them where episodes start
+    # (reset), which episode each row is (keys) and the rewards that came back (observe).
+    episodic = bool(getattr(agent, "episodic", False))
 
     def start(slot: dict[str, Any] | None) -> dict[str, Any] | None:
         nonlocal next_episode
@@ -159,6 +164,8 @@ def evaluate_on_levels(
         next_episode += 1
         env = make_env(split, which, num_envs=1, seed=seed * 100_003 + k, levels=[int(level_list[k])])
         obs, info = env.reset()
+        if episodic:
+            agent.reset([k])  # type: ignore[attr-defined]
         if int(info["level"][0]) != level_list[k]:  # pragma: no cover - guards the suites' level control
             raise RuntimeError(f"env started level {int(info['level'][0])}, expected {level_list[k]}")
         return {"env": env, "episode": k, "obs": obs[0], "return": 0.0, "length": 0}
@@ -167,10 +174,17 @@ def evaluate_on_levels(
         slots.append(start(None))  # type: ignore[arg-type]
     active = [s for s in slots if s is not None]
     while active:
-        actions = np.asarray(agent.act(np.stack([s["obs"] for s in active]), deterministic=deterministic))
+        batch = np.stack([s["obs"] for s in active])
+        if episodic:
+            keys = [s["episode"] for s in active]
+            actions = np.asarray(agent.act(batch, deterministic=deterministic, keys=keys))  # type: ignore[call-arg]
+        else:
+            actions = np.asarray(agent.act(batch, deterministic=deterministic))
         still: list[dict[str, Any]] = []
+        step_rewards = []
         for s, a in zip(active, actions):
             obs, reward, terminated, truncated, _ = s["env"].step(np.asarray([a]))
+            step_rewards.append(float(reward[0]))
             s["return"] += float(reward[0])
             s["length"] += 1
             if terminated[0] or truncated[0]:
@@ -182,6 +196,8 @@ def evaluate_on_levels(
             else:
                 s["obs"] = obs[0]
                 still.append(s)
+        if episodic:
+            agent.observe(keys, np.asarray(step_rewards))  # type: ignore[attr-defined]
         active = still
     suite = get_suite(split.suite)
     normalized = suite.normalize_returns(split.env, returns, split.options)
