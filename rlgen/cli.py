@@ -18,7 +18,6 @@ from rlgen.errors import NotLandedError, RlgenError
 
 #: Commands whose implementation has not landed yet, with the issue that brings them.
 NOT_LANDED: dict[str, str] = {
-    "report": "reports (issue #5)",
     "run": "the whole pipeline (issue #5)",
     "quickstart": "the quickstart pipeline (issue #5)",
 }
@@ -144,8 +143,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             results[which] = r
             norm = f"{r.mean_normalized:.3f}" if r.mean_normalized is not None else "-"
             print(f"{name:<8} {which:<10} {len(r.returns):>8} {r.mean_return:>8.3f} {norm:>10}")
-            append_results(run_dir / "results.jsonl", [r.to_row(agent=name, algo=name,
-                                                                run=str(run_dir), checkpoint=args.checkpoint)])
+            dataset = resolved.get("dataset", {}) if name != "random" else {}
+            append_results(run_dir / "results.jsonl", [r.to_row(
+                agent=name, algo=name, run=str(run_dir), checkpoint=args.checkpoint, train_levels=len(split.train),
+                dataset=dataset.get("name"), dataset_transitions=dataset.get("transitions"),
+            )])
         if "train" in results and "held_out" in results:
             g = generalization_gap(results["train"], results["held_out"], seed=args.seed)
             kind = "normalized" if g.normalized else "raw"
@@ -259,6 +261,20 @@ def cmd_datasets_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from rlgen.report import make_report
+
+    report, table, agg = make_report(args.paths, out_dir=args.out, seed=args.seed)
+    print(f"{'algo':<8} {'env':<34} {'runs':>4} {'train':>7} {'held-out':>9} {'gap':>7}  gap 95% CI")
+    for t in table:
+        print(f"{t.algo:<8} {t.env:<34} {t.runs:>4} {t.train:>7.3f} {t.held_out:>9.3f} {t.gap:>+7.3f}  [{t.gap_ci[0]:+.3f}, {t.gap_ci[1]:+.3f}]")
+    for algo, (m, lo, hi) in sorted(agg["iqm_held_out"].items()):
+        tm, tlo, thi = agg["iqm_train"][algo]
+        print(f"IQM {algo:<8} train {tm:.3f} [{tlo:.3f}, {thi:.3f}]  held-out {m:.3f} [{lo:.3f}, {hi:.3f}]")
+    print(f"report: {report}")
+    return 0
+
+
 def cmd_not_landed(args: argparse.Namespace) -> int:
     raise NotLandedError(f"`rlgen {args.command}` is not implemented yet: it arrives with {NOT_LANDED[args.command]}")
 
@@ -348,6 +364,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", help="rlgen env id to record (SUITE/ENV); default: from the Minari metadata")
     p.set_defaults(func=cmd_datasets_import)
 
+    report = sub.add_parser("report", help="tables and plots from results.jsonl files",
+                            description="Per-game train / held-out / gap table with bootstrap CIs, IQM across games "
+                            "(rliable), PNG plots and report.md, from results.jsonl files or the directories holding them.")
+    report.add_argument("paths", nargs="+", help="results.jsonl files or directories searched recursively")
+    report.add_argument("--out", help="output directory (default: <first path>/report)")
+    report.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    report.set_defaults(func=cmd_report)
+
     for name, what in NOT_LANDED.items():
         p = sub.add_parser(name, help=f"(not implemented yet: {what})", description=f"Not implemented yet: {what}.")
         p.add_argument("args", nargs="*", help=argparse.SUPPRESS)
@@ -355,9 +379,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure_logging(debug: bool) -> None:
+    """The CLI alone sets up logging. d3rlpy logs through structlog at info level on every dataset
+    and epoch; the user sees rlgen's progress and d3rlpy's warnings, everything with --debug."""
+    import logging
+
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG if debug else logging.WARNING))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_logging(args.debug)
     try:
         return int(args.func(args))
     except RlgenError as e:

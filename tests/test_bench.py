@@ -32,3 +32,12 @@ def test_bench_data_quick():
     lines = result.stdout.strip().splitlines()
     assert lines[0].split()[-1] == "ratio" and len(lines) == 5
     assert all(float(line.split()[-1]) > 0 for line in lines[1:4])
+
+
+def test_bench_offline_quick():
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "offline.py"), "--quick"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].split()[-1] == "ratio" and [line.split()[0] for line in lines[1:]] == ["bc", "bcq", "cql", "dt", "iql", "bct"]
+    assert all(float(line.split()[-1]) > 0 for line in lines[1:5])
+    assert "Gym has been unmaintained" not in result.stderr

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -230,13 +229,6 @@ def build_agent(cfg: OfflineConfig, observation_shape: tuple[int, ...], num_acti
 # --- the training loop ---------------------------------------------------------------------------------
 
 
-def _quiet_d3rlpy() -> None:
-    """d3rlpy logs through structlog at info level; keep the terminal to rlgen's own progress."""
-    import structlog
-
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-
-
 def train_offline(cfg: OfflineConfig) -> Path:
     """Train (or resume) an offline agent as ``cfg`` says; returns the run directory.
 
@@ -345,7 +337,6 @@ def train_offline(cfg: OfflineConfig) -> Path:
 
 
 def _progress(cfg: OfflineConfig, completed: int) -> Any:
-    _quiet_d3rlpy()
     if not cfg.progress:
         return None
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

@@ -151,6 +151,9 @@ def test_train_offline_resume_and_evaluate_through_the_cli(tmp_path, capsys):
             "progress=false", "eval.every_steps=20", "eval.episodes=2", "eval_num_envs=2", "checkpoint_every=10", f"out_dir={out}"]  # fmt: skip
     assert main([*args, "steps=20"]) == 0
     assert main([*args, "steps=40"]) == 0  # resumes from step 20
+    printed = capsys.readouterr()
+    for noise in ("Gym has been unmaintained", "[info", "Signatures have been"):  # a clean terminal
+        assert noise not in printed.out and noise not in printed.err
     import json
 
     state = json.loads((out / "checkpoints/latest/state.json").read_text())

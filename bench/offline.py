@@ -1,0 +1,110 @@
+"""Updates/s of rlgen's offline agents vs plain d3rlpy with the same network and batch size.
+
+Plain d3rlpy: its own replay buffer (``MDPDataset`` in RAM) and ``algo.update(buffer.sample_*_batch())``,
+the loop ``fit`` runs. rlgen: batches from the memory-mapped sampler driving the same algorithm.
+IQL and BCT have no d3rlpy counterpart; their absolute updates/s are printed. Median of timed updates.
+
+    python bench/offline.py            # Procgen-shaped data (3x64x64), IMPALA encoder, reference batch sizes
+    python bench/offline.py --quick    # MiniGrid-shaped data, tiny; what the tests run
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rlgen.agents.offline import RlgenEncoderFactory, build_agent
+from rlgen.cli import configure_logging
+from rlgen.config import OfflineConfig, validate_config
+from rlgen.data import Episode, load_dataset, write_dataset
+
+import d3rlpy  # noqa: E402  (imported after rlgen.agents silenced gym's banner)
+
+
+def make_data(root: Path, shape: tuple[int, ...], transitions: int, episode_length: int = 100) -> Path:
+    rng = np.random.default_rng(0)
+    eps = []
+    for i in range(transitions // episode_length):
+        t = episode_length
+        eps.append(Episode(rng.integers(0, 256, (t + 1, *shape), dtype=np.uint8), rng.integers(0, 15, t), rng.random(t).astype(np.float32),
+                           np.r_[np.zeros(t - 1, bool), [True]], np.zeros(t, bool), level=i % 200))  # fmt: skip
+    env = "procgen/coinrun" if shape[1] == 64 else "minigrid/MiniGrid-Empty-5x5-v0"
+    write_dataset(root, eps, {"kind": "dataset", "env": env, "observation_space": {"shape": list(shape), "dtype": "uint8"},
+                              "action_space": {"n": 15}, "policies": [{"label": "random"}]})  # fmt: skip
+    return root
+
+
+def median_rate(step, n: int) -> float:
+    step()  # warm-up
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return 1.0 / statistics.median(times)
+
+
+def d3rlpy_plain(algo: str, cfg: OfflineConfig, ds, encoder: str) -> float:
+    """Plain d3rlpy on the same data, loaded into its own in-RAM buffer."""
+    c = ds.cache()
+    n = ds.num_transitions
+    obs = np.asarray(c["obs"][c["obs_index"][:n]])
+    mdp = d3rlpy.dataset.MDPDataset(obs, np.asarray(c["actions"][:n]), np.asarray(c["rewards"][:n]), np.asarray(c["terminated"][:n]),
+                                    action_space=d3rlpy.ActionSpace.DISCRETE, action_size=15)  # fmt: skip
+    enc = RlgenEncoderFactory(encoder)
+    common = {"batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate, "encoder_factory": enc}
+    if algo == "bc":
+        a = d3rlpy.algos.DiscreteBCConfig(**common, beta=0.0).create(device="cpu")
+    elif algo == "bcq":
+        a = d3rlpy.algos.DiscreteBCQConfig(**common).create(device="cpu")
+    elif algo == "cql":
+        a = d3rlpy.algos.DiscreteCQLConfig(**common, alpha=cfg.cql_alpha).create(device="cpu")
+    else:
+        a = d3rlpy.algos.DiscreteDecisionTransformerConfig(**{**common, "encoder_factory": RlgenEncoderFactory(encoder, features_dim=cfg.embed_dim)},
+                                                           context_size=cfg.context_length, num_heads=cfg.n_heads, num_layers=cfg.n_layers).create(device="cpu")  # fmt: skip
+    a.build_with_dataset(mdp)
+    if algo == "dt":
+        return median_rate(lambda: a.update(mdp.sample_trajectory_batch(cfg.batch_size, cfg.context_length)), N_UPDATES)
+    return median_rate(lambda: a.update(mdp.sample_transition_batch(cfg.batch_size)), N_UPDATES)
+
+
+N_UPDATES = 5
+
+
+def main(argv: list[str] | None = None) -> None:
+    global N_UPDATES
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--updates", type=int, default=5)
+    args = parser.parse_args(argv)
+    configure_logging(debug=False)
+    N_UPDATES = 10 if args.quick else args.updates
+    shape, encoder, n = ((3, 7, 7), "minigrid_cnn", 2000) if args.quick else ((3, 64, 64), "impala", 20_000)
+    batch = {"bc": 256, "bcq": 512, "cql": 256, "iql": 512, "dt": 512, "bct": 512}
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        ds = load_dataset(make_data(Path(tmp) / "d", shape, n))
+        rng = np.random.default_rng(0)
+        print(f"{'algo':<6} {'batch':>6} {'rlgen updates/s':>16} {'d3rlpy updates/s':>17} {'ratio':>6}")
+        for algo in ("bc", "bcq", "cql", "dt", "iql", "bct"):
+            bs = 32 if args.quick else batch[algo]
+            cfg = validate_config({"algo": algo, "dataset": str(ds.root), "batch_size": bs, "network": encoder, "device": "cpu",
+                                   "n_layers": 2 if args.quick else 6, "n_heads": 2 if args.quick else 8, "embed_dim": 32 if args.quick else 128}, OfflineConfig)  # fmt: skip
+            agent = build_agent(cfg, shape, 15, "cpu", target_return=10.0)
+            windows = algo in ("dt", "bct")
+            ours = median_rate(lambda: agent.update(ds.sample_windows(bs, cfg.context_length, rng) if windows else ds.sample_transitions(bs, rng)), N_UPDATES)
+            if algo in ("iql", "bct"):
+                print(f"{algo:<6} {bs:>6} {ours:>16.2f} {'-':>17} {'-':>6}")
+                continue
+            plain = d3rlpy_plain(algo, cfg, ds, encoder)
+            print(f"{algo:<6} {bs:>6} {ours:>16.2f} {plain:>17.2f} {ours / plain:>6.3f}")
+
+
+if __name__ == "__main__":
+    main()
