@@ -279,11 +279,9 @@ class PPOSettings(StrictModel):
     @field_validator("network")
     @classmethod
     def _network(cls, v: str) -> str:
-        from rlgen.agents.networks import ENCODERS
+        from rlgen.agents.networks import check_network_name
 
-        if v != "auto" and v not in ENCODERS:
-            raise ValueError(f"network {v!r} is not one of: auto, {', '.join(ENCODERS)}")
-        return v
+        return check_network_name(v)
 
 
 class LadderSettings(StrictModel):
@@ -461,11 +459,9 @@ class OfflineConfig(RlgenConfig):
     @field_validator("network")
     @classmethod
     def _network(cls, v: str) -> str:
-        from rlgen.agents.networks import ENCODERS
+        from rlgen.agents.networks import check_network_name
 
-        if v != "auto" and v not in ENCODERS:
-            raise ValueError(f"network {v!r} is not one of: auto, {', '.join(ENCODERS)}")
-        return v
+        return check_network_name(v)
 
     @model_validator(mode="after")
     def _offline_checks(self) -> "OfflineConfig":

@@ -27,17 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlgen.agents.networks import make_encoder
+from rlgen.agents.networks import as_tensor, make_encoder
 
 WEIGHT_DECAY = 1e-4  # AdamW, as in the Decision Transformer's training recipe
 GRAD_CLIP_NORM = 1.0  # transformers occasionally take huge gradient steps early; clip the global norm
-
-
-def as_tensor(x: Any, device: torch.device) -> torch.Tensor:
-    """numpy array (memory-mapped rows included) or tensor -> tensor on ``device``, dtype kept."""
-    if isinstance(x, torch.Tensor):
-        return x.to(device)
-    return torch.as_tensor(np.asarray(x), device=device)
 
 
 class CausalTransformerPolicy(nn.Module):

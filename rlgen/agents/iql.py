@@ -25,17 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlgen.agents.networks import make_encoder
+from rlgen.agents.networks import as_tensor, make_encoder
 
 HIDDEN_DIM = 256  # width of the MLP head after each encoder, as in the IQL paper
 MAX_AWR_WEIGHT = 100.0  # the paper's clip of exp(beta * advantage): keeps a few large advantages from dominating
-
-
-def as_tensor(x: Any, device: torch.device) -> torch.Tensor:
-    """numpy array (memory-mapped rows included) or tensor -> tensor on ``device``, dtype kept."""
-    if isinstance(x, torch.Tensor):
-        return x.to(device)
-    return torch.as_tensor(np.asarray(x), device=device)
 
 
 class EncoderHead(nn.Module):

@@ -8,6 +8,9 @@ callers pass observations as stored.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
 
 import torch
 from torch import nn
@@ -15,6 +18,20 @@ from torch import nn
 from rlgen.errors import ConfigError
 
 ENCODERS: tuple[str, ...] = ("impala", "minigrid_cnn")
+
+
+def as_tensor(x: Any, device: torch.device) -> torch.Tensor:
+    """numpy array (memory-mapped rows included) or tensor -> tensor on ``device``, dtype kept."""
+    if isinstance(x, torch.Tensor):
+        return x.to(device)
+    return torch.as_tensor(np.asarray(x), device=device)
+
+
+def check_network_name(name: str) -> str:
+    """Config validation: ``auto`` or one of ``ENCODERS``."""
+    if name != "auto" and name not in ENCODERS:
+        raise ValueError(f"network {name!r} is not one of: auto, {', '.join(ENCODERS)}")
+    return name
 
 
 class ResidualBlock(nn.Module):

@@ -15,14 +15,6 @@ MANIFEST = {
 }  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """These networks are tiny: with two OpenMP threads on a busy 2-core machine each step is
-    ~20x slower than with one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make_obs(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -47,14 +47,6 @@ def small_iql(**kwargs) -> DiscreteIQL:
     return DiscreteIQL(OBS_SHAPE, NUM_ACTIONS, encoder="minigrid_cnn", **kwargs)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """These networks are tiny: with two OpenMP threads on a busy 2-core machine each step is
-    ~20x slower than with one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

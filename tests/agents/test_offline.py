@@ -4,7 +4,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from rlgen.agents.offline import build_agent, load_offline_agent, train_offline
 from rlgen.cli import main
@@ -17,12 +16,6 @@ SHAPE = (3, 7, 7)
 ENV = "minigrid/MiniGrid-Empty-5x5-v0"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # small nets: thread hand-offs cost more than they give on a busy 2-core machine
-    yield
-    torch.set_num_threads(before)
 
 
 def marked_obs(rng: np.random.Generator, correct: int) -> np.ndarray:
