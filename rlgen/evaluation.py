@@ -14,13 +14,13 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from rlgen.envs import WHICH, LevelSet, LevelSplit, get_suite, make_env
+from rlgen.envs import WHICH, LevelSplit, get_suite, make_env
 from rlgen.errors import RlgenError
 
 
@@ -281,10 +281,3 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError as e:
             raise RlgenError(f"{p}:{i}: not a JSON row ({e.msg})") from None
     return rows
-
-
-def level_set_of(result: EvalResult) -> LevelSet:
-    return LevelSet(result.levels.tolist())
-
-
-ActFn = Callable[[np.ndarray], np.ndarray]

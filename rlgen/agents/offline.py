@@ -158,7 +158,9 @@ class D3rlpyAgent:
     # persistence ---------------------------------------------------------------------------------
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        self.algo.save_model(str(directory / "model.d3"))
+        tmp = directory / "model.d3.tmp"  # a kill mid-save must not destroy the previous checkpoint
+        self.algo.save_model(str(tmp))
+        tmp.replace(directory / "model.d3")
 
     def load(self, directory: Path) -> None:
         self.algo.load_model(str(directory / "model.d3"))
