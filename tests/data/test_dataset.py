@@ -1,0 +1,110 @@
+"""Reading: transition and window sampling line up with the stored episodes; subsets; the cache."""
+
+import json
+
+import numpy as np
+import pytest
+
+from rlgen.data import DatasetError, load_dataset
+
+
+def test_transitions_pair_each_observation_with_its_successor(dataset_dir, episodes, rng):
+    ds = load_dataset(dataset_dir)
+    b = ds.sample_transitions(512, rng)
+    assert b["obs"].shape == (512, 3, 5, 5) and b["action"].dtype == np.int64 and b["reward"].dtype == np.float32
+    ep = b["obs"][:, 0, 0, 0].astype(int)
+    t = b["obs"][:, 1, 0, 0].astype(int)
+    np.testing.assert_array_equal(b["next_obs"][:, 0, 0, 0], ep)  # same episode
+    np.testing.assert_array_equal(b["next_obs"][:, 1, 0, 0], t + 1)  # next step
+    for i in range(512):
+        e = episodes[ep[i]]
+        assert b["action"][i] == e.actions[t[i]] and b["reward"][i] == e.rewards[t[i]]
+        assert b["done"][i] == e.terminated[t[i]] and b["truncated"][i] == e.truncated[t[i]]
+
+
+def test_windows_are_left_padded_with_returns_to_go(dataset_dir, episodes, rng):
+    ds = load_dataset(dataset_dir)
+    w = ds.sample_windows(256, 5, rng)
+    assert w["obs"].shape == (256, 5, 3, 5, 5) and w["mask"].dtype == bool
+    for i in range(256):
+        m = w["mask"][i]
+        real = np.flatnonzero(m)
+        assert real[-1] == 4 and np.all(np.diff(real) == 1)  # padding only on the left
+        assert not w["obs"][i][~m].any() and not w["actions"][i][~m].any()
+        e = episodes[int(w["obs"][i, 4, 0, 0, 0])]
+        steps = w["timesteps"][i][m]
+        assert np.all(np.diff(steps) == 1) and (len(real) == 5 or steps[0] == 0)
+        np.testing.assert_array_equal(w["obs"][i][m][:, 1, 0, 0], steps)
+        np.testing.assert_array_equal(w["actions"][i][m], e.actions[steps])
+        rtg = np.array([e.rewards[s:].sum() for s in steps])
+        np.testing.assert_allclose(w["returns_to_go"][i][m], rtg, rtol=1e-5)
+
+
+def test_sampling_is_reproducible_from_the_generator(dataset_dir):
+    ds = load_dataset(dataset_dir)
+    a = ds.sample_transitions(64, np.random.default_rng(3))
+    b = ds.sample_transitions(64, np.random.default_rng(3))
+    np.testing.assert_array_equal(a["obs"], b["obs"])
+
+
+def test_subsets_by_levels_and_size_are_random_views(dataset_dir):
+    ds = load_dataset(dataset_dir)
+    sub = ds.subset(levels=3, transitions=60, seed=1)
+    assert len(sub.levels) <= 3 and set(sub.levels) <= set(ds.levels)
+    assert sub.num_transitions >= 60 and sub.num_transitions - int(sub.episodes["length"].max()) < 60
+    again = ds.subset(levels=3, transitions=60, seed=1)
+    np.testing.assert_array_equal(sub.episodes["id"], again.episodes["id"])
+    # drawn at random, not by return: half the episodes have return ~1, half ~0.1
+    returns = np.concatenate([ds.subset(episodes=10, seed=s).episodes["return"] for s in range(20)])
+    assert 0.3 < np.mean(returns > 0.5) < 0.7
+    # sampling from the view only yields its episodes
+    b = sub.sample_transitions(300, np.random.default_rng(0))
+    assert set(b["obs"][:, 0, 0, 0].tolist()) <= set((sub.episodes["id"] % 256).tolist())
+
+
+def test_subset_errors_name_what_is_there(dataset_dir):
+    ds = load_dataset(dataset_dir)
+    with pytest.raises(DatasetError, match="levels=50: .* has episodes on 10 levels"):
+        ds.subset(levels=50)
+    with pytest.raises(DatasetError, match="only .* transitions to choose from"):
+        ds.subset(transitions=10**6)
+    with pytest.raises(DatasetError, match="skill 'medium' is not in toy; it has: expert"):
+        ds.subset(skill="medium")
+
+
+def test_saved_subset_points_at_the_parent_shards(dataset_dir, tmp_path):
+    ds = load_dataset(dataset_dir)
+    sub = ds.subset(levels=[1, 2], seed=0)
+    path = sub.save_subset(tmp_path / "sub")
+    assert not (path / "shards").exists()
+    again = load_dataset(path)
+    assert again.manifest["kind"] == "subset" and set(again.levels) == {1, 2}
+    np.testing.assert_array_equal(again.episodes["id"], sub.episodes["id"])
+    assert again.verify() == []
+    b = again.sample_transitions(50, np.random.default_rng(0))
+    assert set((b["obs"][:, 0, 0, 0] % 10).tolist()) <= {1, 2}  # episode i is on level i % 10
+
+
+def test_cache_is_built_once_and_rebuilt_when_shards_change(dataset_dir):
+    ds = load_dataset(dataset_dir)
+    path = ds.cache()
+    meta = json.loads((path / "meta.json").read_text())
+    mtime = (path / "obs.npy").stat().st_mtime_ns
+    load_dataset(dataset_dir).cache()
+    assert (path / "obs.npy").stat().st_mtime_ns == mtime
+    m = json.loads((dataset_dir / "manifest.json").read_text())
+    m["shards"][0]["sha256"] = "0" * 64  # as if the shard had been rewritten
+    (dataset_dir / "manifest.json").write_text(json.dumps(m))
+    load_dataset(dataset_dir).cache()
+    assert json.loads((path / "meta.json").read_text())["shards"] != meta["shards"]
+
+
+def test_to_device_cpu_gives_tensors(dataset_dir):
+    torch = pytest.importorskip("torch")
+    ds = load_dataset(dataset_dir)
+    assert ds.to_device("cpu")
+    b = ds.sample_transitions(8, np.random.default_rng(0))
+    assert isinstance(b["obs"], torch.Tensor) and b["obs"].shape == (8, 3, 5, 5)
+    np.testing.assert_array_equal(b["next_obs"][:, 1, 0, 0].numpy(), b["obs"][:, 1, 0, 0].numpy() + 1)
+    w = ds.sample_windows(4, 3, np.random.default_rng(0))
+    assert w["obs"].shape == (4, 3, 3, 5, 5) and w["mask"].dtype == torch.bool
