@@ -52,11 +52,10 @@ def median_rate(step, n: int) -> float:
 
 def d3rlpy_plain(algo: str, cfg: OfflineConfig, ds, encoder: str) -> float:
     """Plain d3rlpy on the same data, loaded into its own in-RAM buffer."""
-    c = ds.cache()
-    n = ds.num_transitions
-    obs = np.asarray(c["obs"][c["obs_index"][:n]])
-    mdp = d3rlpy.dataset.MDPDataset(obs, np.asarray(c["actions"][:n]), np.asarray(c["rewards"][:n]), np.asarray(c["terminated"][:n]),
-                                    action_space=d3rlpy.ActionSpace.DISCRETE, action_size=15)  # fmt: skip
+    c = ds.cached_arrays()
+    obs = np.asarray(c["obs"][np.asarray(c["obs_of_step"])])  # the observation at every step, the final ones left out
+    mdp = d3rlpy.dataset.MDPDataset(obs, np.asarray(c["actions"]), np.asarray(c["rewards"]), np.asarray(c["terminated"]),
+                                    timeouts=np.asarray(c["truncated"]), action_space=d3rlpy.ActionSpace.DISCRETE, action_size=15)  # fmt: skip
     enc = RlgenEncoderFactory(encoder)
     common = {"batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate, "encoder_factory": enc}
     if algo == "bc":

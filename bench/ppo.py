@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
         cfg = config("procgen/coinrun", 16, 16 if args.quick else 64, "impala")
         o = statistics.median(timed_learn(rlgen_model(cfg, Path(tmp)), pg_steps) for _ in range(repeats))
         raw = raw_envpool_sps("coinrun", 16, 200 if args.quick else 2000)
-        print(f"{'procgen coinrun PPO (IMPALA) vs raw EnvPool':<44} {o:>14,.0f} {raw:>17,.0f} {o / raw:>6.3f}")
+        print(f"{'procgen coinrun PPO (IMPALA) vs raw EnvPool':<44} {o:>14,.0f} {raw:>17,.0f} {o / raw:>6.2g}")
 
 
 if __name__ == "__main__":

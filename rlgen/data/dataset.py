@@ -292,6 +292,15 @@ class Dataset:
             base._arrays = {k: np.load(path / f"{k}.npy", mmap_mode="r") for k in ("obs", *STEP_ARRAYS, "returns_to_go", "timesteps", "obs_of_step", "ep_step_start")}
         return path
 
+    def cached_arrays(self) -> dict[str, Any]:
+        """The underlying dataset's flat arrays (memory-mapped, or on the device after ``to_device``):
+        ``obs`` ``(sum(T_i + 1), *obs_shape)``; per step ``actions``, ``rewards``, ``terminated``,
+        ``truncated``, ``returns_to_go``, ``timesteps`` and ``obs_of_step`` (the row of ``obs``
+        seen at that step); ``ep_step_start[id]``, the first step row of episode ``id``."""
+        self.cache()
+        assert self._base._arrays is not None
+        return self._base._arrays
+
     def _build_cache(self, path: Path, shard_hashes: list[str]) -> None:
         """Decompress every shard into flat arrays under a temporary name, then rename into place.
         Concurrent builders (a sweep training several agents on one dataset) each build their own
