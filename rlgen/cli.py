@@ -14,13 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rlgen import __version__
-from rlgen.errors import NotLandedError, RlgenError
+from rlgen.errors import RlgenError
 
-#: Commands whose implementation has not landed yet, with the issue that brings them.
-NOT_LANDED: dict[str, str] = {
-    "run": "the whole pipeline (issue #5)",
-    "quickstart": "the quickstart pipeline (issue #5)",
-}
 
 
 def _config_from_target(target: str, overrides: Sequence[str]):  # -> RlgenConfig
@@ -76,11 +71,16 @@ def cmd_splits_check(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from rlgen.config import OfflineConfig, TrainConfig, load_config, train_schema
+    from rlgen.config import JaxPPOConfig, OfflineConfig, TrainConfig, load_config, train_schema
 
     schema = train_schema(args.config, args.overrides)
     cfg = load_config(args.config, args.overrides, schema=schema)
-    if isinstance(cfg, TrainConfig):
+    if isinstance(cfg, JaxPPOConfig):
+        from rlgen.agents.ppo_jax import train_ppo_jax  # JAX is imported only for this algo
+
+        run_dir = train_ppo_jax(cfg)
+        print(f"trained {cfg.algo} on {cfg.env} for {cfg.total_steps:,} env steps; run directory {run_dir}")
+    elif isinstance(cfg, TrainConfig):
         from rlgen.agents.ppo import train_ppo  # heavy imports only after the config is valid
 
         run_dir = train_ppo(cfg)
@@ -98,7 +98,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import yaml
 
-    from rlgen.config import OfflineConfig, TrainConfig, validate_config
+    from rlgen.config import ONLINE_SCHEMAS, OfflineConfig, validate_config
     from rlgen.envs import LevelSplit
 
     run_dir = Path(args.run_dir)
@@ -108,7 +108,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     data = yaml.safe_load(config_path.read_text()) or {}
     resolved = data.pop("resolved", {})
     algo = data.get("algo", "ppo")
-    schema = TrainConfig if algo == "ppo" else OfflineConfig
+    schema = ONLINE_SCHEMAS.get(algo, OfflineConfig)
     cfg = validate_config(data, schema, source=str(config_path))
     split = LevelSplit.from_dict(resolved["split"]) if "split" in resolved else cfg.level_split()
     if args.episodes < 1:
@@ -117,7 +117,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from rlgen.evaluation import RandomPolicy, append_results, evaluate_on_levels, generalization_gap
 
     device = args.device or cfg.device
-    if algo == "ppo":
+    if algo == "ppo_jax":
+        from rlgen.agents.ppo_jax import JaxRandomPolicy, jax_device, load_run_agent as load_jax_agent
+
+        import jax
+
+        jax.config.update("jax_default_device", jax_device(device))
+        agent = load_jax_agent(run_dir, checkpoint=args.checkpoint)  # type: ignore[assignment]
+        num_actions = agent.num_actions
+    elif algo == "ppo":
         from rlgen.agents.ppo import load_run_agent
 
         agent = load_run_agent(run_dir, checkpoint=args.checkpoint, device=device)
@@ -133,13 +141,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         probe.close()
     policies = [(algo, agent)]
     if args.random_baseline:
-        policies.append(("random", RandomPolicy(num_actions, seed=args.seed)))
+        policies.append(("random", (JaxRandomPolicy if algo == "ppo_jax" else RandomPolicy)(num_actions, seed=args.seed)))
     print(f"{'agent':<8} {'levels':<10} {'episodes':>8} {'return':>8} {'normalized':>10}")
     for name, policy in policies:
         results = {}
         for which in args.which:
-            r = evaluate_on_levels(policy, split, which, episodes=args.episodes, seed=args.seed,
-                                   num_envs=cfg.eval_num_envs, deterministic=args.deterministic)
+            # JAX policies bring their own batched evaluator (same level list, same EvalResult rows)
+            evaluate = getattr(policy, "evaluate_on_levels", None) or (lambda *a, **k: evaluate_on_levels(policy, *a, **k))
+            r = evaluate(split, which, episodes=args.episodes, seed=args.seed,
+                         num_envs=cfg.eval_num_envs, deterministic=args.deterministic)
             results[which] = r
             norm = f"{r.mean_normalized:.3f}" if r.mean_normalized is not None else "-"
             print(f"{name:<8} {which:<10} {len(r.returns):>8} {r.mean_return:>8.3f} {norm:>10}")
@@ -160,11 +170,17 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from rlgen.config import CollectConfig, load_config
 
     cfg = load_config(args.config, args.overrides, schema=CollectConfig)
-    from rlgen.data.collect import collect
     from rlgen.data.dataset import load_dataset
 
     t0 = time.perf_counter()
-    root = collect(cfg)
+    if cfg.env.startswith("xland/"):  # JAX envs and policies: rolled out on device
+        from rlgen.agents.xland_collect import collect_xland
+
+        root = collect_xland(cfg)
+    else:
+        from rlgen.data.collect import collect
+
+        root = collect(cfg)
     info = load_dataset(root).describe()
     print(f"{root}: {info['episodes']:,} episodes, {info['transitions']:,} transitions on {info['levels']} levels, "
           f"mean return {info['mean_return']:.3f} ({time.perf_counter() - t0:.0f}s)")
@@ -275,8 +291,48 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_not_landed(args: argparse.Namespace) -> int:
-    raise NotLandedError(f"`rlgen {args.command}` is not implemented yet: it arrives with {NOT_LANDED[args.command]}")
+def cmd_run(args: argparse.Namespace) -> int:
+    from rlgen.pipeline import load_study
+
+    study, stages = load_study(args.config, args.overrides)  # every stage config is checked before any work
+    return _run_and_summarize(study, stages, dry_run=args.dry_run)
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    from rlgen.pipeline.quickstart import QUICKSTART_CONFIG, load_quickstart
+
+    if args.print_config:
+        print(QUICKSTART_CONFIG.read_text(), end="")
+        return 0
+    study, stages = load_quickstart(args.overrides)
+    print(f"rlgen quickstart: the whole study, small, on {study.envs[0]} (config: rlgen quickstart --print-config)")
+    return _run_and_summarize(study, stages, dry_run=args.dry_run)
+
+
+def _run_and_summarize(study, stages, dry_run: bool) -> int:  # noqa: ANN001 - StudyConfig, list[Stage]
+    from rlgen.pipeline import StudyInterrupted, results_table, run_study, summary_lines
+    from rlgen.pipeline.stages import stage_state
+
+    if dry_run:
+        for s in stages:
+            print(f"{stage_state(s):<8} {s.kind:<9} {s.id}")
+        print(f"{len(stages)} stages in {study.out_dir}")
+        return 0
+    t0 = time.perf_counter()
+    try:
+        result = run_study(study, stages)
+    except StudyInterrupted as e:
+        print(f"rlgen: {e}", file=sys.stderr)
+        return 130
+    print()
+    for line in results_table(result.results_files, seed=study.report.seed):
+        print(line)
+    for line in summary_lines(result):
+        print(line)
+    if result.report is not None:
+        print(f"report: {result.report}")
+    print(f"took {time.perf_counter() - t0:.0f}s; study directory {study.out_dir}")
+    return 1 if result.failures or result.blocked else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -372,10 +428,23 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     report.set_defaults(func=cmd_report)
 
-    for name, what in NOT_LANDED.items():
-        p = sub.add_parser(name, help=f"(not implemented yet: {what})", description=f"Not implemented yet: {what}.")
-        p.add_argument("args", nargs="*", help=argparse.SUPPRESS)
-        p.set_defaults(func=cmd_not_landed)
+    run = sub.add_parser("run", help="run a whole study from one config (sweeps, local or Ray)",
+                         description="Train PPO, collect datasets, train offline agents, evaluate every agent on training "
+                         "and held-out levels and write the report, as the study config says. Stages whose output exists "
+                         "for the same config are skipped, so re-running continues after a crash and recomputes only "
+                         "what an edited config changed.")
+    run.add_argument("config", help="study YAML, e.g. configs/study/procgen_expert.yaml")
+    run.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. runner=ray seeds=[0,1] offline.algos=[bc,cql]")
+    run.add_argument("--dry-run", action="store_true", help="list the stages and whether each is up to date; run nothing")
+    run.set_defaults(func=cmd_run)
+
+    quick = sub.add_parser("quickstart", help="the whole study, small, on CPU (about 10 minutes on 2 cores)",
+                           description="PPO on MiniGrid DoorKey, expert and mixed datasets, BC, CQL and DT, evaluation on "
+                           "training and held-out levels, report. Output in runs/quickstart.")
+    quick.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="study overrides, e.g. out_dir=/tmp/qs workers=1")
+    quick.add_argument("--print-config", action="store_true", help="print the quickstart's study config and exit")
+    quick.add_argument("--dry-run", action="store_true", help="list the stages; run nothing")
+    quick.set_defaults(func=cmd_quickstart)
     return parser
 
 

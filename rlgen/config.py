@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from rlgen.envs.levels import LevelSet
 from rlgen.envs.splits import LevelSplit
-from rlgen.envs.suites import parse_env_id
+from rlgen.envs.suites import get_suite, parse_env_id
 from rlgen.errors import ConfigError, RlgenError
 
 LevelsField = Union[str, int, list[int], None]
@@ -112,7 +112,11 @@ class RlgenConfig(StrictModel):
         s = self.split
         kwargs: dict[str, Any] = {"options": s.options, "duplicate_check_levels": s.duplicate_check_levels}
         kwargs["drop_duplicates"] = s.drop_duplicates and check_duplicates
-        default = LevelSplit.default(suite, env, num_levels=s.num_levels or 200, options=s.options)
+        suite_module = get_suite(suite)
+        if hasattr(suite_module, "default_split"):  # suites whose default split depends on env and options
+            default = suite_module.default_split(env, num_levels=s.num_levels, options=s.options)
+        else:
+            default = LevelSplit.default(suite, env, num_levels=s.num_levels or 200, options=s.options)
         return LevelSplit(
             suite,
             env,
@@ -321,6 +325,61 @@ class TrainConfig(RlgenConfig):
         return self
 
 
+class JaxPPOSettings(StrictModel):
+    """JAX PPO hyperparameters. Defaults: XLand-MiniGrid's single-task PPO baseline (lr 1e-3, 16 steps
+    per env per rollout, 1 epoch of 16 minibatches, gamma 0.99), with a 2-epoch update."""
+
+    n_steps: int = Field(default=16, ge=1, description="steps per env per rollout")
+    num_minibatches: int = Field(default=16, ge=1)
+    n_epochs: int = Field(default=2, ge=1)
+    learning_rate: float = Field(default=1e-3, gt=0)
+    anneal_lr: bool = Field(default=True, description="decay the learning rate linearly to 0 over total_steps")
+    gamma: float = Field(default=0.99, gt=0, le=1)
+    gae_lambda: float = Field(default=0.95, ge=0, le=1)
+    clip_range: float = Field(default=0.2, gt=0)
+    ent_coef: float = Field(default=0.01, ge=0)
+    vf_coef: float = Field(default=0.5, ge=0)
+    max_grad_norm: float = Field(default=0.5, gt=0)
+    hidden_dim: int = Field(default=256, ge=1, description="width of the torso and of the actor and critic heads")
+    embed_dim: int = Field(default=16, ge=1, description="embedding size of tile, colour and goal codes")
+
+
+class JaxPPOConfig(RlgenConfig):
+    """``rlgen train`` config for the JAX PPO (``algo: ppo_jax``) on ``xland/...`` envs: env stepping and
+    learning in one jitted ``lax.scan``, vmapped over ``num_envs`` envs, on GPU when JAX has one."""
+
+    algo: str = "ppo_jax"
+    env: str = Field(default="xland/XLand-MiniGrid-R1-9x9", description="an xland/... env")
+    num_envs: int = Field(default=1024, ge=1)
+    total_steps: int = Field(default=10_000_000, ge=1, description="environment steps")
+    ppo_jax: JaxPPOSettings = Field(default_factory=JaxPPOSettings)
+    log_every_steps: int = Field(default=1_000_000, ge=1, description="env steps between host syncs (TensorBoard, progress); ladder and checkpoints happen at these syncs")
+    ladder: LadderSettings = Field(default_factory=LadderSettings)
+    checkpoint_every: int = Field(default=5_000_000, ge=1, description="env steps between resumable checkpoints")
+    eval_num_envs: int = Field(default=1024, ge=1, description="episodes run at once in evaluations")
+    progress: bool = True
+
+    @field_validator("algo")
+    @classmethod
+    def _algo(cls, v: str) -> str:
+        if v != "ppo_jax":
+            raise ValueError(f"algo {v!r} is not ppo_jax (this schema is the JAX PPO's)")
+        return v
+
+    @model_validator(mode="after")
+    def _jax_checks(self) -> "JaxPPOConfig":
+        suite = self.env.split("/", 1)[0]
+        if suite != "xland":
+            raise ValueError(f"algo ppo_jax trains on xland/... envs only, got env {self.env!r}; use algo ppo for {suite}")
+        batch = self.num_envs * self.ppo_jax.n_steps
+        if batch % self.ppo_jax.num_minibatches:
+            raise ValueError(
+                f"num_envs * ppo_jax.n_steps = {self.num_envs} * {self.ppo_jax.n_steps} = {batch} must be divisible by "
+                f"ppo_jax.num_minibatches = {self.ppo_jax.num_minibatches}"
+            )
+        return self
+
+
 # --- collection ----------------------------------------------------------------------------------
 
 SKILLS = ("expert", "medium", "mixed", "random")
@@ -453,7 +512,7 @@ class OfflineConfig(RlgenConfig):
     @classmethod
     def _algo(cls, v: str) -> str:
         if v not in OFFLINE_ALGOS:
-            raise ValueError(f"algo {v!r} is not one of: {', '.join(OFFLINE_ALGOS)} (or ppo for online training)")
+            raise ValueError(f"algo {v!r} is not one of: {', '.join(OFFLINE_ALGOS)} (or ppo, ppo_jax for online training)")
         return v
 
     @field_validator("network")
@@ -473,7 +532,12 @@ class OfflineConfig(RlgenConfig):
 
 
 def train_schema(path: str | Path | None, overrides: Sequence[str]) -> type[RlgenConfig]:
-    """The schema ``rlgen train`` uses: ``TrainConfig`` for algo ppo, ``OfflineConfig`` otherwise."""
+    """The schema ``rlgen train`` uses: ``TrainConfig`` for algo ppo, ``JaxPPOConfig`` for ppo_jax,
+    ``OfflineConfig`` otherwise."""
     data = read_yaml(path) if path is not None else {}
     data = merge(data, parse_overrides(overrides))
-    return TrainConfig if data.get("algo", "ppo") == "ppo" else OfflineConfig
+    return ONLINE_SCHEMAS.get(data.get("algo", "ppo"), OfflineConfig)
+
+
+#: ``algo`` -> schema of the online algorithms (everything else is offline).
+ONLINE_SCHEMAS: dict[str, type[RlgenConfig]] = {"ppo": TrainConfig, "ppo_jax": JaxPPOConfig}

@@ -22,6 +22,3 @@ class SplitError(RlgenError, ValueError):
 class DependencyError(RlgenError, ImportError):
     """An optional system or Python dependency is missing; the message says what to install."""
 
-
-class NotLandedError(RlgenError, NotImplementedError):
-    """A pipeline stage whose implementation has not landed yet."""

@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from rlgen.cli import NOT_LANDED, main
+from rlgen.cli import main
 
 
 def test_splits_show(capsys):
@@ -26,13 +26,6 @@ def test_splits_check_reports_duplicates(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "held-out duplicating training 4 (100.0%)" in out
     assert json.loads(report.read_text())["report"]["duplicated_held_out"] == [250, 251, 252, 253]
-
-
-@pytest.mark.parametrize("command", sorted(NOT_LANDED))
-def test_unlanded_commands_say_so_and_fail(command, capsys):
-    assert main([command, "configs/x.yaml"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith(f"rlgen: error: `rlgen {command}` is not implemented yet") and err.count("\n") == 1
 
 
 def test_bad_input_is_one_line_without_traceback(capsys):

@@ -2,8 +2,10 @@
 
 A suite is a module with ``NAME``, ``env_names()``, ``canonical_env(env)``,
 ``resolve_options(env, options)``, ``make_vector_env(env, levels, num_envs, seed, options)`` and
-``level_fingerprints(env, levels, options, rollout_steps)``. Suite modules import their heavy
-dependencies (EnvPool, MiniGrid) only when an env is made.
+``level_fingerprints(env, levels, options, rollout_steps)``; optionally
+``default_split(env, num_levels, options)`` when the default split depends on the env or options
+(xland: a finite set of rulesets). Suite modules import their heavy dependencies (EnvPool, MiniGrid,
+xminigrid/JAX) only when an env is named or made.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 SUITES: dict[str, str] = {
     "procgen": "rlgen.envs.procgen",
     "minigrid": "rlgen.envs.minigrid",
+    "xland": "rlgen.envs.xland",
 }
 
 

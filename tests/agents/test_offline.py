@@ -169,3 +169,16 @@ def test_offline_config_errors(tmp_path):
     cfg = load_config(ROOT / "configs/offline/bc.yaml", [f"dataset={tmp_path / 'missing'}", f"out_dir={tmp_path / 'r2'}"], schema=OfflineConfig)
     with pytest.raises(DatasetError, match="no dataset at"):
         train_offline(cfg)
+
+
+def test_bc_samples_from_its_policy_unless_deterministic(tmp_path):
+    ds = load_dataset(bandit_dataset(tmp_path / "d", 64, p_correct=1.0))
+    agent = build_agent(config(ds.root, "bc"), SHAPE, 3, "cpu", target_return=1.0)  # untrained: a near-uniform softmax
+    obs = np.repeat(marked_obs(np.random.default_rng(0), 1)[None], 300, axis=0)
+    greedy = agent.act(obs, deterministic=True)
+    sampled = agent.act(obs, deterministic=False)
+    assert len(set(greedy.tolist())) == 1 and len(set(sampled.tolist())) == 3
+    train(agent, ds, "bc", 150)
+    assert accuracy(agent, np.random.default_rng(5)) >= 0.9  # greedy
+    correct = np.full(300, 1)
+    assert (agent.act(obs, deterministic=False) == correct).mean() >= 0.8  # and sampled, once it is sure

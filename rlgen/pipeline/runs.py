@@ -1,0 +1,97 @@
+"""Open a run directory (online or offline) as an agent ready to evaluate; splits of a study.
+
+Shared by ``rlgen evaluate`` and the pipeline's evaluation stages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from rlgen.errors import RlgenError
+
+
+@dataclasses.dataclass
+class LoadedRun:
+    """A run directory's agent and what it was trained on.
+
+    Attributes:
+        algo: ``ppo`` or the offline algorithm.
+        agent: has ``act(obs, deterministic=)`` (and ``reset``/``observe`` for DT and BCT).
+        split: the run's resolved LevelSplit (for offline runs: their dataset's).
+        config: the run's validated config (``TrainConfig`` or ``OfflineConfig``).
+        resolved: the ``resolved`` block of its ``config.yaml`` (split, dataset facts...).
+        num_actions: size of the discrete action space.
+    """
+
+    algo: str
+    agent: Any
+    split: Any
+    config: Any
+    resolved: dict[str, Any]
+    num_actions: int
+
+
+def load_run(run_dir: str | Path, checkpoint: str | None = None, device: str | None = None) -> LoadedRun:
+    """The agent of ``run_dir`` (its final policy unless ``checkpoint`` names one of a PPO run).
+
+    Raises:
+        RlgenError: not a run directory, or no trained model in it yet.
+    """
+    import yaml
+
+    from rlgen.config import OfflineConfig, TrainConfig, validate_config
+    from rlgen.envs import LevelSplit
+
+    run = Path(run_dir)
+    config_path = run / "config.yaml"
+    if not config_path.is_file():
+        raise RlgenError(f"{str(run)!r} is not a run directory (no config.yaml); pass the out_dir of `rlgen train`")
+    data = yaml.safe_load(config_path.read_text()) or {}
+    resolved = data.pop("resolved", {})
+    algo = data.get("algo", "ppo")
+    cfg = validate_config(data, TrainConfig if algo == "ppo" else OfflineConfig, source=str(config_path))
+    split = LevelSplit.from_dict(resolved["split"]) if "split" in resolved else cfg.level_split()
+    device = device or cfg.device
+    if algo == "ppo":
+        from rlgen.agents.ppo import load_run_agent
+
+        agent: Any = load_run_agent(run, checkpoint=checkpoint, device=device)
+        num_actions = int(agent.model.action_space.n)
+    else:
+        from rlgen.agents.offline import load_offline_agent
+
+        agent = load_offline_agent(run, device=device)
+        num_actions = _num_actions(split)
+    return LoadedRun(algo, agent, split, cfg, resolved, num_actions)
+
+
+def _num_actions(split: Any) -> int:
+    from rlgen.envs import make_env
+
+    probe = make_env(split, "train", num_envs=1, levels=[split.train.min])
+    try:
+        return int(probe.single_action_space.n)
+    finally:
+        probe.close()
+
+
+def study_split(env: str, split: dict[str, Any], first_levels: int | None = None) -> Any:
+    """The LevelSplit of ``env`` under a study's ``split`` section (duplicate check included when
+    asked for); with ``first_levels``, training levels narrowed to the first N (a dataset collected
+    on fewer levels is evaluated on exactly the levels it saw)."""
+    from rlgen.config import RlgenConfig, validate_config
+    from rlgen.envs import LevelSplit
+
+    s = validate_config({"env": env, "split": split}, RlgenConfig).level_split()
+    if first_levels is None or first_levels >= len(s.train):
+        return s
+    return LevelSplit.from_dict({**s.to_dict(), "train": str(s.train.first(first_levels))})
+
+
+def random_policy(split: Any, seed: int = 0) -> Any:
+    """A uniform random policy over ``split``'s action space: the floor every agent must beat."""
+    from rlgen.evaluation import RandomPolicy
+
+    return RandomPolicy(_num_actions(split), seed=seed)

@@ -1,0 +1,242 @@
+"""The study config: one YAML that describes a whole experiment, and sweeps over it.
+
+A study names the environments and their level split once, then the stages: PPO (or existing PPO
+runs to reuse), datasets by skill x size x number of levels, offline algorithms, evaluation and
+the report. Every list is a sweep axis: ``envs x seeds`` PPO runs, ``x skills x levels x
+transitions`` datasets, ``x algos`` offline agents. Each stage config starts from an optional base
+file (``config:``, e.g. ``configs/offline/{algo}.yaml``), takes the keys the study decides (env,
+split, seed, device, out_dir, ...) and then the study's ``set:`` overrides, and is validated
+against the stage's own schema (``TrainConfig``, ``CollectConfig``, ``OfflineConfig``) before any
+work starts.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from rlgen.config import _DEVICE, OFFLINE_ALGOS, SKILLS, SplitConfig, StrictModel
+from rlgen.envs.suites import parse_env_id
+
+#: Stage kinds that use compute, with their resources in ``resources``.
+STAGE_KINDS = ("ppo", "collect", "subset", "offline", "evaluate", "report")
+#: Fields a base-config path or a ``reuse`` path may contain.
+TEMPLATE_FIELDS = ("suite", "env", "game", "seed", "algo")
+
+
+class StageSection(StrictModel):
+    """Shared by the PPO, dataset and offline sections."""
+
+    config: str | None = Field(default=None, description="base YAML file; may contain {suite}, {env}, {game}, {seed}, {algo}")
+    set: dict[str, Any] = Field(default_factory=dict, description="overrides applied on top of the base file, e.g. {total_steps: 100000}")
+    seeds: list[int] | None = Field(default=None, description="default: the study's seeds")
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int] | None) -> list[int] | None:
+        return _unique_nonempty(v, "seeds", minimum=0) if v is not None else v
+
+
+class PPOSection(StageSection):
+    """Online PPO on each env's training levels (``rlgen train`` with ``algo: ppo``)."""
+
+    reuse: str | None = Field(default=None, description="existing run directories to use instead of training, e.g. runs/ppo-{game}-s{seed}")
+
+    @model_validator(mode="after")
+    def _reuse_or_train(self) -> "PPOSection":
+        if self.reuse and (self.config or self.set):
+            raise ValueError("ppo.reuse uses existing runs as they are: remove ppo.config and ppo.set, or ppo.reuse to train")
+        return self
+
+
+class DatasetSection(StageSection):
+    """Datasets collected from the PPO policies (``rlgen collect``)."""
+
+    skills: list[Literal["expert", "medium", "mixed", "random"]] = Field(default_factory=lambda: ["expert"])
+    transitions: list[int] = Field(default_factory=lambda: [1_000_000], description="dataset sizes")
+    levels: list[int | None] = Field(default_factory=lambda: [None], description="collect on the first N training levels (null: all of them)")
+    subset_sizes: bool = Field(default=True, description="smaller sizes are seeded subsets of the largest collection (false: collect each size)")
+
+    @field_validator("skills")
+    @classmethod
+    def _skills(cls, v: list[str]) -> list[str]:
+        return _unique_nonempty(v, "skills")
+
+    @field_validator("transitions")
+    @classmethod
+    def _transitions(cls, v: list[int]) -> list[int]:
+        return _unique_nonempty(v, "transitions", minimum=1)
+
+    @field_validator("levels")
+    @classmethod
+    def _levels(cls, v: list[int | None]) -> list[int | None]:
+        return _unique_nonempty(v, "levels", minimum=1)
+
+
+class OfflineSection(StageSection):
+    """Offline agents trained on every dataset (``rlgen train`` with an offline ``algo``)."""
+
+    algos: list[str] = Field(default_factory=lambda: ["bc"])
+    per_algo: dict[str, dict[str, Any]] = Field(default_factory=dict, description="overrides for one algorithm, e.g. {dt: {n_layers: 2}}")
+
+    @field_validator("algos")
+    @classmethod
+    def _algos(cls, v: list[str]) -> list[str]:
+        v = _unique_nonempty([str(a).lower() for a in v], "algos")
+        bad = [a for a in v if a not in OFFLINE_ALGOS]
+        if bad:
+            raise ValueError(f"unknown algorithm {bad[0]!r}; allowed: {', '.join(OFFLINE_ALGOS)}")
+        return v
+
+    @field_validator("per_algo")
+    @classmethod
+    def _per_algo(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        bad = [a for a in v if a not in OFFLINE_ALGOS]
+        if bad:
+            raise ValueError(f"unknown algorithm {bad[0]!r}; allowed: {', '.join(OFFLINE_ALGOS)}")
+        return v
+
+
+class EvaluationSection(StrictModel):
+    """Evaluation of every agent on training and held-out levels (as ``rlgen evaluate``)."""
+
+    episodes: int = Field(default=100, ge=1, description="episodes per level set")
+    which: list[Literal["train", "validation", "held_out"]] = Field(default_factory=lambda: ["train", "held_out"])
+    deterministic: bool = False
+    seed: int = Field(default=0, ge=0, description="fixes the evaluation level lists (the same for every agent)")
+    num_envs: int = Field(default=16, ge=1, description="episodes run at once")
+    ppo: bool = Field(default=True, description="evaluate the PPO policies too")
+    random_baseline: bool = Field(default=False, description="also evaluate a uniform random policy per env")
+
+    @field_validator("which")
+    @classmethod
+    def _which(cls, v: list[str]) -> list[str]:
+        return _unique_nonempty(v, "which")
+
+
+class ReportSection(StrictModel):
+    enabled: bool = True
+    seed: int = Field(default=0, ge=0, description="bootstrap seed")
+
+
+class Resources(StrictModel):
+    """What one stage of a kind needs. The local runner runs stages side by side while their
+    ``num_cpus`` fit the machine's cores (and sets each stage's torch threads to it); Ray gets
+    both numbers as task resources."""
+
+    num_cpus: float = Field(default=1, gt=0)
+    num_gpus: float = Field(default=0, ge=0)
+
+
+class RaySection(StrictModel):
+    address: str | None = Field(default=None, description="Ray cluster address (ray.init(address=...)); null: start a local Ray")
+
+
+class StudyConfig(StrictModel):
+    """``rlgen run`` config. See ``configs/study/`` and ``rlgen/pipeline/quickstart.yaml``."""
+
+    name_from_file: ClassVar[bool] = True
+
+    name: str = Field(default="study", min_length=1)
+    out_dir: str | None = Field(default=None, description="default: runs/<name>")
+    envs: list[str] = Field(default_factory=lambda: ["procgen/coinrun"], description="SUITE/ENV ids; a sweep axis")
+    split: SplitConfig = Field(default_factory=SplitConfig, description="the level split, the same for every env and stage")
+    seeds: list[int] = Field(default_factory=lambda: [0], description="a sweep axis; each stage section may narrow it")
+    device: str = "auto"
+    ppo: PPOSection | None = None
+    datasets: DatasetSection | None = None
+    offline: OfflineSection | None = None
+    evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
+    report: ReportSection = Field(default_factory=ReportSection)
+    runner: Literal["local", "ray"] = "local"
+    workers: int | Literal["auto"] = Field(default="auto", description="local runner: stages at once; auto: as many as the cores allow")
+    resources: dict[str, Resources] = Field(default_factory=dict, description="per stage kind (ppo, collect, subset, offline, evaluate, report) or `default`")
+    ray: RaySection = Field(default_factory=RaySection)
+
+    @field_validator("envs", mode="before")
+    @classmethod
+    def _envs_list(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("envs")
+    @classmethod
+    def _envs(cls, v: list[str]) -> list[str]:
+        out = []
+        for env in _unique_nonempty(v, "envs"):
+            suite, name = parse_env_id(env)  # SplitError (a ValueError) names the unknown suite/env
+            out.append(f"{suite}/{name}")
+        return _unique_nonempty(out, "envs")
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int]) -> list[int]:
+        return _unique_nonempty(v, "seeds", minimum=0)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if not _DEVICE.match(v):
+            raise ValueError(f"device {v!r} is not one of: auto, cpu, cuda, cuda:N")
+        return v
+
+    @field_validator("workers")
+    @classmethod
+    def _workers(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 1:
+            raise ValueError(f"workers must be >= 1 or auto, got {v}")
+        return v
+
+    @field_validator("resources")
+    @classmethod
+    def _resources(cls, v: dict[str, Resources]) -> dict[str, Resources]:
+        bad = [k for k in v if k not in (*STAGE_KINDS, "default")]
+        if bad:
+            raise ValueError(f"unknown stage kind {bad[0]!r}; allowed: default, {', '.join(STAGE_KINDS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _study_checks(self) -> "StudyConfig":
+        if self.out_dir is None:
+            self.out_dir = str(Path("runs") / self.name)
+        if self.datasets is not None:
+            needs_policy = [s for s in self.datasets.skills if s != "random"]
+            if needs_policy and self.ppo is None:
+                raise ValueError(f"datasets.skills has {needs_policy[0]}, which needs a PPO policy: add a `ppo:` section (to train one, or ppo.reuse to use existing runs)")
+        if self.offline is not None and self.datasets is None:
+            raise ValueError("offline agents need datasets: add a `datasets:` section")
+        if self.ppo is None and self.datasets is None:
+            raise ValueError("a study needs at least a `ppo:` or a `datasets:` section")
+        return self
+
+    def resources_for(self, kind: str) -> Resources:
+        return self.resources.get(kind) or self.resources.get("default") or Resources()
+
+    def stage_seeds(self, section: StageSection | None) -> list[int]:
+        return list(section.seeds) if section is not None and section.seeds is not None else list(self.seeds)
+
+
+def _unique_nonempty(values: list[Any], key: str, minimum: int | None = None) -> list[Any]:
+    if not values:
+        raise ValueError(f"{key} must list at least one value")
+    seen: list[Any] = []
+    for x in values:
+        if minimum is not None and x is not None and x < minimum:
+            raise ValueError(f"{key} value {x} must be >= {minimum}")
+        if x in seen:
+            raise ValueError(f"{key} lists {x!r} twice")
+        seen.append(x)
+    return seen
+
+
+def local_cpus() -> int:
+    """CPU cores this process may use (the affinity mask, not the host's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+__all__ = ["SKILLS", "STAGE_KINDS", "StudyConfig", "local_cpus"]
