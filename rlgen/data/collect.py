@@ -7,8 +7,10 @@ collection is resumed by skipping finished segments (``segments/segment_NNNNN.js
 the interrupted one without rewriting the shards it had already finished, and ends byte-identical
 to an uninterrupted run.
 
-Only complete episodes are kept (terminated, or truncated by the env's time limit); episodes still
-running when a segment reaches its size are dropped.
+Only complete episodes are kept (terminated, or truncated by the env's time limit). Whether an episode
+is kept never depends on its length: every episode that starts before a segment reaches its size is
+run to its end and kept, so a segment holds at least ``segment_transitions`` (up to one episode per
+env more), or exactly ``segment_episodes``.
 """
 
 from __future__ import annotations
@@ -176,15 +178,32 @@ def collect_segment(cfg: CollectConfig, split: Any, segment: int, size: int, uni
 
     per_shard = cfg.shard_transitions if unit == "transitions" else cfg.shard_episodes
     sink = _ShardSink(root, segment, per_shard, unit)
-    obs, info = env.reset()
-    bufs: list[dict[str, Any]] = [{"obs": [o], "actions": [], "rewards": [], "term": [], "trunc": [], "level": int(lv), "policy": draw_label()}
-                                  for o, lv in zip(obs.copy(), info["level"])]  # fmt: skip
-    pending_reset = np.zeros(n, dtype=bool)  # next-step autoreset: this step's action is ignored, obs is a new episode's first
+    # Which episodes are kept must not depend on their length, or short (often successful) episodes are
+    # over-represented: an episode is recorded if it *starts* while the target is not yet met, and every
+    # recorded episode runs to its end. Transitions: episodes start until the finished ones hold `size`
+    # transitions, then the running ones finish (at most one more episode per env). Episodes: exactly
+    # `size` episodes start.
     done_size = 0
+    started = 0
+
+    def may_start() -> bool:
+        return started < size if unit == "episodes" else done_size < size
+
+    def new_episode(o: np.ndarray, level: Any) -> dict[str, Any] | None:
+        nonlocal started
+        if not may_start():
+            return None
+        started += 1
+        return {"obs": [o], "actions": [], "rewards": [], "term": [], "trunc": [], "level": int(level), "policy": draw_label()}
+
+    obs, info = env.reset()
+    obs = obs.copy()
+    bufs: list[dict[str, Any] | None] = [new_episode(obs[i], info["level"][i]) for i in range(n)]
+    pending_reset = np.zeros(n, dtype=bool)  # next-step autoreset: this step's action is ignored, obs is a new episode's first
     try:
-        while done_size < size:
+        while any(b is not None for b in bufs):
             actions = np.zeros(n, dtype=np.int64)
-            by_label = np.array([b["policy"] for b in bufs])
+            by_label = np.array([b["policy"] if b is not None else "" for b in bufs])
             for label in labels:
                 idx = np.flatnonzero(by_label == label)
                 if len(idx):
@@ -194,20 +213,22 @@ def collect_segment(cfg: CollectConfig, split: Any, segment: int, size: int, uni
             for i in range(n):
                 b = bufs[i]
                 if pending_reset[i]:
-                    bufs[i] = {"obs": [obs[i]], "actions": [], "rewards": [], "term": [], "trunc": [], "level": int(info["level"][i]), "policy": draw_label()}
-                    continue
-                b["obs"].append(obs[i])
-                b["actions"].append(actions[i])
-                b["rewards"].append(reward[i])
-                b["term"].append(terminated[i])
-                b["trunc"].append(truncated[i])
+                    bufs[i] = new_episode(obs[i], info["level"][i])
+                elif b is not None:
+                    b["obs"].append(obs[i])
+                    b["actions"].append(actions[i])
+                    b["rewards"].append(reward[i])
+                    b["term"].append(terminated[i])
+                    b["trunc"].append(truncated[i])
             pending_reset = np.asarray(terminated) | np.asarray(truncated)
             for i in np.flatnonzero(pending_reset):
-                if done_size >= size:
-                    break
                 b = bufs[i]
+                if b is None:
+                    continue
                 ep = Episode(np.stack(b["obs"]), np.asarray(b["actions"], np.int64), np.asarray(b["rewards"], np.float32),
                              np.asarray(b["term"], bool), np.asarray(b["trunc"], bool), level=b["level"], policy=b["policy"])  # fmt: skip
+                bufs[i] = None
+                pending_reset[i] = True
                 sink.add(ep)
                 added = ep.length if unit == "transitions" else 1
                 done_size += added
@@ -301,7 +322,7 @@ def collect(cfg: CollectConfig) -> Path:
         "collection": {
             "levels": (env.levels("train").first(cfg.levels) if cfg.levels else env.levels("train")).describe(),
             "num_envs": cfg.num_envs, "seed": cfg.seed, "deterministic": cfg.deterministic, unit: sum(sizes),
-            "incomplete_episodes": "dropped: only complete episodes (terminated or time-limit truncated) are kept",
+            "episodes_kept": "every episode started before its segment reached its size, run to its end (terminated or time-limit truncated); none dropped for its length",
             "seconds": time.perf_counter() - t0,
         },  # fmt: skip
         "config": _config_record(cfg),

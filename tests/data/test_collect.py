@@ -33,7 +33,7 @@ def test_random_collection_keeps_complete_episodes_on_training_levels(tmp_path):
     assert ds.num_transitions >= 600 and set(ds.levels) <= set(range(5))
     assert ds.verify() == []
     ends = ds.sample_windows(ds.num_transitions, 1, np.random.default_rng(0))
-    assert ds.manifest["collection"]["incomplete_episodes"].startswith("dropped")
+    assert ds.manifest["collection"]["episodes_kept"].startswith("every episode started")
     # every episode ends terminated or truncated, and nowhere before its end
     b = ds.cache()
     arrays = {k: np.load(b / f"{k}.npy") for k in ("terminated", "truncated")}
