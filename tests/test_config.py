@@ -42,7 +42,7 @@ def test_wrong_type_names_key_and_value(tmp_path):
 
 def test_unknown_game_and_suite_list_what_is_allowed(tmp_path):
     assert "unknown Procgen game 'coinrn'; allowed: bigfish" in one_line_error(tmp_path, {"env": "procgen/coinrn"})
-    assert "unknown suite 'atari'; allowed: procgen, minigrid" in one_line_error(tmp_path, {"env": "atari/pong"})
+    assert "unknown suite 'atari'; allowed: procgen, minigrid, xland" in one_line_error(tmp_path, {"env": "atari/pong"})
 
 
 def test_bad_device_and_overlapping_split(tmp_path):

@@ -108,8 +108,11 @@ class MiniGridEncoder(nn.Module):
 
 
 def default_encoder(suite: str, options: dict) -> str:
-    """IMPALA for Procgen and rendered MiniGrid views; the small CNN for MiniGrid's symbolic view."""
+    """IMPALA for Procgen and rendered MiniGrid views; the small CNN for MiniGrid's symbolic view and
+    XLand-MiniGrid's small symbolic grids."""
     if suite == "minigrid" and options.get("view", "partial") == "partial":
+        return "minigrid_cnn"
+    if suite == "xland":
         return "minigrid_cnn"
     return "impala"
 

@@ -22,7 +22,7 @@ def test_overlap_is_an_error_naming_the_levels():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"suite": "atari", "env": "pong"}, "unknown suite 'atari'; allowed: procgen, minigrid"),
+        ({"suite": "atari", "env": "pong"}, "unknown suite 'atari'; allowed: procgen, minigrid, xland"),
         ({"suite": "procgen", "env": "coinrn"}, "unknown Procgen game 'coinrn'; allowed: bigfish"),
         ({"suite": "minigrid", "env": "doorkey-3x3"}, "unknown MiniGrid env 'doorkey-3x3'"),
         ({"suite": "procgen", "env": "coinrun", "options": {"mode": "easy"}}, r"unknown Procgen option\(s\) \['mode'\]"),

@@ -1,0 +1,248 @@
+"""``rlgen collect`` for xland envs: JAX policies rolled out on device into the rlgen dataset format.
+
+The skill semantics are those of ``rlgen.data.collect`` (Procgen/MiniGrid): ``expert`` is the last
+ladder rung of a ``ppo_jax`` run, ``medium`` the earlier rung whose train-level return is nearest
+``medium_fraction`` of the expert's, ``mixed`` draws expert or medium per episode (expert with
+probability ``mixed_expert_fraction``), ``random`` acts uniformly. ``num_envs`` envs step together
+in a jitted ``lax.scan`` of ``chunk_steps`` steps; the host cuts the chunk into complete episodes
+(observations with the final one) and streams them to ``rlgen.data.DatasetWriter`` (what
+``write_dataset`` uses; the writer lets the per-policy returns join the manifest at the end). As in the
+generic collector, whether an episode is kept never depends on its length: every episode that starts
+before the target is reached runs to its end and is kept.
+
+Collection is a function of the config alone (seeded). An interrupted collection is redone from
+the start on the next run (it takes seconds to minutes on device); a finished one is left as is.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rlgen.errors import RlgenError
+
+#: Steps per env per device call.
+CHUNK_STEPS = 128
+_NEUTRAL_KEYS = ("progress", "device", "name", "out_dir")
+
+
+def resolve_skill(cfg: Any) -> list[dict[str, Any]]:
+    """The policies behind ``cfg.skill`` from a ``ppo_jax`` run's ladder (same rules as the generic collector)."""
+    from rlgen.agents.ppo_jax import read_ladder  # noqa: PLC0415
+
+    if cfg.skill == "random":
+        return [{"label": "random"}]
+    if not Path(cfg.policy_run).is_dir():
+        raise RlgenError(f"policy_run {cfg.policy_run!r} is not a directory; give the run directory of `rlgen train`")
+    rungs = sorted(read_ladder(cfg.policy_run).get("rungs", []), key=lambda r: r["step"])
+    if not rungs:
+        raise RlgenError(f"{cfg.policy_run!r} has no ladder rungs yet; let `rlgen train` run past ladder.every_steps")
+    expert = {"label": "expert", **{k: rungs[-1][k] for k in ("checkpoint", "step", "mean_return")}}
+    if cfg.skill == "expert":
+        return [expert]
+    earlier = rungs[:-1]
+    if not earlier:
+        raise RlgenError(f"skill={cfg.skill} needs a medium policy, but {cfg.policy_run!r} has a single ladder rung; "
+                         "train with a smaller ladder.every_steps to keep checkpoints along the way")  # fmt: skip
+    target = cfg.medium_fraction * expert["mean_return"]
+    rung = min(earlier, key=lambda r: (abs(r["mean_return"] - target), r["step"]))
+    medium = {"label": "medium", "target_return": target, **{k: rung[k] for k in ("checkpoint", "step", "mean_return")}}
+    return [medium] if cfg.skill == "medium" else [expert, medium]
+
+
+@lru_cache(maxsize=8)
+def _rollout_program(jenv: Any, network: Any, num_envs: int, steps: int, deterministic: bool, expert_prob: float) -> Any:
+    """``chunk(params (2 policies), carry, sampler) -> (carry, traj)``. ``carry`` = (state, obs, choice,
+    rng); ``choice`` is each env's policy for its current episode (0 = first, 1 = second; drawn at
+    every episode start with P(0) = ``expert_prob``). ``network=None``: uniform random actions."""
+    import jax  # noqa: PLC0415
+
+    jnp = jax.numpy
+
+    def chunk(params: Any, carry: Any, sampler: Any) -> Any:
+        def step(carry: Any, _: Any) -> Any:
+            state, obs, choice, rng = carry
+            rng, k_act, k_choice = jax.random.split(rng, 3)
+            if network is None:
+                action = jax.random.randint(k_act, (num_envs,), 0, jenv.num_actions)
+            else:
+                logits0, _ = network.apply(params[0], obs)
+                logits1, _ = network.apply(params[1], obs)
+                logits = jnp.where((choice == 0)[:, None], logits0, logits1)
+                action = jnp.argmax(logits, -1) if deterministic else jax.random.categorical(k_act, logits)
+            out = jax.vmap(lambda s, a: jenv.step_autoreset(s, a, sampler))(state, action)
+            done = out["terminated"] | out["truncated"]
+            new_choice = jnp.where(jax.random.uniform(k_choice, (num_envs,)) < expert_prob, 0, 1)
+            record = {"obs": obs, "action": action, "reward": out["reward"], "terminated": out["terminated"],
+                      "truncated": out["truncated"], "final_obs": out["final_obs"], "level": out["level"], "choice": choice}
+            return (out["state"], out["obs"], jnp.where(done, new_choice, choice), rng), record
+
+        return jax.lax.scan(step, carry, None, length=steps)
+
+    return jax.jit(chunk)
+
+
+def _episodes(cfg: Any, split: Any, specs: list[dict[str, Any]], stats: dict[str, Any]) -> Iterator[Any]:
+    """Complete episodes in a fixed order (by end step, then env): every episode that starts before the
+    target is reached."""
+    import jax  # noqa: PLC0415
+
+    from rlgen.agents.ppo_jax import JaxPPOAgent  # noqa: PLC0415
+    from rlgen.data import Episode  # noqa: PLC0415
+    from rlgen.envs.xland import LevelSampler, jax_env_for_split  # noqa: PLC0415
+
+    jenv = jax_env_for_split(split)
+    levels = split.levels("train").first(cfg.levels) if cfg.levels else split.levels("train")
+    sampler = LevelSampler.from_levels(levels)
+    labels = [s["label"] for s in specs]
+    if labels == ["random"]:
+        network, params = None, (None, None)
+    else:
+        agents = [JaxPPOAgent.load(Path(cfg.policy_run) / s["checkpoint"]) for s in specs]
+        for a in agents:
+            a._check_env(split)
+        network = agents[0].network  # same architecture for every rung of a run
+        params = (agents[0].params, agents[-1].params)
+    expert_prob = cfg.mixed_expert_fraction if len(labels) == 2 else 1.0
+    n = cfg.num_envs
+    program = _rollout_program(jenv, network, n, CHUNK_STEPS, cfg.deterministic, expert_prob)
+    rng = jax.random.PRNGKey(cfg.seed)
+    rng, k_reset, k_choice = jax.random.split(rng, 3)
+    state, obs = jax.vmap(lambda k: jenv.reset_sampled(k, sampler))(jax.random.split(k_reset, n))
+    choice = jax.numpy.where(jax.random.uniform(k_choice, (n,)) < expert_prob, 0, 1)
+    carry = (state, obs, choice, rng)
+    # Which episodes are kept must not depend on their length (as in rlgen.data.collect): an episode is
+    # recorded if it *starts* while the target is not met, and every recorded episode runs to its end.
+    # Transitions: episodes start until the finished ones hold the target, then the running ones finish
+    # (at most one more episode per env). Episodes: exactly the target number start.
+    target_transitions, target_episodes = cfg.transitions, cfg.episodes
+    started = 0
+
+    def may_start() -> bool:
+        if target_episodes is not None:
+            return started < target_episodes
+        return stats["transitions"] < target_transitions
+
+    recording = np.zeros(n, dtype=bool)
+    for i in range(n):
+        recording[i] = may_start()
+        started += int(recording[i])
+    # per recording env: the steps of its running episode from earlier chunks
+    partial: list[list[dict[str, np.ndarray]]] = [[] for _ in range(n)]
+    while recording.any():
+        carry, traj = program(params, carry, sampler)
+        traj = jax.device_get(traj)
+        done = traj["terminated"] | traj["truncated"]  # (T, N)
+        start = np.zeros(n, dtype=np.int64)
+        steps, envs = np.nonzero(done)  # time-major: episodes end in time order, envs in index order
+        for t in np.unique(steps):
+            ended = envs[steps == t]
+            for i in ended:
+                if recording[i]:
+                    parts = partial[i] + [{k: v[start[i] : t + 1, i] for k, v in traj.items()}]
+                    cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+                    episode = Episode(
+                        obs=np.concatenate([cat["obs"], cat["final_obs"][-1:]]).astype(np.uint8),
+                        actions=cat["action"].astype(np.int64), rewards=cat["reward"].astype(np.float32),
+                        terminated=cat["terminated"].astype(bool), truncated=cat["truncated"].astype(bool),
+                        level=int(cat["level"][0]), policy=labels[int(cat["choice"][0])] if len(labels) == 2 else labels[0],
+                    )  # fmt: skip
+                    stats["episodes"] += 1
+                    stats["transitions"] += episode.length
+                    if stats.get("progress") is not None:
+                        stats["progress"](episode.length)
+                    yield episode
+                partial[i] = []
+                start[i] = t + 1
+            for i in ended:  # the next episodes start at t + 1
+                recording[i] = may_start()
+                started += int(recording[i])
+        for i in np.flatnonzero(recording & (start < CHUNK_STEPS)):
+            partial[i].append({k: v[start[i] :, i] for k, v in traj.items()})
+
+
+def collect_xland(cfg: Any) -> Path:
+    """Collect the dataset ``cfg`` (a ``CollectConfig`` with an ``xland/...`` env) describes; returns its directory."""
+    import jax  # noqa: PLC0415
+
+    from rlgen.agents.ppo_jax import jax_device  # noqa: PLC0415
+    from rlgen.config import config_to_dict  # noqa: PLC0415
+    from rlgen.data import DatasetWriter  # noqa: PLC0415
+    from rlgen.envs.xland import jax_env_for_split, rulesets_info  # noqa: PLC0415
+
+    root = Path(cfg.out_dir or f"data/{cfg.name}")
+    record = {k: v for k, v in config_to_dict(cfg).items() if k not in _NEUTRAL_KEYS}
+    manifest_path = root / "manifest.json"
+    if manifest_path.is_file():
+        old = json.loads(manifest_path.read_text()).get("config")
+        if old == record:
+            return root  # already collected with this config
+        diff = sorted(k for k in set(old or {}) | set(record) if (old or {}).get(k) != record.get(k))
+        raise RlgenError(f"{root} holds a dataset collected with a different config (differs in: {', '.join(diff) or 'all'}); "
+                         "use another out_dir, or delete the directory to start over")  # fmt: skip
+    split = cfg.level_split()
+    jenv = jax_env_for_split(split)
+    specs = resolve_skill(cfg)
+    unit, total = ("transitions", cfg.transitions) if cfg.transitions is not None else ("episodes", cfg.episodes)
+    stats: dict[str, Any] = {"episodes": 0, "transitions": 0, "progress": None}
+    progress = None
+    if cfg.progress:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn  # noqa: PLC0415
+
+        progress = Progress(TextColumn(f"[bold]collect[/] {cfg.name} ({cfg.skill})"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn(unit), TimeRemainingColumn())  # fmt: skip
+        task = progress.add_task("collect", total=total)
+        progress.start()
+        stats["progress"] = lambda length: progress.advance(task, length if unit == "transitions" else 1)
+    t0 = time.perf_counter()
+    rows: list[tuple[str, float]] = []
+
+    def tracked() -> Iterator[Any]:
+        for e in _episodes(cfg, split, specs, stats):
+            rows.append((e.policy, e.total_return))
+            yield e
+
+    manifest: dict[str, Any] = {
+        "env": cfg.env,
+        "split": split.to_dict(),
+        "skill": cfg.skill,
+        "policies": [dict(s, run=cfg.policy_run) if s["label"] != "random" else s for s in specs],
+        "observation_space": {"shape": list(jenv.obs_shape), "dtype": "uint8"},
+        "action_space": {"n": int(jenv.num_actions)},
+        "rulesets": rulesets_info(split),
+        "config": record,
+    }
+    if (root / "shards").is_dir():  # an interrupted collection: redo it from the start
+        for f in (root / "shards").glob("shard_*.zst"):
+            f.unlink()
+    try:
+        with jax.default_device(jax_device(cfg.device)):
+            writer = DatasetWriter(root, manifest, shard_transitions=cfg.shard_transitions)
+            for e in tracked():
+                writer.add(e)
+            returns: dict[str, dict[str, Any]] = {}
+            for label in sorted({p for p, _ in rows}):
+                sel = [r for p, r in rows if p == label]
+                returns[label] = {"episodes": len(sel), "mean_return": float(np.mean(sel))}
+            levels = split.levels("train").first(cfg.levels) if cfg.levels else split.levels("train")
+            writer.manifest.update({
+                "returns_by_policy": returns,
+                "mean_return": float(np.mean([r for _, r in rows])),
+                "collection": {
+                    "levels": levels.describe(), "num_envs": cfg.num_envs, "seed": cfg.seed,
+                    "deterministic": cfg.deterministic, unit: total,
+                    "episodes_kept": "every episode started before the target was reached, run to its end (terminated or time-limit truncated); none dropped for its length",
+                    "device": str(jax_device(cfg.device)), "seconds": time.perf_counter() - t0,
+                },
+            })  # fmt: skip
+            writer.close()  # shards, then episodes.jsonl, then manifest.json
+    finally:
+        if progress is not None:
+            progress.stop()
+    return root
