@@ -225,7 +225,8 @@ def collect_segment(cfg: CollectConfig, split: Any, segment: int, size: int, uni
                 b = bufs[i]
                 if b is None:
                     continue
-                ep = Episode(np.stack(b["obs"]), np.asarray(b["actions"], np.int64), np.asarray(b["rewards"], np.float32),
+                # obs stays a list of rows: the shard writer streams them to the compressor without a stacked copy
+                ep = Episode(b["obs"], np.asarray(b["actions"], np.int64), np.asarray(b["rewards"], np.float32),
                              np.asarray(b["term"], bool), np.asarray(b["trunc"], bool), level=b["level"], policy=b["policy"])  # fmt: skip
                 bufs[i] = None
                 pending_reset[i] = True

@@ -89,7 +89,7 @@ def write_shard_file(path: Path, episodes: Sequence[Any]) -> dict[str, Any]:
 
     if not episodes:
         raise ValueError("a shard needs at least one episode")
-    first = np.asarray(episodes[0].obs)
+    first = np.asarray(episodes[0].obs[0])[None]  # dtype and row shape; obs may be a list of rows
     lengths = [int(len(e.actions)) for e in episodes]
     header = {
         "lengths": lengths,
@@ -104,7 +104,10 @@ def write_shard_file(path: Path, episodes: Sequence[Any]) -> dict[str, Any]:
         with zstandard.ZstdCompressor(level=ZSTD_LEVEL).stream_writer(sink, closefd=False) as z:  # type: ignore[arg-type]
             z.write(MAGIC + struct.pack("<I", len(raw_header)) + raw_header)
             for e in episodes:
-                z.write(np.ascontiguousarray(e.obs, dtype=first.dtype).data)
+                # a list of rows (the collector's) goes to the compressor row by row: no stacked copy
+                rows = e.obs if isinstance(e.obs, list) else [e.obs]
+                for r in rows:
+                    z.write(np.ascontiguousarray(r, dtype=first.dtype).data)
             for name, dt in STEP_ARRAYS.items():
                 for e in episodes:
                     z.write(np.ascontiguousarray(getattr(e, name), dtype=dt).data)

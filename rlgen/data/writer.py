@@ -21,7 +21,8 @@ class Episode:
     """One complete episode.
 
     Attributes:
-        obs: ``(T + 1, *obs_shape)``, every observation including the one after the last action.
+        obs: ``(T + 1, *obs_shape)``, every observation including the one after the last action
+            (an array, or a list of ``T + 1`` row arrays).
         actions: ``(T,)`` discrete actions.
         rewards: ``(T,)`` float rewards.
         terminated: ``(T,)`` bool, True at a terminal step (no bootstrapping past it).
