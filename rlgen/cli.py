@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rlgen import __version__
+from rlgen.agents.run_dir import TrainingInterrupted
 from rlgen.errors import RlgenError
 
 
@@ -96,52 +97,20 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    import yaml
-
-    from rlgen.config import ONLINE_SCHEMAS, OfflineConfig, validate_config
-    from rlgen.envs import LevelSplit
-
-    run_dir = Path(args.run_dir)
-    config_path = run_dir / "config.yaml"
-    if not config_path.is_file():
-        raise RlgenError(f"{str(run_dir)!r} is not a run directory (no config.yaml); pass the out_dir of `rlgen train`")
-    data = yaml.safe_load(config_path.read_text()) or {}
-    resolved = data.pop("resolved", {})
-    algo = data.get("algo", "ppo")
-    schema = ONLINE_SCHEMAS.get(algo, OfflineConfig)
-    cfg = validate_config(data, schema, source=str(config_path))
-    split = LevelSplit.from_dict(resolved["split"]) if "split" in resolved else cfg.level_split()
     if args.episodes < 1:
         raise RlgenError(f"--episodes must be >= 1, got {args.episodes}")
-
     from rlgen.evaluation import RandomPolicy, append_results, evaluate_on_levels, generalization_gap
+    from rlgen.pipeline.runs import load_run
 
-    device = args.device or cfg.device
-    if algo == "ppo_jax":
-        from rlgen.agents.ppo_jax import JaxRandomPolicy, jax_device, load_run_agent as load_jax_agent
-
-        import jax
-
-        jax.config.update("jax_default_device", jax_device(device))
-        agent = load_jax_agent(run_dir, checkpoint=args.checkpoint)  # type: ignore[assignment]
-        num_actions = agent.num_actions
-    elif algo == "ppo":
-        from rlgen.agents.ppo import load_run_agent
-
-        agent = load_run_agent(run_dir, checkpoint=args.checkpoint, device=device)
-        num_actions = int(agent.model.action_space.n)
-    else:
-        from rlgen.agents.offline import load_offline_agent
-
-        agent = load_offline_agent(run_dir, device=device)  # type: ignore[assignment]
-        from rlgen.envs import make_env
-
-        probe = make_env(split, "train", num_envs=1)
-        num_actions = int(probe.single_action_space.n)
-        probe.close()
-    policies = [(algo, agent)]
+    run_dir = Path(args.run_dir)
+    run = load_run(run_dir, checkpoint=args.checkpoint, device=args.device)
+    algo, split, cfg, resolved = run.algo, run.split, run.config, run.resolved
+    policies = [(algo, run.agent)]
     if args.random_baseline:
-        policies.append(("random", (JaxRandomPolicy if algo == "ppo_jax" else RandomPolicy)(num_actions, seed=args.seed)))
+        random_policy: type = RandomPolicy
+        if algo == "ppo_jax":
+            from rlgen.agents.ppo_jax import JaxRandomPolicy as random_policy  # batched on device like the agent
+        policies.append(("random", random_policy(run.num_actions, seed=args.seed)))
     print(f"{'agent':<8} {'levels':<10} {'episodes':>8} {'return':>8} {'normalized':>10}")
     for name, policy in policies:
         results = {}
@@ -468,7 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"rlgen: error: {e}", file=sys.stderr)
-        return 130 if type(e).__name__ == "TrainingInterrupted" else 2
+        return 130 if isinstance(e, TrainingInterrupted) else 2
     except KeyboardInterrupt:
         print("rlgen: interrupted", file=sys.stderr)
         return 130

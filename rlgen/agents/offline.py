@@ -247,7 +247,7 @@ def train_offline(cfg: OfflineConfig) -> Path:
     """
     from torch.utils.tensorboard import SummaryWriter
 
-    from rlgen.agents.ppo import TrainingInterrupted, stop_on_signals
+    from rlgen.agents.run_dir import TrainingInterrupted, stop_on_signals
     from rlgen.data import load_dataset
     from rlgen.envs import LevelSplit
     from rlgen.evaluation import evaluate_on_levels

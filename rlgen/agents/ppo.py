@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +29,10 @@ import torch
 
 from rlgen.agents import networks
 from rlgen.agents.quiet import silence_gym_banner
-from rlgen.config import TrainConfig, config_to_dict, write_resolved_config
+from rlgen.config import TrainConfig, write_resolved_config
 from rlgen.envs import LevelSplit, make_env
+from rlgen.agents.run_dir import LADDER, TrainingInterrupted, check_same_config, read_ladder, stop_on_signals
+from rlgen.agents.run_dir import write_json_atomic as _write_json
 from rlgen.errors import RlgenError
 
 silence_gym_banner()
@@ -48,11 +47,6 @@ from rlgen.agents.sb3_vec_env import RlgenVecEnv  # noqa: E402
 LATEST = "checkpoints/latest.zip"
 VECNORM = "checkpoints/latest_vecnormalize.pkl"
 STATE = "checkpoints/state.json"
-LADDER = "ladder.json"
-
-
-class TrainingInterrupted(RlgenError):
-    """Training stopped by SIGINT/SIGTERM after saving a checkpoint."""
 
 
 class EncoderExtractor(BaseFeaturesExtractor):
@@ -112,19 +106,6 @@ def _atomic_save(model: PPO, path: Path) -> Path:
     model.save(tmp)
     os.replace(tmp, path)
     return path
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
-
-
-def read_ladder(run_dir: str | Path) -> dict[str, Any]:
-    p = Path(run_dir) / LADDER
-    if not p.is_file():
-        raise RlgenError(f"{str(run_dir)!r} has no {LADDER}; train it with `rlgen train` first")
-    return json.loads(p.read_text())
 
 
 class LadderCallback(BaseCallback):
@@ -236,41 +217,6 @@ def save_checkpoint(model: PPO, run_dir: Path, finished: bool) -> None:
     _write_json(run_dir / STATE, {"num_timesteps": int(model.num_timesteps), "finished": finished, "time": time.time()})
 
 
-@contextmanager
-def stop_on_signals(flag: dict[str, bool]) -> Iterator[None]:
-    """SIGINT/SIGTERM set ``flag["stop"]``; the training loop checks it every env step."""
-
-    def handler(signum: int, frame: Any) -> None:
-        flag["stop"] = True
-        flag["signal"] = signum
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
-def _check_same_config(run_dir: Path, cfg: TrainConfig) -> None:
-    """Resuming with a different config would mix two experiments in one run directory."""
-    import yaml
-
-    saved_path = run_dir / "config.yaml"
-    if not saved_path.is_file():
-        return
-    saved = yaml.safe_load(saved_path.read_text()) or {}
-    saved.pop("resolved", None)
-    now = config_to_dict(cfg)
-    ignore = {"total_steps", "progress", "device"}
-    diff = sorted(k for k in set(saved) | set(now) if k not in ignore and saved.get(k) != now.get(k))
-    if diff:
-        raise RlgenError(
-            f"{run_dir} holds a run with a different config (keys differ: {', '.join(diff)}); "
-            "use another out_dir, or delete the directory to start over"
-        )
-
-
 def build_model(cfg: TrainConfig, venv: Any, run_dir: Path) -> PPO:
     split_suite = cfg.env.split("/", 1)[0]
     encoder = cfg.ppo.network if cfg.ppo.network != "auto" else networks.default_encoder(split_suite, cfg.split.options)
@@ -311,7 +257,7 @@ def train_ppo(cfg: TrainConfig) -> Path:
     split = cfg.level_split()
     resuming = (run_dir / LATEST).is_file()
     if resuming:
-        _check_same_config(run_dir, cfg)
+        check_same_config(run_dir, cfg)
         state = json.loads((run_dir / STATE).read_text()) if (run_dir / STATE).is_file() else {}
         if state.get("finished") and state.get("num_timesteps", 0) >= cfg.total_steps:
             return run_dir  # nothing left to do

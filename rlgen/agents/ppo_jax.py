@@ -31,29 +31,24 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from rlgen.agents.run_dir import LADDER, TrainingInterrupted, check_same_config, read_ladder, stop_on_signals
+from rlgen.agents.run_dir import write_json_atomic as _write_json
 from rlgen.errors import RlgenError
 
 LATEST = "checkpoints/latest.msgpack"
 STATE = "checkpoints/state.json"
-LADDER = "ladder.json"
 FORMAT = "rlgen.ppo_jax/1"
 
 # xminigrid's symbolic codes: 13 tiles, 12 colours; goal encodings hold small ints (< 256).
 NUM_TILES, NUM_COLORS, CODE_VOCAB = 13, 12, 256
-
-
-class TrainingInterrupted(RlgenError):
-    """Training stopped by SIGINT/SIGTERM after saving a checkpoint."""
 
 
 def _jax() -> Any:
@@ -588,57 +583,6 @@ def jax_device(device: str) -> Any:
     return gpus[index]
 
 
-def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
-
-
-def read_ladder(run_dir: str | Path) -> dict[str, Any]:
-    p = Path(run_dir) / LADDER
-    if not p.is_file():
-        raise RlgenError(f"{str(run_dir)!r} has no {LADDER}; train it with `rlgen train` first")
-    return json.loads(p.read_text())
-
-
-@contextmanager
-def stop_on_signals(flag: dict[str, Any]) -> Iterator[None]:
-    """SIGINT/SIGTERM set ``flag["stop"]``; training checks it at every host sync."""
-
-    def handler(signum: int, frame: Any) -> None:
-        flag["stop"] = True
-        flag["signal"] = signum
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
-def _check_same_config(run_dir: Path, cfg: Any) -> None:
-    """Resuming with a different config would mix two experiments in one run directory."""
-    import yaml  # noqa: PLC0415
-
-    from rlgen.config import config_to_dict  # noqa: PLC0415
-
-    saved_path = run_dir / "config.yaml"
-    if not saved_path.is_file():
-        return
-    saved = yaml.safe_load(saved_path.read_text()) or {}
-    saved.pop("resolved", None)
-    now = config_to_dict(cfg)
-    ignore = {"total_steps", "progress", "device", "log_every_steps"}
-    diff = sorted(k for k in set(saved) | set(now) if k not in ignore and saved.get(k) != now.get(k))
-    if diff:
-        raise RlgenError(
-            f"{run_dir} holds a run with a different config (keys differ: {', '.join(diff)}); "
-            "use another out_dir, or delete the directory to start over"
-        )
-
-
 class _RunLog:
     """Host side of a training run: TensorBoard scalars, progress bar, ladder rungs, checkpoints."""
 
@@ -729,7 +673,7 @@ def train_ppo_jax(cfg: Any) -> Path:
     device = jax_device(cfg.device)
     resuming = (run_dir / LATEST).is_file()
     if resuming:
-        _check_same_config(run_dir, cfg)
+        check_same_config(run_dir, cfg, ignore=("total_steps", "progress", "device", "log_every_steps"))
         state = json.loads((run_dir / STATE).read_text()) if (run_dir / STATE).is_file() else {}
         if state.get("finished") and state.get("num_timesteps", 0) >= cfg.total_steps:
             return run_dir  # nothing left to do

@@ -16,7 +16,6 @@ the start on the next run (it takes seconds to minutes on device); a finished on
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from functools import lru_cache
@@ -25,35 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from rlgen.errors import RlgenError
+from rlgen.data.collect import check_collect_config, collect_config_record, resolve_skill
+from rlgen.data.format import MANIFEST
 
 #: Steps per env per device call.
 CHUNK_STEPS = 128
-_NEUTRAL_KEYS = ("progress", "device", "name", "out_dir")
-
-
-def resolve_skill(cfg: Any) -> list[dict[str, Any]]:
-    """The policies behind ``cfg.skill`` from a ``ppo_jax`` run's ladder (same rules as the generic collector)."""
-    from rlgen.agents.ppo_jax import read_ladder  # noqa: PLC0415
-
-    if cfg.skill == "random":
-        return [{"label": "random"}]
-    if not Path(cfg.policy_run).is_dir():
-        raise RlgenError(f"policy_run {cfg.policy_run!r} is not a directory; give the run directory of `rlgen train`")
-    rungs = sorted(read_ladder(cfg.policy_run).get("rungs", []), key=lambda r: r["step"])
-    if not rungs:
-        raise RlgenError(f"{cfg.policy_run!r} has no ladder rungs yet; let `rlgen train` run past ladder.every_steps")
-    expert = {"label": "expert", **{k: rungs[-1][k] for k in ("checkpoint", "step", "mean_return")}}
-    if cfg.skill == "expert":
-        return [expert]
-    earlier = rungs[:-1]
-    if not earlier:
-        raise RlgenError(f"skill={cfg.skill} needs a medium policy, but {cfg.policy_run!r} has a single ladder rung; "
-                         "train with a smaller ladder.every_steps to keep checkpoints along the way")  # fmt: skip
-    target = cfg.medium_fraction * expert["mean_return"]
-    rung = min(earlier, key=lambda r: (abs(r["mean_return"] - target), r["step"]))
-    medium = {"label": "medium", "target_return": target, **{k: rung[k] for k in ("checkpoint", "step", "mean_return")}}
-    return [medium] if cfg.skill == "medium" else [expert, medium]
 
 
 @lru_cache(maxsize=8)
@@ -172,20 +147,14 @@ def collect_xland(cfg: Any) -> Path:
     import jax  # noqa: PLC0415
 
     from rlgen.agents.ppo_jax import jax_device  # noqa: PLC0415
-    from rlgen.config import config_to_dict  # noqa: PLC0415
     from rlgen.data import DatasetWriter  # noqa: PLC0415
     from rlgen.envs.xland import jax_env_for_split, rulesets_info  # noqa: PLC0415
 
     root = Path(cfg.out_dir or f"data/{cfg.name}")
-    record = {k: v for k, v in config_to_dict(cfg).items() if k not in _NEUTRAL_KEYS}
-    manifest_path = root / "manifest.json"
-    if manifest_path.is_file():
-        old = json.loads(manifest_path.read_text()).get("config")
-        if old == record:
-            return root  # already collected with this config
-        diff = sorted(k for k in set(old or {}) | set(record) if (old or {}).get(k) != record.get(k))
-        raise RlgenError(f"{root} holds a dataset collected with a different config (differs in: {', '.join(diff) or 'all'}); "
-                         "use another out_dir, or delete the directory to start over")  # fmt: skip
+    check_collect_config(root, cfg)  # the generic collector's rule: same config resumes, another is refused
+    if (root / MANIFEST).is_file():
+        return root  # already collected with this config
+    record = collect_config_record(cfg)
     split = cfg.level_split()
     jenv = jax_env_for_split(split)
     specs = resolve_skill(cfg)

@@ -46,7 +46,7 @@ def resolve_skill(cfg: CollectConfig) -> list[dict[str, Any]]:
     """
     if cfg.skill == "random":
         return [{"label": "random"}]
-    from rlgen.agents.ppo import read_ladder
+    from rlgen.agents.run_dir import read_ladder
 
     assert cfg.policy_run is not None
     if not Path(cfg.policy_run).is_dir():
@@ -244,16 +244,16 @@ def collect_segment(cfg: CollectConfig, split: Any, segment: int, size: int, uni
 # --- the whole collection ------------------------------------------------------------------------------
 
 
-def _config_record(cfg: CollectConfig) -> dict[str, Any]:
+def collect_config_record(cfg: CollectConfig) -> dict[str, Any]:
     d = config_to_dict(cfg)
     for k in _NEUTRAL_KEYS:
         d.pop(k, None)
     return d
 
 
-def _check_same_config(root: Path, cfg: CollectConfig) -> None:
+def check_collect_config(root: Path, cfg: CollectConfig) -> None:
     path = root / COLLECT_CONFIG
-    record = _config_record(cfg)
+    record = collect_config_record(cfg)
     if path.is_file():
         old = json.loads(path.read_text())
         if old != record:
@@ -274,7 +274,7 @@ def collect(cfg: CollectConfig) -> Path:
     it resumes; with a different config on the same ``out_dir`` it refuses.
     """
     root = Path(cfg.out_dir or f"data/{cfg.name}")
-    _check_same_config(root, cfg)
+    check_collect_config(root, cfg)
     if (root / MANIFEST).is_file():
         read_manifest(root)
         return root
@@ -326,7 +326,7 @@ def collect(cfg: CollectConfig) -> Path:
             "episodes_kept": "every episode started before its segment reached its size, run to its end (terminated or time-limit truncated); none dropped for its length",
             "seconds": time.perf_counter() - t0,
         },  # fmt: skip
-        "config": _config_record(cfg),
+        "config": collect_config_record(cfg),
     }
     return finish_dataset(root, manifest, shards, rows)
 

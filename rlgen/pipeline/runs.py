@@ -17,10 +17,10 @@ class LoadedRun:
     """A run directory's agent and what it was trained on.
 
     Attributes:
-        algo: ``ppo`` or the offline algorithm.
+        algo: ``ppo``, ``ppo_jax`` or the offline algorithm.
         agent: has ``act(obs, deterministic=)`` (and ``reset``/``observe`` for DT and BCT).
         split: the run's resolved LevelSplit (for offline runs: their dataset's).
-        config: the run's validated config (``TrainConfig`` or ``OfflineConfig``).
+        config: the run's validated config (``TrainConfig``, ``JaxPPOConfig`` or ``OfflineConfig``).
         resolved: the ``resolved`` block of its ``config.yaml`` (split, dataset facts...).
         num_actions: size of the discrete action space.
     """
@@ -41,7 +41,7 @@ def load_run(run_dir: str | Path, checkpoint: str | None = None, device: str | N
     """
     import yaml
 
-    from rlgen.config import OfflineConfig, TrainConfig, validate_config
+    from rlgen.config import ONLINE_SCHEMAS, OfflineConfig, validate_config
     from rlgen.envs import LevelSplit
 
     run = Path(run_dir)
@@ -51,10 +51,19 @@ def load_run(run_dir: str | Path, checkpoint: str | None = None, device: str | N
     data = yaml.safe_load(config_path.read_text()) or {}
     resolved = data.pop("resolved", {})
     algo = data.get("algo", "ppo")
-    cfg = validate_config(data, TrainConfig if algo == "ppo" else OfflineConfig, source=str(config_path))
+    cfg = validate_config(data, ONLINE_SCHEMAS.get(algo, OfflineConfig), source=str(config_path))
     split = LevelSplit.from_dict(resolved["split"]) if "split" in resolved else cfg.level_split()
     device = device or cfg.device
-    if algo == "ppo":
+    if algo == "ppo_jax":
+        import jax
+
+        from rlgen.agents.ppo_jax import jax_device
+        from rlgen.agents.ppo_jax import load_run_agent as load_jax_agent
+
+        jax.config.update("jax_default_device", jax_device(device))
+        agent = load_jax_agent(run, checkpoint=checkpoint)
+        num_actions = int(agent.num_actions)
+    elif algo == "ppo":
         from rlgen.agents.ppo import load_run_agent
 
         agent: Any = load_run_agent(run, checkpoint=checkpoint, device=device)

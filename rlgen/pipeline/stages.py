@@ -106,7 +106,9 @@ def execute_safely(stage_data: dict[str, Any], progress: bool, threads: int | No
 
 
 def _is_interrupt(e: BaseException) -> bool:
-    return isinstance(e, KeyboardInterrupt) or type(e).__name__ == "TrainingInterrupted"
+    from rlgen.agents.run_dir import TrainingInterrupted
+
+    return isinstance(e, (KeyboardInterrupt, TrainingInterrupted))
 
 
 def _redirect_output(path: Path) -> list[int]:
