@@ -100,7 +100,8 @@ def test_cache_is_built_once_and_rebuilt_when_shards_change(dataset_dir):
 
 
 def test_to_device_cpu_gives_tensors(dataset_dir):
-    torch = pytest.importorskip("torch")
+    import torch
+
     ds = load_dataset(dataset_dir)
     assert ds.to_device("cpu")
     b = ds.sample_transitions(8, np.random.default_rng(0))
