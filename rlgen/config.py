@@ -278,7 +278,7 @@ class PPOSettings(StrictModel):
     vf_coef: float = Field(default=0.5, ge=0)
     max_grad_norm: float = Field(default=0.5, gt=0)
     normalize_reward: bool = True
-    network: str = Field(default="auto", description="auto | impala | minigrid_cnn")
+    network: str = Field(default="auto", description="auto | impala | nature | minigrid_cnn")
 
     @field_validator("network")
     @classmethod
@@ -469,7 +469,7 @@ class OfflineConfig(RlgenConfig):
     batch_size: int = Field(default=256, ge=1)
     learning_rate: float = Field(default=5e-4, gt=0)
     gamma: float = Field(default=0.99, gt=0, le=1)
-    network: str = Field(default="auto", description="auto | impala | minigrid_cnn")
+    network: str = Field(default="auto", description="auto | impala | nature | minigrid_cnn")
     # BCQ
     bcq_threshold: float = Field(default=0.5, ge=0, le=1, description="BCQ: keep actions with pi(a|s)/max pi >= threshold")
     # BCQ, CQL

@@ -103,7 +103,7 @@ class BCTransformer:
     Args:
         observation_shape: ``(C, H, W)``.
         num_actions: size of the discrete action space.
-        encoder: ``"impala"`` (Procgen) or ``"minigrid_cnn"``.
+        encoder: one of ``networks.ENCODERS`` (``"impala"`` for Procgen, ``"minigrid_cnn"`` for MiniGrid).
         context_length: steps per window (training windows must have this length).
         n_layers, n_heads, embed_dim, dropout: transformer size (feed-forward width ``4 * embed_dim``).
         learning_rate: AdamW step size.

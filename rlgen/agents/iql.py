@@ -49,7 +49,7 @@ class DiscreteIQL:
     Args:
         observation_shape: ``(C, H, W)``.
         num_actions: size of the discrete action space.
-        encoder: ``"impala"`` (Procgen) or ``"minigrid_cnn"``; every network gets its own copy.
+        encoder: one of ``networks.ENCODERS`` (``"impala"`` for Procgen, ``"minigrid_cnn"`` for MiniGrid); every network gets its own copy.
         learning_rate: Adam step size, shared by the Q, V and policy networks.
         gamma: discount.
         expectile: tau of the expectile regression of V (0.5 = mean, -> 1 = max over dataset actions).

@@ -17,7 +17,7 @@ from torch import nn
 
 from rlgen.errors import ConfigError
 
-ENCODERS: tuple[str, ...] = ("impala", "minigrid_cnn")
+ENCODERS: tuple[str, ...] = ("impala", "nature", "minigrid_cnn")
 
 
 def as_tensor(x: Any, device: torch.device) -> torch.Tensor:
@@ -82,6 +82,34 @@ class ImpalaEncoder(nn.Module):
         return torch.relu(self.fc(torch.flatten(torch.relu(x), start_dim=1)))
 
 
+class NatureEncoder(nn.Module):
+    """The DQN CNN of Mnih et al. (2015): conv 8x8/4 (32), 4x4/2 (64), 3x3/1 (64), then a dense layer.
+
+    SB3's and d3rlpy's default pixel encoder. On 64x64 Procgen frames it costs about 4M multiply-adds
+    per image against IMPALA's 30M, so it is the CPU-budget choice; the Procgen paper reports IMPALA
+    generalizes better at 25M steps. Input ``(B, C, H, W)`` with values 0-255; output ``(B, features_dim)``.
+    """
+
+    def __init__(self, observation_shape: Sequence[int], features_dim: int = 512) -> None:
+        super().__init__()
+        c = observation_shape[0]
+        if min(observation_shape[1:]) < 36:
+            raise ConfigError(f"network nature needs images of at least 36x36, got {tuple(observation_shape)}")
+        self.convs = nn.Sequential(
+            nn.Conv2d(c, 32, kernel_size=8, stride=4), nn.ReLU(),
+            nn.Conv2d(32, 64, kernel_size=4, stride=2), nn.ReLU(),
+            nn.Conv2d(64, 64, kernel_size=3, stride=1), nn.ReLU(),
+        )  # fmt: skip
+        with torch.no_grad():
+            n_flat = self.convs(torch.zeros(1, *observation_shape)).numel()
+        self.fc = nn.Linear(n_flat, features_dim)
+        self.features_dim = features_dim
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = self.convs(obs.float() / 255.0)
+        return torch.relu(self.fc(torch.flatten(x, start_dim=1)))
+
+
 class MiniGridEncoder(nn.Module):
     """Small CNN for MiniGrid's symbolic 7x7 view (as in the rl-starter-files baselines).
 
@@ -121,6 +149,8 @@ def make_encoder(name: str, observation_shape: Sequence[int], features_dim: int 
     """Build encoder ``name`` for observations of ``observation_shape`` (C, H, W)."""
     if name == "impala":
         return ImpalaEncoder(observation_shape, features_dim=features_dim or 256)
+    if name == "nature":
+        return NatureEncoder(observation_shape, features_dim=features_dim or 512)
     if name == "minigrid_cnn":
         if min(observation_shape[1:]) < 4:
             raise ConfigError(f"network minigrid_cnn needs images of at least 4x4, got {tuple(observation_shape)}")

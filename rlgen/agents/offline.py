@@ -52,10 +52,10 @@ def resolve_device(device: str) -> str:
 
 @dataclasses.dataclass()
 class RlgenEncoderFactory(EncoderFactory):
-    """d3rlpy encoder factory for rlgen's encoders (``impala``, ``minigrid_cnn``)."""
+    """d3rlpy encoder factory for rlgen's encoders (``networks.ENCODERS``)."""
 
     name: str = "impala"
-    features_dim: int = 0  # 0: the encoder's default (IMPALA 256, MiniGrid 128)
+    features_dim: int = 0  # 0: the encoder's default (IMPALA 256, Nature 512, MiniGrid 128)
 
     def create(self, observation_shape: Sequence[int]) -> torch.nn.Module:
         return networks.make_encoder(self.name, tuple(observation_shape), features_dim=self.features_dim or None)

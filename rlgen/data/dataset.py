@@ -9,10 +9,13 @@ to the GPU when they fit, and batches are then gathered there.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -32,6 +35,7 @@ from rlgen.data.format import (
 )
 
 CACHE_DIR = "cache"
+CACHE_LOCK = "cache.lock"
 _EPISODE_DTYPE = np.dtype([("id", "i8"), ("level", "i8"), ("return", "f8"), ("length", "i8"), ("policy", "U32"), ("shard", "U64"), ("offset", "i8")])
 
 
@@ -285,9 +289,12 @@ class Dataset:
         base = self._base
         path = base.root / CACHE_DIR
         want = [s["sha256"] for s in base.manifest["shards"]]
-        meta = path / "meta.json"
-        if not (meta.is_file() and json.loads(meta.read_text()).get("shards") == want):
-            base._build_cache(path, want)
+        if not _cache_is_current(path, want):
+            # One builder at a time: a sweep often starts several agents on one dataset at once, and a
+            # second builder must neither redo the work nor replace a cache another process is opening.
+            with _exclusive_lock(base.root / CACHE_LOCK):
+                if not _cache_is_current(path, want):
+                    base._build_cache(path, want)
         if base._arrays is None:
             base._arrays = {k: np.load(path / f"{k}.npy", mmap_mode="r") for k in ("obs", *STEP_ARRAYS, "returns_to_go", "timesteps", "obs_of_step", "ep_step_start")}
         return path
@@ -302,12 +309,14 @@ class Dataset:
         return self._base._arrays
 
     def _build_cache(self, path: Path, shard_hashes: list[str]) -> None:
-        """Decompress every shard into flat arrays under a temporary name, then rename into place.
-        Concurrent builders (a sweep training several agents on one dataset) each build their own
-        and the first rename wins."""
+        """Decompress every shard into flat arrays under a temporary name, then rename into place, so
+        a killed build leaves no half-written cache. Called with the cache lock held: a stale cache
+        and temporary folders of killed builds are removed here."""
         table = self.episodes
         n_steps = int(table["length"].sum())
         n_obs = n_steps + len(table)
+        for stale in path.parent.glob(f"{CACHE_DIR}.tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
         tmp = path.with_name(f"{CACHE_DIR}.tmp-{uuid.uuid4().hex[:8]}")
         tmp.mkdir(parents=True)
         try:
@@ -350,11 +359,8 @@ class Dataset:
             del out
             (tmp / "meta.json").write_text(json.dumps({"shards": shard_hashes, "steps": n_steps, "observations": n_obs}))
             if path.exists():
-                shutil.rmtree(path, ignore_errors=True)
-            try:
-                os.rename(tmp, path)
-            except OSError:  # another process renamed its cache into place first
-                pass
+                shutil.rmtree(path)
+            os.rename(tmp, path)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
@@ -485,3 +491,28 @@ class Dataset:
 
     def __repr__(self) -> str:
         return f"Dataset({self.name!r}, env={self.env}, episodes={self.num_episodes:,}, transitions={self.num_transitions:,}, levels={len(self.levels)})"
+
+
+def _cache_is_current(path: Path, shard_hashes: list[str]) -> bool:
+    """The cache at ``path`` was built from exactly these shards (its meta.json is written last)."""
+    meta = path / "meta.json"
+    try:
+        return meta.is_file() and json.loads(meta.read_text()).get("shards") == shard_hashes
+    except (OSError, ValueError):
+        return False
+
+
+@contextlib.contextmanager
+def _exclusive_lock(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock_path`` (created if missing); other processes wait.
+    The kernel releases it if the holder dies, so a killed build never blocks the next one."""
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise DatasetError(f"cannot create {lock_path} to build the dataset's cache ({e.strerror}); "
+                           "the dataset directory must be writable the first time it is used") from e  # fmt: skip
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

@@ -1,6 +1,8 @@
 """Reading: transition and window sampling line up with the stored episodes; subsets; the cache."""
 
 import json
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -97,6 +99,47 @@ def test_cache_is_built_once_and_rebuilt_when_shards_change(dataset_dir):
     (dataset_dir / "manifest.json").write_text(json.dumps(m))
     load_dataset(dataset_dir).cache()
     assert json.loads((path / "meta.json").read_text())["shards"] != meta["shards"]
+
+
+def test_concurrent_users_build_the_cache_once_and_all_read_it(dataset_dir, monkeypatch):
+    """A sweep starts several agents on one dataset at once: one builds, the others wait and read it."""
+    from rlgen.data.dataset import Dataset
+
+    builds = []
+    original = Dataset._build_cache
+
+    def slow_build(self, path, hashes):
+        builds.append(path)
+        time.sleep(0.3)  # widen the window in which the other users check the cache
+        original(self, path, hashes)
+
+    monkeypatch.setattr(Dataset, "_build_cache", slow_build)
+    barrier, results, errors = threading.Barrier(4), [], []
+
+    def user(seed):
+        try:
+            ds = load_dataset(dataset_dir)
+            barrier.wait()
+            results.append(ds.sample_transitions(8, np.random.default_rng(seed))["obs"].copy())
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=user, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(builds) == 1 and len(results) == 4
+
+
+def test_a_killed_cache_build_leaves_nothing_behind(dataset_dir):
+    leftover = dataset_dir / "cache.tmp-0badf00d"  # what a build killed before its rename leaves
+    leftover.mkdir()
+    (leftover / "obs.npy").write_bytes(b"partial")
+    load_dataset(dataset_dir).cache()
+    assert not leftover.exists()
+    assert sorted(p.name for p in dataset_dir.glob("cache*")) == ["cache", "cache.lock"]
 
 
 def test_to_device_cpu_gives_tensors(dataset_dir):
