@@ -40,18 +40,22 @@ def make_data(root: Path, shape: tuple[int, ...], transitions: int, episode_leng
     return root
 
 
-def median_rate(step, n: int) -> float:
-    step()  # warm-up
-    times = []
+def median_rates(steps: list, n: int) -> list[float]:
+    """Updates/s of each step function, median of ``n`` timed calls after one warm-up each. The
+    calls are interleaved (a, b, a, b, ...) so that a change in background load hits both alike."""
+    for step in steps:
+        step()  # warm-up
+    times: list[list[float]] = [[] for _ in steps]
     for _ in range(n):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return 1.0 / statistics.median(times)
+        for step, t in zip(steps, times):
+            start = time.perf_counter()
+            step()
+            t.append(time.perf_counter() - start)
+    return [1.0 / statistics.median(t) for t in times]
 
 
-def d3rlpy_plain(algo: str, cfg: OfflineConfig, ds, encoder: str) -> float:
-    """Plain d3rlpy on the same data, loaded into its own in-RAM buffer."""
+def d3rlpy_plain(algo: str, cfg: OfflineConfig, ds, encoder: str):
+    """One update of plain d3rlpy on the same data, loaded into its own in-RAM buffer (a step function)."""
     c = ds.cached_arrays()
     obs = np.asarray(c["obs"][np.asarray(c["obs_of_step"])])  # the observation at every step, the final ones left out
     mdp = d3rlpy.dataset.MDPDataset(obs, np.asarray(c["actions"]), np.asarray(c["rewards"]), np.asarray(c["terminated"]),
@@ -69,8 +73,8 @@ def d3rlpy_plain(algo: str, cfg: OfflineConfig, ds, encoder: str) -> float:
                                                            context_size=cfg.context_length, num_heads=cfg.n_heads, num_layers=cfg.n_layers).create(device="cpu")  # fmt: skip
     a.build_with_dataset(mdp)
     if algo == "dt":
-        return median_rate(lambda: a.update(mdp.sample_trajectory_batch(cfg.batch_size, cfg.context_length)), N_UPDATES)
-    return median_rate(lambda: a.update(mdp.sample_transition_batch(cfg.batch_size)), N_UPDATES)
+        return lambda: a.update(mdp.sample_trajectory_batch(cfg.batch_size, cfg.context_length))
+    return lambda: a.update(mdp.sample_transition_batch(cfg.batch_size))
 
 
 N_UPDATES = 5
@@ -97,11 +101,14 @@ def main(argv: list[str] | None = None) -> None:
                                    "n_layers": 2 if args.quick else 6, "n_heads": 2 if args.quick else 8, "embed_dim": 32 if args.quick else 128}, OfflineConfig)  # fmt: skip
             agent = build_agent(cfg, shape, 15, "cpu", target_return=10.0)
             windows = algo in ("dt", "bct")
-            ours = median_rate(lambda: agent.update(ds.sample_windows(bs, cfg.context_length, rng) if windows else ds.sample_transitions(bs, rng)), N_UPDATES)
+            def ours_step() -> None:
+                agent.update(ds.sample_windows(bs, cfg.context_length, rng) if windows else ds.sample_transitions(bs, rng))
+
             if algo in ("iql", "bct"):
+                (ours,) = median_rates([ours_step], N_UPDATES)
                 print(f"{algo:<6} {bs:>6} {ours:>16.2f} {'-':>17} {'-':>6}")
                 continue
-            plain = d3rlpy_plain(algo, cfg, ds, encoder)
+            ours, plain = median_rates([ours_step, d3rlpy_plain(algo, cfg, ds, encoder)], N_UPDATES)
             print(f"{algo:<6} {bs:>6} {ours:>16.2f} {plain:>17.2f} {ours / plain:>6.3f}")
 
 

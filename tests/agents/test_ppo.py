@@ -110,3 +110,14 @@ def test_evaluate_a_directory_that_is_not_a_run(tmp_path, capsys):
 def test_train_config_errors(tmp_path, override, match):
     with pytest.raises(ConfigError, match=match):
         tiny_config(tmp_path, override)
+
+
+def test_procgen_cpu_config_trains_the_nature_cnn(tmp_path):
+    overrides = ["num_envs=4", "total_steps=128", "ppo.n_steps=32", "ppo.num_minibatches=2", "ppo.n_epochs=1", "ladder.every_steps=128",
+                 "ladder.episodes=2", "checkpoint_every=128", "eval_num_envs=2", "progress=false", "device=cpu", f"out_dir={tmp_path / 'run'}"]  # fmt: skip
+    cfg = load_config(ROOT / "configs/ppo/procgen_coinrun_cpu.yaml", overrides, schema=TrainConfig)
+    run = train_ppo(cfg)
+    agent = load_run_agent(run, device="cpu")
+    assert type(agent.model.policy.features_extractor.encoder).__name__ == "NatureEncoder"
+    obs = np.random.default_rng(0).integers(0, 256, size=(8, 3, 64, 64), dtype=np.uint8)
+    assert agent.act(obs, deterministic=True).shape == (8,)
