@@ -1,7 +1,8 @@
 """Reading: transition and window sampling line up with the stored episodes; subsets; the cache."""
 
 import json
-import threading
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -101,36 +102,42 @@ def test_cache_is_built_once_and_rebuilt_when_shards_change(dataset_dir):
     assert json.loads((path / "meta.json").read_text())["shards"] != meta["shards"]
 
 
-def test_concurrent_users_build_the_cache_once_and_all_read_it(dataset_dir, monkeypatch):
+# Each user process logs its builds, waits for the "go" file, then samples. The build is slowed down
+# so that every process checks the cache while the first build is still running.
+CACHE_USER = """
+import sys, time
+from pathlib import Path
+import numpy as np
+from rlgen.data import load_dataset
+from rlgen.data.dataset import Dataset
+
+root, log, go, seed = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
+original = Dataset._build_cache
+
+def slow_build(self, path, hashes):
+    with open(log, "a") as f:
+        f.write(f"{seed}\\n")
+    time.sleep(0.5)
+    original(self, path, hashes)
+
+Dataset._build_cache = slow_build
+ds = load_dataset(root)
+while not go.exists():
+    time.sleep(0.01)
+assert ds.sample_transitions(8, np.random.default_rng(seed))["obs"].shape == (8, 3, 5, 5)
+"""
+
+
+def test_concurrent_users_build_the_cache_once_and_all_read_it(dataset_dir, tmp_path):
     """A sweep starts several agents on one dataset at once: one builds, the others wait and read it."""
-    from rlgen.data.dataset import Dataset
-
-    builds = []
-    original = Dataset._build_cache
-
-    def slow_build(self, path, hashes):
-        builds.append(path)
-        time.sleep(0.3)  # widen the window in which the other users check the cache
-        original(self, path, hashes)
-
-    monkeypatch.setattr(Dataset, "_build_cache", slow_build)
-    barrier, results, errors = threading.Barrier(4), [], []
-
-    def user(seed):
-        try:
-            ds = load_dataset(dataset_dir)
-            barrier.wait()
-            results.append(ds.sample_transitions(8, np.random.default_rng(seed))["obs"].copy())
-        except Exception as e:  # noqa: BLE001 - reported below
-            errors.append(e)
-
-    threads = [threading.Thread(target=user, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
-    assert len(builds) == 1 and len(results) == 4
+    log, go = tmp_path / "builds.log", tmp_path / "go"
+    users = [subprocess.Popen([sys.executable, "-c", CACHE_USER, str(dataset_dir), str(log), str(go), str(i)], stderr=subprocess.PIPE, text=True)
+             for i in range(4)]  # fmt: skip
+    time.sleep(1.0)  # let them import and open the dataset
+    go.touch()
+    errors = [u.communicate(timeout=120)[1] for u in users]
+    assert [u.returncode for u in users] == [0, 0, 0, 0], errors
+    assert len(log.read_text().split()) == 1  # built once
 
 
 def test_a_killed_cache_build_leaves_nothing_behind(dataset_dir):
