@@ -311,7 +311,7 @@ class TrainConfig(RlgenConfig):
     @classmethod
     def _algo(cls, v: str) -> str:
         if v != "ppo":
-            raise ValueError(f"algo {v!r} is not one of: ppo (offline algorithms arrive with their issue)")
+            raise ValueError(f"algo {v!r} is not one of: ppo (this schema is the SB3 PPO's; offline algorithms use OfflineConfig)")
         return v
 
     @model_validator(mode="after")

@@ -82,7 +82,25 @@ class ImpalaEncoder(nn.Module):
         return torch.relu(self.fc(torch.flatten(torch.relu(x), start_dim=1)))
 
 
-class NatureEncoder(nn.Module):
+class ConvDenseEncoder(nn.Module):
+    """A conv stack (ending in a ReLU), flattened, then one dense ReLU layer; inputs divided by ``scale``.
+    Parameter names (``convs.*``, ``fc.*``) are part of the checkpoint format."""
+
+    def __init__(self, observation_shape: Sequence[int], convs: nn.Sequential, scale: float, features_dim: int) -> None:
+        super().__init__()
+        self.convs = convs
+        self.scale = scale
+        with torch.no_grad():
+            n_flat = self.convs(torch.zeros(1, *observation_shape)).numel()
+        self.fc = nn.Linear(n_flat, features_dim)
+        self.features_dim = features_dim
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = self.convs(obs.float() / self.scale)
+        return torch.relu(self.fc(torch.flatten(x, start_dim=1)))
+
+
+class NatureEncoder(ConvDenseEncoder):
     """The DQN CNN of Mnih et al. (2015): conv 8x8/4 (32), 4x4/2 (64), 3x3/1 (64), then a dense layer.
 
     SB3's and d3rlpy's default pixel encoder. On 64x64 Procgen frames it costs about 4M multiply-adds
@@ -91,26 +109,17 @@ class NatureEncoder(nn.Module):
     """
 
     def __init__(self, observation_shape: Sequence[int], features_dim: int = 512) -> None:
-        super().__init__()
-        c = observation_shape[0]
         if min(observation_shape[1:]) < 36:
             raise ConfigError(f"network nature needs images of at least 36x36, got {tuple(observation_shape)}")
-        self.convs = nn.Sequential(
-            nn.Conv2d(c, 32, kernel_size=8, stride=4), nn.ReLU(),
+        convs = nn.Sequential(
+            nn.Conv2d(observation_shape[0], 32, kernel_size=8, stride=4), nn.ReLU(),
             nn.Conv2d(32, 64, kernel_size=4, stride=2), nn.ReLU(),
             nn.Conv2d(64, 64, kernel_size=3, stride=1), nn.ReLU(),
         )  # fmt: skip
-        with torch.no_grad():
-            n_flat = self.convs(torch.zeros(1, *observation_shape)).numel()
-        self.fc = nn.Linear(n_flat, features_dim)
-        self.features_dim = features_dim
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        x = self.convs(obs.float() / 255.0)
-        return torch.relu(self.fc(torch.flatten(x, start_dim=1)))
+        super().__init__(observation_shape, convs, scale=255.0, features_dim=features_dim)
 
 
-class MiniGridEncoder(nn.Module):
+class MiniGridEncoder(ConvDenseEncoder):
     """Small CNN for MiniGrid's symbolic 7x7 view (as in the rl-starter-files baselines).
 
     Input: ``(B, 3, 7, 7)`` with small integer codes (object, colour, state); scaled by 1/10.
@@ -118,21 +127,12 @@ class MiniGridEncoder(nn.Module):
     """
 
     def __init__(self, observation_shape: Sequence[int], features_dim: int = 128) -> None:
-        super().__init__()
-        c = observation_shape[0]
-        self.convs = nn.Sequential(
-            nn.Conv2d(c, 16, kernel_size=2), nn.ReLU(),
+        convs = nn.Sequential(
+            nn.Conv2d(observation_shape[0], 16, kernel_size=2), nn.ReLU(),
             nn.Conv2d(16, 32, kernel_size=2), nn.ReLU(),
             nn.Conv2d(32, 64, kernel_size=2), nn.ReLU(),
         )  # fmt: skip
-        with torch.no_grad():
-            n_flat = self.convs(torch.zeros(1, *observation_shape)).numel()
-        self.fc = nn.Linear(n_flat, features_dim)
-        self.features_dim = features_dim
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        x = self.convs(obs.float() / 10.0)
-        return torch.relu(self.fc(torch.flatten(x, start_dim=1)))
+        super().__init__(observation_shape, convs, scale=10.0, features_dim=features_dim)
 
 
 def default_encoder(suite: str, options: dict) -> str:
