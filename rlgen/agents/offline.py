@@ -318,6 +318,8 @@ def train_offline(cfg: OfflineConfig) -> Path:
         agent.load(checkpoint)
         step, history = _restore_training_state(checkpoint, state, agent, rng)
         if state.get("finished") and step >= cfg.steps:
+            if not (run_dir / MODEL_DIR / agent.MODEL_FILE).is_file():  # killed between the last checkpoint and model/
+                write_unit(run_dir / MODEL_DIR, agent.save)
             return run_dir  # nothing left to do
     if device != "cpu":
         ds.to_device(device)

@@ -111,6 +111,14 @@ def test_a_kill_mid_swap_resumes_from_the_previous_checkpoint(tmp_path, data):
     assert_same_model(straight / "model/model.d3", resumed / "model/model.d3")
 
 
+def test_a_kill_after_the_last_checkpoint_still_gets_its_final_model(tmp_path, data):
+    run = train_offline(run_config(data, tmp_path / "run", "iql", "steps=3"))
+    final = (run / "model/model.pt").read_bytes()
+    shutil.rmtree(run / "model")  # killed after the finished checkpoint, before model/ was written
+    assert train_offline(run_config(data, tmp_path / "run", "iql", "steps=3")) == run
+    assert (run / "model/model.pt").read_bytes() == final
+
+
 class Payload:
     """Unpickling this writes a file: what a planted model file would do to whoever loads it."""
 
@@ -162,8 +170,16 @@ def test_an_old_d3rlpy_decision_transformer_run_asks_to_be_retrained(tmp_path, d
     run = tmp_path / "old-dt"
     cfg = run_config(data, run, "dt", "steps=2")
     write_resolved_config(cfg, run, extra={"dt_target_return": 5.0})
+    import d3rlpy
+
+    from rlgen.agents.offline import RlgenEncoderFactory, _register_factory
+
+    _register_factory()
+    old = d3rlpy.algos.DiscreteDecisionTransformerConfig(encoder_factory=RlgenEncoderFactory("minigrid_cnn", features_dim=16), context_size=2,
+                                                         num_heads=2, num_layers=1, max_timestep=101).create(device="cpu")  # fmt: skip
+    old.create_impl((3, 7, 7), 3)
     (run / "model").mkdir()
-    torch.save({"transformer": {}, "optim": {}}, run / "model/model.d3")
+    old.save_model(str(run / "model/model.d3"))  # what rlgen's former DT wrote
     with pytest.raises(RlgenError, match="older rlgen with d3rlpy's DT.*retrain it") as e:
         load_offline_agent(run, device="cpu")
     assert str(run / "model/model.d3") in str(e.value) and "\n" not in str(e.value)
