@@ -130,8 +130,11 @@ class Payload:
 
 
 @pytest.mark.parametrize("algo", ["bc", "iql", "dt"])
-def test_a_planted_model_file_is_refused_without_running_its_code(tmp_path, data, algo, capsys):
+def test_a_planted_model_file_is_refused_without_running_its_code(tmp_path, data, algo, capsys, monkeypatch):
     run = train_offline(run_config(data, tmp_path / "run", algo, "steps=2"))
+    # torch.load without an explicit weights_only (as d3rlpy's load_model calls it) unpickles anything
+    # when this is set; an explicit weights_only=True is not overridden by it.
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     marker = tmp_path / "pwned"
     model = run / "model" / MODEL_FILE[algo]
     torch.save({"weights": Payload(marker)}, model)
