@@ -4,6 +4,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
+import yaml
 
 from rlgen.agents.offline import build_agent, load_offline_agent, train_offline
 from rlgen.cli import main
@@ -192,14 +195,9 @@ def test_bcq_imitator_penalty_is_the_reference_beta_and_the_update_uses_it(tmp_p
     cfg = load_config(ROOT / "configs/offline/bcq.yaml", [f"dataset={data}", "network=minigrid_cnn", "device=cpu", "progress=false",
                       "eval.enabled=false", "steps=1", "batch_size=32", f"out_dir={tmp_path / 'run'}"], schema=OfflineConfig)  # fmt: skip
     assert cfg.bcq_beta == 0.01  # gen_dgrl offline/agents/bcq.py: i_loss + 1e-2 * logits.pow(2).mean()
-    import yaml
-
     run = train_offline(cfg)
     assert yaml.safe_load((run / "config.yaml").read_text())["bcq_beta"] == 0.01  # the resolved config says so
     # One update's imitator loss, recomputed by hand from the logits before it: NLL + 0.01 * mean(logits^2).
-    import torch
-    import torch.nn.functional as F
-
     agent = build_agent(cfg, SHAPE, 3, "cpu", target_return=1.0)
     batch = load_dataset(data).sample_transitions(32, np.random.default_rng(0))
     with torch.no_grad():
@@ -220,8 +218,6 @@ def test_iql_copies_its_targets_every_100_updates_by_default_as_the_reference(tm
     # Also without the config file: the algorithm's default, not BCQ/CQL's 1000.
     bare = load_config(None, [f"dataset={data}", "algo=iql"], schema=OfflineConfig)
     assert bare.target_update_interval == 100 and load_config(None, [f"dataset={data}", "algo=cql"], schema=OfflineConfig).target_update_interval == 1000
-    import torch
-
     impl = build_agent(cfg, SHAPE, 3, "cpu", target_return=1.0).impl
     ds, rng = load_dataset(data), np.random.default_rng(0)
 
@@ -239,8 +235,6 @@ def test_iql_copies_its_targets_every_100_updates_by_default_as_the_reference(tm
 
 
 def test_iql_polyak_targets_are_an_option(tmp_path):
-    import torch
-
     data = bandit_dataset(tmp_path / "d", 64, p_correct=0.5)
     impl = build_agent(iql_config(data, "iql_target_update=polyak", "iql_tau=0.25"), SHAPE, 3, "cpu", target_return=1.0).impl
     before = [t.clone() for t in impl.q_targets.parameters()]
