@@ -517,7 +517,7 @@ class OfflineConfig(RlgenConfig):
                     if m.get("kind") == "subset":
                         m = json.loads((manifest.parent / m["parent"] / "manifest.json").read_text())
                     data = {**data, "env": m["env"], "split": data.get("split", {"num_levels": len(LevelSet(m["split"]["train"]))} if "split" in m else {})}
-                except (OSError, KeyError, ValueError):
+                except (OSError, KeyError, ValueError, AttributeError, TypeError):  # e.g. a manifest of `[]`
                     pass  # load_dataset reports a broken dataset properly later
         return data
 

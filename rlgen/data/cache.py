@@ -6,7 +6,7 @@
         ...                  returns_to_go (float32), timesteps and obs_of_step (int64, a row of obs.npy)
         ep_step_start.npy    (max episode id + 1,) int64: first step row of each episode (-1: none)
         meta.json            written last: the key it was built from; per array its file's bytes, shape,
-                             dtype and sha256
+                             dtype and sha256; its own sha256
     <dataset>/cache.lock     ``flock``ed while the cache is checked-and-rebuilt
 
 The cache is not trusted blindly. Its key names what it was built from (the sha256 of every shard and of
@@ -89,8 +89,10 @@ def check_cache(path: Path, key: dict[str, Any], digests: bool = True) -> tuple[
         meta = json.loads(meta_path.read_bytes().decode("utf-8"))
     except (OSError, ValueError) as e:
         return "corrupt", [f"{meta_path}: unreadable ({e})"]
-    if not isinstance(meta, dict) or not isinstance(meta.get("arrays"), dict):
-        return "corrupt", [f"{meta_path}: not a cache record"]
+    if not isinstance(meta, dict) or not isinstance(meta.get("arrays"), dict) or meta.get("meta_sha256") != _meta_digest(meta):
+        if isinstance(meta, dict) and "shards" in meta and not {"key", "meta_sha256"} & set(meta):  # format 1, written up to commit e90b226
+            return "stale", [f"{path}: built by an older rlgen"]
+        return "corrupt", [f"{meta_path}: not the record this cache was built with (edited or corrupt)"]
     if meta.get("key") != key:
         return "stale", [f"{path}: built from other data than the dataset's current shards and {EPISODES}"]
     problems: list[str] = []
@@ -248,13 +250,20 @@ def build_cache(root: Path, manifest: dict[str, Any], table: np.ndarray, path: P
                       "sha256": hashes[k].hexdigest()} for k in shapes}  # fmt: skip
         record["ep_step_start"] = {"bytes": (tmp / "ep_step_start.npy").stat().st_size, "shape": [len(ep_start)],
                                    "dtype": np.dtype(np.int64).str, "sha256": file_sha256(tmp / "ep_step_start.npy")}  # fmt: skip
-        (tmp / CACHE_META).write_text(json.dumps({"key": key, "arrays": record}))
+        meta = {"key": key, "arrays": record}
+        (tmp / CACHE_META).write_text(json.dumps({**meta, "meta_sha256": _meta_digest(meta)}))
         if path.exists() or path.is_symlink():
             remove_cache_dir(path)
         os.rename(tmp, path)
     finally:
         if tmp.exists():
             remove_cache_dir(tmp)
+
+
+def _meta_digest(meta: dict[str, Any]) -> str:
+    """sha256 of meta.json's canonical content without this digest: a flipped byte in it reads as corrupt, not stale."""
+    body = {k: v for k, v in meta.items() if k != "meta_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def _hasher_with_header(f: Path, a: np.memmap) -> Any:

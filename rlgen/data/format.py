@@ -256,10 +256,6 @@ def check_manifest(m: Any, path: Path | str) -> None:
     version = m.get("schema_version")
     if version not in READABLE_SCHEMAS:
         raise DatasetError(f"{path} has schema_version {version!r}; this rlgen reads {', '.join(map(str, READABLE_SCHEMAS))}")
-    if version >= 2:
-        if m.get("content_sha256") != manifest_digest(m):
-            raise DatasetError(f"{path}: content differs from its content_sha256 (the manifest was edited or is corrupt); "
-                               "restore it from a copy or collect the dataset again")  # fmt: skip
     kind = m.get("kind", "dataset")
     if kind not in ("dataset", "subset"):
         raise bad("kind", "'dataset' or 'subset'", kind)
@@ -284,7 +280,16 @@ def check_manifest(m: Any, path: Path | str) -> None:
     if kind == "subset":
         if not isinstance(m["parent"], str) or not m["parent"]:
             raise bad("parent", "the path of the parent dataset", m["parent"])
-        return
+    else:
+        _check_shard_entries(m, path, bad)
+    if "episodes_sha256" in m and not _SHA256.match(str(m["episodes_sha256"])):
+        raise bad("episodes_sha256", "64 hex digits", m["episodes_sha256"])
+    if version >= 2 and m.get("content_sha256") != manifest_digest(m):
+        raise DatasetError(f"{path}: content differs from its content_sha256 (the manifest was edited or is corrupt); "
+                           "restore it from a copy or collect the dataset again")  # fmt: skip
+
+
+def _check_shard_entries(m: dict[str, Any], path: Path | str, bad: Any) -> None:
     shards = m["shards"]
     if not isinstance(shards, list) or not shards:
         raise bad("shards", "a non-empty list of {file, sha256, ...} entries", shards)
@@ -294,8 +299,6 @@ def check_manifest(m: Any, path: Path | str) -> None:
     files = [e["file"] for e in shards]
     if len(set(files)) != len(files):
         raise DatasetError(f"{path}: shards lists {len(files) - len(set(files))} file(s) twice")
-    if "episodes_sha256" in m and not _SHA256.match(str(m["episodes_sha256"])):
-        raise bad("episodes_sha256", "64 hex digits", m["episodes_sha256"])
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -111,7 +111,7 @@ class DatasetWriter:
         if self.root.exists() and not self.root.is_dir():
             raise DatasetError(f"{self.root} is a file, not a directory; give a directory for the dataset")
         if (self.root / MANIFEST).exists():
-            raise FileExistsError(f"{self.root} already holds a dataset")
+            raise DatasetError(f"{self.root} already holds a dataset; give another directory")
         self.manifest = dict(manifest)
         self._num_actions = (manifest.get("action_space") or {}).get("n")
         self.shard_transitions = int(shard_transitions)

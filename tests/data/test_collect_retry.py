@@ -100,3 +100,12 @@ def test_coarse_ladder_warns_with_the_rung_returns(tmp_path, caplog):
 def test_the_default_recipe_targets_75_percent_of_expert(tmp_path):
     cfg = load_config(CONFIG, ["policy_run=x", "skill=mixed"], schema=CollectConfig)
     assert cfg.mixed_expert_fraction + (1 - cfg.mixed_expert_fraction) * cfg.medium_fraction == pytest.approx(0.75)
+
+
+def test_a_failed_xland_collect_leaves_nothing(tmp_path, capsys):
+    pytest.importorskip("xminigrid")  # the `jax` extra
+    out = tmp_path / "x"
+    args = ["collect", str(ROOT / "configs/collect/xland_trivial.yaml"), "split.num_levels=100", "split.options.num_rulesets=200",
+            "progress=false", "device=cpu", f"out_dir={out}"]  # fmt: skip
+    assert main([*args, f"policy_run={tmp_path / 'missing'}"]) == 2
+    assert "missing" in one_line_error(capsys) and not out.exists()
