@@ -103,6 +103,8 @@ def load_dataset(path: str | Path, expect_env: str | None = None) -> "Dataset":
         files = {e["file"] for e in manifest["shards"]}
         for e in manifest["shards"]:
             inside(root, e["file"], source, "shard file")
+        if not np.array_equal(np.sort(table["id"]), np.arange(len(table))):  # the cache indexes episodes by id
+            raise DatasetError(f"{root / EPISODES}: a dataset's episode ids must be 0..{len(table) - 1}, each once")
         stray = sorted(set(table["shard"].tolist()) - files)
         if stray:
             raise DatasetError(f"{root / EPISODES}: episodes name shard {stray[0]!r}, which {MANIFEST} does not list")

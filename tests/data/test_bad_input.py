@@ -183,3 +183,13 @@ def test_minari_import_of_a_damaged_file_is_one_line(dataset_dir, tmp_path, monk
     h5.write_bytes(good)
     assert main(["datasets", "import", "rlgen/toy/expert-v0", str(tmp_path / "back")]) == 0  # the retry is not blocked
     np.testing.assert_array_equal(load_dataset(tmp_path / "back").episodes["length"], load_dataset(dataset_dir).episodes["length"])
+
+
+def test_episode_ids_must_be_0_to_n_minus_1(tmp_path):
+    """A schema 1 dataset has no checksum over episodes.jsonl: an id of 10**12 used to size an array of 8 TB."""
+    root = shutil.copytree(Path(__file__).parent / "fixtures" / "schema1-toy", tmp_path / "old")
+    rows = [json.loads(line) for line in (root / "episodes.jsonl").read_text().splitlines()]
+    rows[2]["id"] = 10**12
+    (root / "episodes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DatasetError, match="episode ids must be 0..7"):
+        load_dataset(root)
