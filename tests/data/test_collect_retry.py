@@ -109,3 +109,23 @@ def test_a_failed_xland_collect_leaves_nothing(tmp_path, capsys):
             "progress=false", "device=cpu", f"out_dir={out}"]  # fmt: skip
     assert main([*args, f"policy_run={tmp_path / 'missing'}"]) == 2
     assert "missing" in one_line_error(capsys) and not out.exists()
+
+
+def test_the_manifest_records_the_return_as_a_fraction_of_the_expert(tmp_path, caplog):
+    from rlgen.data.collect import return_vs_expert
+
+    run = ladder(tmp_path / "run", [0.1, 0.45, 0.9])
+    cfg = rungs_config(run, "skill=mixed")
+    rows = [{"policy": "expert", "return": r} for r in (1.0, 0.8)] + [{"policy": "medium", "return": r} for r in (0.4, 0.2)]
+    with caplog.at_level(logging.WARNING, logger="rlgen"):
+        rv = return_vs_expert(cfg, resolve_skill(cfg), rows)
+    assert rv["mean_return"] == pytest.approx(0.6) and rv["expert_return"] == pytest.approx(0.9)  # the dataset's expert episodes
+    assert rv["fraction"] == pytest.approx(0.6 / 0.9) and rv["target_fraction"] == pytest.approx(0.75)
+    assert caplog.records == []  # 67% is within 0.1 of 75%
+    cfg = rungs_config(run, "skill=medium")
+    with caplog.at_level(logging.WARNING, logger="rlgen"):
+        rv = return_vs_expert(cfg, resolve_skill(cfg), [{"policy": "medium", "return": 0.1}])
+    assert rv["expert_return"] == pytest.approx(0.9) and "ladder" in rv["expert_return_from"]  # no expert episodes: the rung's return
+    assert rv["fraction"] == pytest.approx(0.1 / 0.9)
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert "11% of the expert's" in warning and "aims at 50%" in warning
