@@ -4,7 +4,8 @@
     ``make_env`` steps/s with the same policy (goal >= 0.5 on CPU);
 (b) storage: bytes/transition on disk vs the raw 12,288 of a 3x64x64 frame (goal <= 0.15 for Procgen);
 (c) sampling: batches/s of ``sample_transitions(256)`` from the memory-mapped cache vs BC updates/s with the
-    IMPALA encoder at batch 256 (sampling must not limit training).
+    IMPALA encoder at batch 256 (sampling must not limit training);
+and the cost of building the cache once and of checking it (sha256 of every file) each time a process opens it.
 
     python bench/data.py                       # 1M transitions: ~12 GB cache on disk, several minutes
     python bench/data.py --quick               # 20k transitions; what the tests run
@@ -81,6 +82,9 @@ def main(argv: list[str] | None = None) -> None:
         start = time.perf_counter()
         ds.cache()
         cache_s = time.perf_counter() - start
+        start = time.perf_counter()
+        load_dataset(root).cache()  # what every later process pays: the cache's sizes, headers, sha256 and index ranges
+        check_s = time.perf_counter() - start
         rng = np.random.default_rng(0)
         ds.sample_transitions(256, rng)
         k = 50 if args.quick else 500
@@ -94,7 +98,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{'(a) collect transitions/s vs raw env steps/s':<52} {collect_rate:>12,.0f} {raw:>12,.0f} {collect_rate / raw:>8.3f}")
         print(f"{'(b) bytes/transition vs raw 3x64x64 frame':<52} {bpt:>12,.0f} {12288:>12,} {bpt / 12288:>8.3f}")
         print(f"{'(c) sample_transitions(256)/s vs BC updates/s':<52} {sample_rate:>12,.1f} {bc_rate:>12,.2f} {sample_rate / bc_rate:>8.1f}")
-        print(f"dataset: {ds.num_transitions:,} transitions; cache built once in {cache_s:.1f}s")
+        cache_gb = sum(f.stat().st_size for f in (root / "cache").glob("*.npy")) / 1e9
+        print(f"dataset: {ds.num_transitions:,} transitions; cache ({cache_gb:.2f} GB) built once in {cache_s:.1f}s, checked on each open in {check_s:.2f}s")
     finally:
         if not args.dir:
             shutil.rmtree(work, ignore_errors=True)

@@ -215,16 +215,24 @@ def cmd_datasets_info(args: argparse.Namespace) -> int:
 
 def cmd_datasets_verify(args: argparse.Namespace) -> int:
     from rlgen.data.dataset import load_dataset
+    from rlgen.data.format import MANIFEST, DatasetError
 
-    ds = load_dataset(args.path)
-    problems = ds.verify()
+    if not (Path(args.path) / MANIFEST).is_file():
+        load_dataset(args.path)  # not a dataset: the one-line error of bad input (exit 2)
+    try:
+        ds = load_dataset(args.path)  # checks the manifest, its digest and episodes.jsonl's sha256
+        problems = ds.verify()
+    except DatasetError as e:  # damage found while opening it is a failed verification (exit 1)
+        problems = [str(e)]
     if problems:
         for p in problems:
             print(f"FAIL {p}")
         print(f"{args.path}: {len(problems)} problem(s)")
         return 1
-    print(f"{args.path}: OK ({len(ds.manifest['shards'])} shards, {ds.manifest['counts']['episodes']:,} episodes, "
-          f"{ds.manifest['counts']['transitions']:,} transitions; checksums, shapes and counts match)")
+    base = ds._base
+    old = " (schema 1: shards without frame checksums, no manifest digest)" if base.manifest.get("schema_version") == 1 else ""
+    print(f"{args.path}: OK ({len(base.manifest['shards'])} shards, {ds.num_episodes:,} episodes, "
+          f"{ds.num_transitions:,} transitions; checksums, shapes and counts match{old})")
     return 0
 
 

@@ -408,7 +408,8 @@ class CollectConfig(RlgenConfig):
     episodes: int | None = Field(default=None, ge=1, description="collect this many episodes instead of `transitions`")
     levels: int | None = Field(default=None, ge=1, description="collect on the first N training levels only (diversity)")
     medium_fraction: float = Field(default=0.5, gt=0, lt=1, description="medium = the ladder rung nearest this fraction of expert return")
-    mixed_expert_fraction: float = Field(default=0.5, ge=0, le=1, description="mixed: share of episodes from the expert")
+    mixed_expert_fraction: float = Field(default=0.5, ge=0, le=1, description="mixed: share of episodes from the expert "
+                                         "(with medium_fraction 0.5: 75% of expert return, the reference's mixed data)")
     deterministic: bool = Field(default=False, description="greedy actions (default: sample, as the behaviour policy)")
     shard_transitions: int = Field(default=50_000, ge=1, description="transitions per shard (file)")
     segment_transitions: int = Field(default=500_000, ge=1, description="transitions per independent rollout (the most a resume replays)")
@@ -440,7 +441,19 @@ class CollectConfig(RlgenConfig):
             raise ValueError("give exactly one of `transitions` and `episodes`")
         if self.skill != "random" and not self.policy_run:
             raise ValueError(f"skill={self.skill} needs policy_run: the run directory of `rlgen train` (skill=random needs none)")
+        suite = self.env.split("/", 1)[0]
+        limit, why = MAX_COLLECT_ENVS.get(suite, MAX_COLLECT_ENVS["*"])
+        if self.num_envs > limit:
+            raise ValueError(f"num_envs={self.num_envs} is more than rlgen collect allows for {suite} envs ({limit}): {why}")
         return self
+
+
+#: ``rlgen collect``'s most envs per suite, and why: beyond them memory grows without any gain in speed.
+MAX_COLLECT_ENVS: dict[str, tuple[int, str]] = {
+    "*": (1024, "each env holds its running episode in host memory (Procgen: up to 1,000 frames of 12 KB), and more envs "
+                "than CPU threads do not collect faster"),
+    "xland": (16384, "each device call returns 2 x 128 steps of every env's observations (0.7 GB at 16,384 envs)"),
+}
 
 
 # --- offline training ----------------------------------------------------------------------------
@@ -508,7 +521,7 @@ class OfflineConfig(RlgenConfig):
                     if m.get("kind") == "subset":
                         m = json.loads((manifest.parent / m["parent"] / "manifest.json").read_text())
                     data = {**data, "env": m["env"], "split": data.get("split", {"num_levels": len(LevelSet(m["split"]["train"]))} if "split" in m else {})}
-                except (OSError, KeyError, ValueError):
+                except (OSError, KeyError, ValueError, AttributeError, TypeError):  # e.g. a manifest of `[]`
                     pass  # load_dataset reports a broken dataset properly later
         return data
 

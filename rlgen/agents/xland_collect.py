@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from rlgen.data.collect import check_collect_config, collect_config_record, resolve_skill
+from rlgen.data.collect import check_collect_config, check_policies, collect_config_record, resolve_skill, return_vs_expert
 from rlgen.data.format import MANIFEST
 
 #: Steps per env per device call.
@@ -63,12 +63,23 @@ def _rollout_program(jenv: Any, network: Any, num_envs: int, steps: int, determi
     return jax.jit(chunk)
 
 
-def _episodes(cfg: Any, split: Any, specs: list[dict[str, Any]], stats: dict[str, Any]) -> Iterator[Any]:
+def _load_agents(cfg: Any, specs: list[dict[str, Any]], split: Any) -> list[Any]:
+    """The ``ppo_jax`` agents behind ``specs`` (none for random), checked against ``split``."""
+    from rlgen.agents.ppo_jax import JaxPPOAgent  # noqa: PLC0415
+
+    if [s["label"] for s in specs] == ["random"]:
+        return []
+    agents = [JaxPPOAgent.load(Path(cfg.policy_run) / s["checkpoint"]) for s in specs]
+    for a in agents:
+        a._check_env(split)
+    return agents
+
+
+def _episodes(cfg: Any, split: Any, specs: list[dict[str, Any]], stats: dict[str, Any], agents: list[Any] | None = None) -> Iterator[Any]:
     """Complete episodes in a fixed order (by end step, then env): every episode that starts before the
-    target is reached."""
+    target is reached. ``agents``: ``_load_agents``' (loaded here when not given)."""
     import jax  # noqa: PLC0415
 
-    from rlgen.agents.ppo_jax import JaxPPOAgent  # noqa: PLC0415
     from rlgen.data import Episode  # noqa: PLC0415
     from rlgen.envs.xland import LevelSampler, jax_env_for_split  # noqa: PLC0415
 
@@ -79,9 +90,7 @@ def _episodes(cfg: Any, split: Any, specs: list[dict[str, Any]], stats: dict[str
     if labels == ["random"]:
         network, params = None, (None, None)
     else:
-        agents = [JaxPPOAgent.load(Path(cfg.policy_run) / s["checkpoint"]) for s in specs]
-        for a in agents:
-            a._check_env(split)
+        agents = agents if agents is not None else _load_agents(cfg, specs, split)
         network = agents[0].network  # same architecture for every rung of a run
         params = (agents[0].params, agents[-1].params)
     expert_prob = cfg.mixed_expert_fraction if len(labels) == 2 else 1.0
@@ -151,13 +160,17 @@ def collect_xland(cfg: Any) -> Path:
     from rlgen.envs.xland import jax_env_for_split, rulesets_info  # noqa: PLC0415
 
     root = Path(cfg.out_dir or f"data/{cfg.name}")
-    check_collect_config(root, cfg)  # the generic collector's rule: same config resumes, another is refused
+    check_collect_config(root, cfg, write=False)  # the generic collector's rule: same config resumes, another is refused
     if (root / MANIFEST).is_file():
         return root  # already collected with this config
     record = collect_config_record(cfg)
+    # as in the generic collector, everything is checked before anything is written
     split = cfg.level_split()
     jenv = jax_env_for_split(split)
     specs = resolve_skill(cfg)
+    check_policies(cfg, specs)
+    agents = _load_agents(cfg, specs, split)
+    check_collect_config(root, cfg)
     unit, total = ("transitions", cfg.transitions) if cfg.transitions is not None else ("episodes", cfg.episodes)
     stats: dict[str, Any] = {"episodes": 0, "transitions": 0, "progress": None}
     progress = None
@@ -173,7 +186,7 @@ def collect_xland(cfg: Any) -> Path:
     rows: list[tuple[str, float]] = []
 
     def tracked() -> Iterator[Any]:
-        for e in _episodes(cfg, split, specs, stats):
+        for e in _episodes(cfg, split, specs, stats, agents):
             rows.append((e.policy, e.total_return))
             yield e
 
@@ -200,6 +213,9 @@ def collect_xland(cfg: Any) -> Path:
                 sel = [r for p, r in rows if p == label]
                 returns[label] = {"episodes": len(sel), "mean_return": float(np.mean(sel))}
             levels = split.levels("train").first(cfg.levels) if cfg.levels else split.levels("train")
+            vs_expert = return_vs_expert(cfg, specs, [{"policy": p, "return": r} for p, r in rows])
+            if vs_expert is not None:
+                writer.manifest["return_vs_expert"] = vs_expert
             writer.manifest.update({
                 "returns_by_policy": returns,
                 "mean_return": float(np.mean([r for _, r in rows])),

@@ -9,13 +9,20 @@ to an uninterrupted run.
 
 Only complete episodes are kept (terminated, or truncated by the env's time limit). Whether an episode
 is kept never depends on its length: every episode that starts before a segment reaches its size is
-run to its end and kept, so a segment holds at least ``segment_transitions`` (up to one episode per
-env more), or exactly ``segment_episodes``.
+run to its end and kept. Segment k's size is what the collection still lacks of its first k + 1 nominal
+segments (``segment_transitions`` each), so a segment's overshoot is taken off the next one and the
+whole collection holds at least ``transitions`` and at most one episode per env more; with
+``episodes``, exactly that many.
+
+Nothing is written before everything the collection needs has been checked (the policy run, its
+ladder and checkpoints, the env, ``out_dir``), so a failed command never blocks its corrected retry;
+a directory holding no finished segment or shard is not a conflicting collection.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -24,12 +31,26 @@ from typing import Any
 import numpy as np
 
 from rlgen.config import CollectConfig, config_to_dict
-from rlgen.data.format import MANIFEST, DatasetError, read_manifest, sha256_of, shard_name, write_json_atomic, write_shard_file
+from rlgen.data.format import (
+    MANIFEST,
+    SHARD_DIR,
+    DatasetError,
+    inside,
+    read_manifest,
+    sha256_of,
+    shard_name,
+    write_json_atomic,
+    write_shard_file,
+)
 from rlgen.data.writer import Episode, episode_row, finish_dataset
 from rlgen.errors import RlgenError
 
+log = logging.getLogger(__name__)
+
 COLLECT_CONFIG = "collect_config.json"
 SEGMENT_DIR = "segments"
+#: ``rlgen collect`` warns when no ladder rung's return is this close to the medium target (as a fraction of the expert's).
+MEDIUM_TOLERANCE = 0.1
 #: Config keys that do not change what is collected.
 _NEUTRAL_KEYS = ("progress", "device", "name", "out_dir")
 
@@ -51,7 +72,16 @@ def resolve_skill(cfg: CollectConfig) -> list[dict[str, Any]]:
     assert cfg.policy_run is not None
     if not Path(cfg.policy_run).is_dir():
         raise RlgenError(f"policy_run {cfg.policy_run!r} is not a directory; give the run directory of `rlgen train`")
-    rungs = sorted(read_ladder(cfg.policy_run).get("rungs", []), key=lambda r: r["step"])
+    ladder_path = Path(cfg.policy_run) / "ladder.json"
+    try:
+        rungs = read_ladder(cfg.policy_run).get("rungs", [])
+        ok = isinstance(rungs, list) and all(isinstance(r, dict) and isinstance(r.get("step"), int) and isinstance(r.get("checkpoint"), str)
+                                             and isinstance(r.get("mean_return"), (int, float)) for r in rungs)  # fmt: skip
+    except (ValueError, AttributeError) as e:  # torn or hand-edited JSON
+        raise RlgenError(f"{ladder_path} is not a readable ladder ({e})") from None
+    if not ok:
+        raise RlgenError(f"{ladder_path}: rungs must be a list of {{step: int, checkpoint: str, mean_return: number}}")
+    rungs = sorted(rungs, key=lambda r: r["step"])
     if not rungs:
         raise RlgenError(f"{cfg.policy_run!r} has no ladder rungs yet; let `rlgen train` run past ladder.every_steps")
     expert = {"label": "expert", **{k: rungs[-1][k] for k in ("checkpoint", "step", "mean_return")}}
@@ -64,7 +94,76 @@ def resolve_skill(cfg: CollectConfig) -> list[dict[str, Any]]:
     target = cfg.medium_fraction * expert["mean_return"]
     rung = min(earlier, key=lambda r: (abs(r["mean_return"] - target), r["step"]))
     medium = {"label": "medium", "target_return": target, **{k: rung[k] for k in ("checkpoint", "step", "mean_return")}}
+    _warn_if_no_rung_near(cfg, earlier, expert, medium)
     return [medium] if cfg.skill == "medium" else [expert, medium]
+
+
+def target_fraction(cfg: CollectConfig) -> float | None:
+    """The mean return the recipe aims at, as a fraction of the expert's: 1 (expert), ``medium_fraction``,
+    or for mixed ``f + (1 - f) * medium_fraction`` with ``f = mixed_expert_fraction`` (defaults: 0.75,
+    the reference's mixed data)."""
+    f = cfg.mixed_expert_fraction
+    return {"expert": 1.0, "medium": cfg.medium_fraction, "mixed": f + (1 - f) * cfg.medium_fraction}.get(cfg.skill)
+
+
+def _warn_if_no_rung_near(cfg: CollectConfig, earlier: list[dict[str, Any]], expert: dict[str, Any], medium: dict[str, Any]) -> None:
+    """One warning line when the ladder is too coarse for the medium target (issue 12: DoorKey's mixed
+    data landed at 66% of expert because the nearest rung was at 0.133 for a target of 0.48)."""
+    e = float(expert["mean_return"])
+    if e <= 0:
+        log.warning("the expert rung of %s has mean return %.3g <= 0: medium_fraction=%s of it means nothing; pick skill=expert or random",
+                    cfg.policy_run, e, cfg.medium_fraction)  # fmt: skip
+        return
+    if abs(float(medium["mean_return"]) / e - cfg.medium_fraction) <= MEDIUM_TOLERANCE:
+        return
+    returns = ", ".join(f"{float(r['mean_return']):.3g}" for r in earlier[-40:])
+    more = f"{len(earlier) - 40} earlier, " if len(earlier) > 40 else ""
+    mixed = ""
+    if cfg.skill == "mixed":
+        f = cfg.mixed_expert_fraction
+        mixed = f"; mixed data will average about {f + (1 - f) * float(medium['mean_return']) / e:.0%} of expert, not {target_fraction(cfg):.0%}"
+    log.warning(
+        "no ladder rung of %s lies within %.1f of the medium target %.3g (%s x expert %.3g); rung returns: %s%s; using %.3g "
+        "(step %s, %.0f%% of expert)%s. Train with a smaller ladder.every_steps for more rungs",
+        cfg.policy_run, MEDIUM_TOLERANCE, cfg.medium_fraction * e, cfg.medium_fraction, e, more, returns, float(medium["mean_return"]),
+        medium["step"], 100 * float(medium["mean_return"]) / e, mixed,
+    )  # fmt: skip
+
+
+def check_policies(cfg: CollectConfig, specs: list[dict[str, Any]]) -> None:
+    """Every checkpoint the specs name lies inside the policy run and exists (checked before anything is written)."""
+    for spec in specs:
+        if spec["label"] == "random":
+            continue
+        assert cfg.policy_run is not None
+        path = inside(Path(cfg.policy_run), spec["checkpoint"], Path(cfg.policy_run) / "ladder.json", f"{spec['label']} checkpoint")
+        if not path.is_file():
+            raise RlgenError(f"{spec['label']} checkpoint {str(path)!r} (ladder rung at step {spec['step']:,}) is missing; "
+                             "the ladder and its checkpoints must stay together")  # fmt: skip
+
+
+def return_vs_expert(cfg: CollectConfig, specs: list[dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The manifest's record of the dataset's mean return as a fraction of the expert's (skills from a
+    policy run only). The expert's return is its episodes' in this dataset when it has some (what the
+    reference compares to: its expert dataset's mean), else the expert rung's ladder evaluation."""
+    if cfg.skill == "random" or not rows:
+        return None
+    mean = float(np.mean([r["return"] for r in rows]))
+    expert_rows = [r["return"] for r in rows if r["policy"] == "expert"]
+    if expert_rows:
+        expert, source = float(np.mean(expert_rows)), f"the {len(expert_rows)} expert episodes of this dataset"
+    else:
+        assert cfg.policy_run is not None
+        from rlgen.agents.run_dir import read_ladder
+
+        rungs = sorted(read_ladder(cfg.policy_run).get("rungs", []), key=lambda r: r["step"])
+        expert, source = float(rungs[-1]["mean_return"]), f"the expert rung's ladder evaluation (step {rungs[-1]['step']:,})"
+    fraction = mean / expert if expert > 0 else None
+    target = target_fraction(cfg)
+    if fraction is not None and target is not None and abs(fraction - target) > MEDIUM_TOLERANCE:
+        log.warning("the %s data's mean return %.3g is %.0f%% of the expert's %.3g; the recipe aims at %.0f%%", cfg.skill, mean,
+                    100 * fraction, expert, 100 * target)  # fmt: skip
+    return {"mean_return": mean, "expert_return": expert, "expert_return_from": source, "fraction": fraction, "target_fraction": target}
 
 
 def _load_policies(cfg: CollectConfig, specs: list[dict[str, Any]], num_actions: int) -> dict[str, Any]:
@@ -201,7 +300,9 @@ def collect_segment(cfg: CollectConfig, split: Any, segment: int, size: int, uni
     bufs: list[dict[str, Any] | None] = [new_episode(obs[i], info["level"][i]) for i in range(n)]
     pending_reset = np.zeros(n, dtype=bool)  # next-step autoreset: this step's action is ignored, obs is a new episode's first
     try:
-        while any(b is not None for b in bufs):
+        # While episodes may start, every env is running one or starts one at its next step (may_start only
+        # turns False): when all envs finish on the same step (time limits), the loop goes on.
+        while may_start() or any(b is not None for b in bufs):
             actions = np.zeros(n, dtype=np.int64)
             by_label = np.array([b["policy"] if b is not None else "" for b in bufs])
             for label in labels:
@@ -251,20 +352,42 @@ def collect_config_record(cfg: CollectConfig) -> dict[str, Any]:
     return d
 
 
-def check_collect_config(root: Path, cfg: CollectConfig) -> None:
+def _has_finished_work(root: Path) -> bool:
+    return (root / MANIFEST).is_file() or any((root / SEGMENT_DIR).glob("*.json")) or any((root / SHARD_DIR).glob("*.zst"))
+
+
+def check_collect_config(root: Path, cfg: CollectConfig, write: bool = True) -> None:
+    """Refuse ``out_dir`` when it holds finished work (a manifest, a segment, a shard) of another
+    config; then, with ``write``, record this config there. A directory without finished work (what a
+    command killed or failed before its first shard leaves) is taken over."""
+    if root.exists() and not root.is_dir():
+        raise DatasetError(f"out_dir {str(root)!r} is a file; give a directory for the dataset")
     path = root / COLLECT_CONFIG
     record = collect_config_record(cfg)
+    old: Any = None
     if path.is_file():
-        old = json.loads(path.read_text())
-        if old != record:
-            diff = sorted(k for k in set(old) | set(record) if old.get(k) != record.get(k))
-            raise DatasetError(f"{root} was collected with a different config (differs in: {', '.join(diff)}); "
-                               "use another out_dir, or delete the directory to start over")  # fmt: skip
-    elif (root / MANIFEST).is_file() or any((root / SEGMENT_DIR).glob("*.json")):
-        raise DatasetError(f"{root} holds data that `rlgen collect` did not write with a config record; use another out_dir")
-    else:
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError):
+            old = {"unreadable": True}
+    if old != record and _has_finished_work(root):
+        if old is None:
+            raise DatasetError(f"{root} holds data that `rlgen collect` did not write with a config record; use another out_dir")
+        diff = sorted(k for k in set(old) | set(record) if old.get(k) != record.get(k)) if isinstance(old, dict) else ["the whole record"]
+        raise DatasetError(f"{root} was collected with a different config (differs in: {', '.join(diff)}); "
+                           "use another out_dir, or delete the directory to start over")  # fmt: skip
+    if write and old != record:
         root.mkdir(parents=True, exist_ok=True)
         write_json_atomic(path, record)
+
+
+def segment_size(unit: str, sizes: list[int], k: int, done: list[dict[str, Any]]) -> int:
+    """Segment ``k``'s target: for transitions, what the finished earlier segments lack of the first
+    ``k + 1`` nominal sizes (may be <= 0: nothing to collect); for episodes, ``sizes[k]``."""
+    if unit == "episodes":
+        return sizes[k]
+    before = sum(r["length"] for d in done if d["segment"] < k for r in d["episodes"])
+    return sum(sizes[: k + 1]) - before
 
 
 def collect(cfg: CollectConfig) -> Path:
@@ -274,11 +397,21 @@ def collect(cfg: CollectConfig) -> Path:
     it resumes; with a different config on the same ``out_dir`` it refuses.
     """
     root = Path(cfg.out_dir or f"data/{cfg.name}")
-    check_collect_config(root, cfg)
+    check_collect_config(root, cfg, write=False)
     if (root / MANIFEST).is_file():
         read_manifest(root)
         return root
+    # Everything is checked before anything is written: a failure here leaves out_dir as it was.
     specs = resolve_skill(cfg)
+    check_policies(cfg, specs)
+    env = cfg.level_split()
+    from rlgen.envs import make_env
+
+    probe = make_env(env, "train", num_envs=1, seed=0, levels=[env.levels("train").min])
+    obs_space, act_space = probe.single_observation_space, probe.single_action_space
+    probe.close()
+    _load_policies(cfg, specs, int(act_space.n))  # the checkpoints load (each segment loads them afresh)
+    check_collect_config(root, cfg)
     unit, sizes = segment_targets(cfg)
     (root / SEGMENT_DIR).mkdir(parents=True, exist_ok=True)
     done: list[dict[str, Any]] = []
@@ -291,10 +424,13 @@ def collect(cfg: CollectConfig) -> Path:
             todo.append(k)
     progress = _Progress(cfg, unit, sum(sizes), sum(sum(r["length"] if unit == "transitions" else 1 for r in d["episodes"]) for d in done))
     t0 = time.perf_counter()
-    env = cfg.level_split()
     try:
         for k in todo:
-            result = collect_segment(cfg, env, k, sizes[k], unit, root, specs, progress)
+            size = segment_size(unit, sizes, k, done)
+            if size > 0:
+                result = collect_segment(cfg, env, k, size, unit, root, specs, progress)
+            else:  # earlier segments overshot by this segment's size already
+                result = {"segment": k, "shards": [], "episodes": []}
             write_json_atomic(root / SEGMENT_DIR / f"segment_{k:05d}.json", result)
             done.append(result)
     finally:
@@ -302,11 +438,6 @@ def collect(cfg: CollectConfig) -> Path:
     done.sort(key=lambda d: d["segment"])
     shards = [s for d in done for s in d["shards"]]
     rows = [dict(r, id=i) for i, r in enumerate(r for d in done for r in d["episodes"])]
-    from rlgen.envs import make_env
-
-    probe = make_env(env, "train", num_envs=1, seed=0, levels=[env.levels("train").min])
-    obs_space, act_space = probe.single_observation_space, probe.single_action_space
-    probe.close()
     returns = {}
     for label in sorted({r["policy"] for r in rows}):
         sel = [r["return"] for r in rows if r["policy"] == label]
@@ -328,6 +459,9 @@ def collect(cfg: CollectConfig) -> Path:
         },  # fmt: skip
         "config": collect_config_record(cfg),
     }
+    vs_expert = return_vs_expert(cfg, specs, rows)
+    if vs_expert is not None:
+        manifest["return_vs_expert"] = vs_expert
     return finish_dataset(root, manifest, shards, rows)
 
 

@@ -2,56 +2,71 @@
 
 Sampling never holds the dataset in Python objects. The first ``sample_*`` call decompresses the
 shards once into a memory-mapped cache (``<dataset>/cache/``: flat ``.npy`` arrays, one row per
-observation or transition) and batches are gathered from it with vectorized indexing. The cache is
-rebuilt when the shard checksums it was built from change. ``to_device("cuda")`` copies the arrays
-to the GPU when they fit, and batches are then gathered there.
+observation or transition; see ``rlgen.data.cache``) and batches are gathered from it with vectorized
+indexing. The cache is checked when it is opened and rebuilt when it is stale or damaged.
+``to_device("cuda")`` copies the arrays to the GPU when they fit, and batches are then gathered there.
+
+Trust: ``load_dataset`` checks the manifest (structure, ``content_sha256``), the sha256 of
+``episodes.jsonl``, that every shard path stays inside the dataset and that every episode row names a
+shard of the manifest. A subset's ``parent`` may lie anywhere, but must be a full dataset (not a subset,
+not a bare directory); reading the subset writes nothing but the parent's own cache, under its lock,
+exactly as reading the parent would.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
+import hashlib
 import json
 import os
-import shutil
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from rlgen.data.cache import CACHE_DIR, check_cache, cache_key, open_checked
 from rlgen.data.format import (
     EPISODES,
     MANIFEST,
     SCHEMA_VERSION,
-    STEP_ARRAYS,
     DatasetError,
     decode_shard,
+    inside,
     read_manifest,
     sha256_of,
+    with_digest,
     write_json_atomic,
     write_jsonl_atomic,
 )
 
-CACHE_DIR = "cache"
-CACHE_LOCK = "cache.lock"
 _EPISODE_DTYPE = np.dtype([("id", "i8"), ("level", "i8"), ("return", "f8"), ("length", "i8"), ("policy", "U32"), ("shard", "U64"), ("offset", "i8")])
 
 
-def _read_episode_table(root: Path) -> np.ndarray:
+def _read_episode_table(root: Path, manifest: dict[str, Any]) -> tuple[np.ndarray, str]:
+    """``(table, sha256 of the file)``; the sha256 must match the manifest's ``episodes_sha256`` when it has one."""
     path = root / EPISODES
-    if not path.is_file():
-        raise DatasetError(f"dataset {str(root)!r} has no {EPISODES}")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DatasetError(f"dataset {str(root)!r} has no {EPISODES}") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if "episodes_sha256" in manifest and digest != manifest["episodes_sha256"]:
+        raise DatasetError(f"{path}: sha256 differs from the manifest's episodes_sha256 (the file changed or is corrupt)")
     rows = []
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            try:
-                r = json.loads(line)
-                rows.append((r["id"], r["level"], r["return"], r["length"], r.get("policy", ""), r["shard"], r["offset"]))
-            except (json.JSONDecodeError, KeyError) as e:
-                raise DatasetError(f"{path} line {n} is not a valid episode row: {e}") from None
-    return np.array(rows, dtype=_EPISODE_DTYPE)
+    for n, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
+        try:
+            r = json.loads(line)
+            rows.append((r["id"], r["level"], r["return"], r["length"], r.get("policy", ""), r["shard"], r["offset"]))
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise DatasetError(f"{path} line {n} is not a valid episode row: {e}") from None
+    try:
+        table = np.array(rows, dtype=_EPISODE_DTYPE)
+    except (ValueError, TypeError, OverflowError) as e:
+        raise DatasetError(f"{path}: an episode row has a value of the wrong type ({e})") from None
+    if len(table) and ((table["length"] < 1).any() or (table["id"] < 0).any() or (table["offset"] < 0).any()):
+        raise DatasetError(f"{path}: episode rows need length >= 1, id >= 0 and offset >= 0")
+    if len(np.unique(table["id"])) != len(table):
+        raise DatasetError(f"{path}: episode ids repeat")
+    return table, digest
 
 
 def load_dataset(path: str | Path, expect_env: str | None = None) -> "Dataset":
@@ -65,6 +80,8 @@ def load_dataset(path: str | Path, expect_env: str | None = None) -> "Dataset":
         DatasetError: no dataset there, an unreadable manifest, or another env's data.
     """
     root = Path(path)
+    if root.exists() and not root.is_dir():
+        raise DatasetError(f"{str(root)!r} is a file, not a dataset directory")
     manifest = read_manifest(root)
     if manifest.get("kind") == "subset":
         parent_path = (root / manifest["parent"]).resolve()
@@ -72,13 +89,27 @@ def load_dataset(path: str | Path, expect_env: str | None = None) -> "Dataset":
             parent = load_dataset(parent_path)
         except DatasetError as e:
             raise DatasetError(f"subset {str(root)!r} points at {str(parent_path)!r}, which cannot be read: {e}") from None
-        ids = _read_episode_table(root)["id"]
+        if parent.manifest.get("kind", "dataset") != "dataset":
+            raise DatasetError(f"{root / MANIFEST}: parent {manifest['parent']!r} is itself a subset; a subset's parent must be a full dataset")
+        table, _ = _read_episode_table(root, manifest)
+        ids = table["id"]
         known = np.isin(ids, parent.episodes["id"])
         if not known.all():
             raise DatasetError(f"subset {str(root)!r} lists episodes {ids[~known][:5].tolist()} that its parent does not have")
         ds = Dataset(root, manifest, parent.episodes[np.isin(parent.episodes["id"], ids)], parent)
     else:
-        ds = Dataset(root, manifest, _read_episode_table(root), None)
+        table, digest = _read_episode_table(root, manifest)
+        source = root / MANIFEST
+        files = {e["file"] for e in manifest["shards"]}
+        for e in manifest["shards"]:
+            inside(root, e["file"], source, "shard file")
+        if not np.array_equal(np.sort(table["id"]), np.arange(len(table))):  # the cache indexes episodes by id
+            raise DatasetError(f"{root / EPISODES}: a dataset's episode ids must be 0..{len(table) - 1}, each once")
+        stray = sorted(set(table["shard"].tolist()) - files)
+        if stray:
+            raise DatasetError(f"{root / EPISODES}: episodes name shard {stray[0]!r}, which {MANIFEST} does not list")
+        ds = Dataset(root, manifest, table, None)
+        ds._episodes_sha256 = digest
     if expect_env is not None and ds.env != expect_env:
         raise DatasetError(f"dataset {str(root)!r} holds {ds.env} data, but the config's env is {expect_env}")
     return ds
@@ -104,6 +135,7 @@ class Dataset:
         self._index: dict[str, Any] | None = None
         self._device: str | None = None
         self._rng = np.random.default_rng(0)
+        self._episodes_sha256 = ""
         if len(episodes) == 0:
             raise DatasetError(f"dataset {str(root)!r} has no episodes")
 
@@ -229,26 +261,31 @@ class Dataset:
     def save_subset(self, path: str | Path) -> Path:
         """Save this view as a named dataset: a manifest pointing at the parent's shards, no data copied."""
         out = Path(path)
+        if out.exists() and not out.is_dir():
+            raise DatasetError(f"{out} is a file; give a directory for the subset")
         if (out / MANIFEST).exists():
             raise DatasetError(f"{out} already holds a dataset")
         out.mkdir(parents=True, exist_ok=True)
         rows = [{"id": int(e["id"]), "level": int(e["level"]), "return": float(e["return"]), "length": int(e["length"]),
                  "policy": str(e["policy"]), "shard": str(e["shard"]), "offset": int(e["offset"])} for e in self.episodes]  # fmt: skip
         write_jsonl_atomic(out / EPISODES, rows)
-        manifest = {k: v for k, v in self.manifest.items() if k not in ("shards", "counts")}
+        manifest = {k: v for k, v in self.manifest.items() if k not in ("shards", "counts", "episodes_sha256", "content_sha256")}
         manifest.update({
             "schema_version": SCHEMA_VERSION, "kind": "subset", "name": out.name,
             "parent": os.path.relpath(self._base.root.resolve(), out.resolve()),
             "counts": {"episodes": self.num_episodes, "transitions": self.num_transitions, "levels": len(self.levels)},
+            "episodes_sha256": hashlib.sha256((out / EPISODES).read_bytes()).hexdigest(),
         })  # fmt: skip
-        write_json_atomic(out / MANIFEST, manifest)
+        write_json_atomic(out / MANIFEST, with_digest(manifest))
         return out
 
     # --- integrity -------------------------------------------------------------------------------
     def verify(self) -> list[str]:
-        """Check every shard this dataset uses: present, sha256 as in the manifest, decodable, and
-        holding the episodes, lengths and observation shapes the index says. Returns the problems
-        found (empty when all is well)."""
+        """Check every shard this dataset uses (present, sha256 as in the manifest, zstd frame checksum,
+        decodable, holding the episodes, lengths, returns, observation shapes and action range the index
+        says) and the cache when there is one (every file's size, header and sha256 as recorded when it
+        was built). ``load_dataset`` has checked the manifest and ``episodes.jsonl`` already. Returns the
+        problems found (empty when all is well)."""
         base = self._base
         problems: list[str] = []
         counts = base.manifest.get("counts", {})
@@ -257,10 +294,11 @@ class Dataset:
                             f"{EPISODES} has {base.num_episodes} / {base.num_transitions}")  # fmt: skip
         shape = list(self.observation_shape)
         used = set(self.episodes["shard"].tolist())
+        frame_checksum = int(base.manifest.get("schema_version", 1)) >= 2
         for entry in base.manifest["shards"]:
             if entry["file"] not in used:
                 continue
-            path = base.root / entry["file"]
+            path = inside(base.root, entry["file"], base.root / MANIFEST, "shard file")
             if not path.is_file():
                 problems.append(f"{entry['file']}: missing")
                 continue
@@ -268,7 +306,7 @@ class Dataset:
                 problems.append(f"{entry['file']}: sha256 differs from the manifest (the file changed or is corrupt)")
                 continue
             try:
-                arrays, lengths = decode_shard(path)
+                arrays, lengths = decode_shard(path, frame_checksum=frame_checksum)
             except DatasetError as e:
                 problems.append(str(e))
                 continue
@@ -278,26 +316,31 @@ class Dataset:
                 problems.append(f"{entry['file']}: holds {len(lengths)} episodes of lengths that differ from {EPISODES}")
             if list(arrays["obs"].shape[1:]) != shape or len(arrays["obs"]) != int(lengths.sum() + len(lengths)):
                 problems.append(f"{entry['file']}: observations {list(arrays['obs'].shape)}, expected (*, {shape}) with one per step plus one per episode")
+            actions = arrays["actions"]
+            if len(actions) and (actions.min() < 0 or actions.max() >= self.num_actions):
+                problems.append(f"{entry['file']}: actions in [{actions.min()}, {actions.max()}], the action space has {self.num_actions}")
             returns = np.add.reduceat(arrays["rewards"].astype(np.float64), np.concatenate([[0], np.cumsum(lengths)[:-1]])) if len(lengths) else []
             if len(rows) == len(lengths) and not np.allclose(returns, rows["return"], atol=1e-4):
                 problems.append(f"{entry['file']}: episode returns differ from {EPISODES}")
+        state, cache_problems = check_cache(base.root / CACHE_DIR, base._cache_key())
+        if state == "corrupt":  # absent or stale caches are (re)built on first use; a corrupt one is rebuilt too
+            problems += [f"cache: {p} (rebuilt from the shards on next use)" for p in cache_problems]
         return problems
 
     # --- the memory-mapped cache -------------------------------------------------------------------
+    def _cache_key(self) -> dict[str, Any]:
+        return cache_key(self._base.manifest, self._base._episodes_sha256)
+
     def cache(self) -> Path:
-        """Build (once) and open the memory-mapped cache of the underlying dataset. Returns its path."""
+        """Build (once), check and open the memory-mapped cache of the underlying dataset. Returns its path.
+
+        Raises:
+            DatasetError: building it found a shard missing, changed or corrupt (named).
+        """
         base = self._base
-        path = base.root / CACHE_DIR
-        want = [s["sha256"] for s in base.manifest["shards"]]
-        if not _cache_is_current(path, want):
-            # One builder at a time: a sweep often starts several agents on one dataset at once, and a
-            # second builder must neither redo the work nor replace a cache another process is opening.
-            with _exclusive_lock(base.root / CACHE_LOCK):
-                if not _cache_is_current(path, want):
-                    base._build_cache(path, want)
         if base._arrays is None:
-            base._arrays = {k: np.load(path / f"{k}.npy", mmap_mode="r") for k in ("obs", *STEP_ARRAYS, "returns_to_go", "timesteps", "obs_of_step", "ep_step_start")}
-        return path
+            base._arrays = open_checked(base.root, base.manifest, base.episodes, base._cache_key(), build=base._build_cache)
+        return base.root / CACHE_DIR
 
     def cached_arrays(self) -> dict[str, Any]:
         """The underlying dataset's flat arrays (memory-mapped, or on the device after ``to_device``):
@@ -308,61 +351,11 @@ class Dataset:
         assert self._base._arrays is not None
         return self._base._arrays
 
-    def _build_cache(self, path: Path, shard_hashes: list[str]) -> None:
-        """Decompress every shard into flat arrays under a temporary name, then rename into place, so
-        a killed build leaves no half-written cache. Called with the cache lock held: a stale cache
-        and temporary folders of killed builds are removed here."""
-        table = self.episodes
-        n_steps = int(table["length"].sum())
-        n_obs = n_steps + len(table)
-        for stale in path.parent.glob(f"{CACHE_DIR}.tmp-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = path.with_name(f"{CACHE_DIR}.tmp-{uuid.uuid4().hex[:8]}")
-        tmp.mkdir(parents=True)
-        try:
-            obs_dtype = np.dtype(self.manifest["observation_space"].get("dtype", "uint8"))
-            out = {"obs": np.lib.format.open_memmap(tmp / "obs.npy", "w+", obs_dtype, (n_obs, *self.observation_shape))}
-            for k, dt in STEP_ARRAYS.items():
-                out[k] = np.lib.format.open_memmap(tmp / f"{k}.npy", "w+", dt, (n_steps,))
-            out["returns_to_go"] = np.lib.format.open_memmap(tmp / "returns_to_go.npy", "w+", np.float32, (n_steps,))
-            out["timesteps"] = np.lib.format.open_memmap(tmp / "timesteps.npy", "w+", np.int64, (n_steps,))
-            out["obs_of_step"] = np.lib.format.open_memmap(tmp / "obs_of_step.npy", "w+", np.int64, (n_steps,))
-            # ep_step_start[id]: first cache row of episode ``id``'s steps (ids are 0..n-1 in a base dataset).
-            ep_start = np.full(int(table["id"].max()) + 1, -1, dtype=np.int64)
-            s = o = 0
-            for entry in self.manifest["shards"]:
-                arrays, lengths = decode_shard(self.root / entry["file"])
-                rows = table[table["shard"] == entry["file"]]
-                rows = rows[np.argsort(rows["offset"])]
-                if len(rows) != len(lengths) or not np.array_equal(rows["length"], lengths):
-                    raise DatasetError(f"{entry['file']} does not hold the episodes {EPISODES} says; run `rlgen datasets verify {self.root}`")
-                k, m = int(lengths.sum()), int(lengths.sum() + len(lengths))
-                out["obs"][o : o + m] = arrays["obs"]
-                for name in STEP_ARRAYS:
-                    out[name][s : s + k] = arrays[name]
-                ep_first = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-                episode_of = np.repeat(np.arange(len(lengths)), lengths)
-                t = np.arange(k) - ep_first[episode_of]
-                out["timesteps"][s : s + k] = t
-                out["obs_of_step"][s : s + k] = o + np.arange(k) + episode_of  # one extra observation per earlier episode
-                rewards = arrays["rewards"].astype(np.float64)
-                # return-to-go: the episode's total minus what came before step t
-                before = np.cumsum(rewards) - rewards
-                totals = np.add.reduceat(rewards, ep_first)
-                ep_before = before[ep_first]
-                out["returns_to_go"][s : s + k] = (totals[episode_of] - (before - ep_before[episode_of])).astype(np.float32)
-                ep_start[rows["id"]] = s + ep_first
-                s, o = s + k, o + m
-            np.save(tmp / "ep_step_start.npy", ep_start)
-            for a in out.values():
-                a.flush()
-            del out
-            (tmp / "meta.json").write_text(json.dumps({"shards": shard_hashes, "steps": n_steps, "observations": n_obs}))
-            if path.exists():
-                shutil.rmtree(path)
-            os.rename(tmp, path)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+    def _build_cache(self, path: Path, key: dict[str, Any]) -> None:
+        """Build the cache at ``path`` (``rlgen.data.cache.build_cache``); called with the cache lock held."""
+        from rlgen.data.cache import build_cache
+
+        build_cache(self.root, self.manifest, self.episodes, path, key)
 
     def _step_index(self) -> dict[str, Any]:
         """Cache rows of this view's steps (``steps``) and, per step, its episode's first row."""
@@ -491,28 +484,3 @@ class Dataset:
 
     def __repr__(self) -> str:
         return f"Dataset({self.name!r}, env={self.env}, episodes={self.num_episodes:,}, transitions={self.num_transitions:,}, levels={len(self.levels)})"
-
-
-def _cache_is_current(path: Path, shard_hashes: list[str]) -> bool:
-    """The cache at ``path`` was built from exactly these shards (its meta.json is written last)."""
-    meta = path / "meta.json"
-    try:
-        return meta.is_file() and json.loads(meta.read_text()).get("shards") == shard_hashes
-    except (OSError, ValueError):
-        return False
-
-
-@contextlib.contextmanager
-def _exclusive_lock(lock_path: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``lock_path`` (created if missing); other processes wait.
-    The kernel releases it if the holder dies, so a killed build never blocks the next one."""
-    try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as e:
-        raise DatasetError(f"cannot create {lock_path} to build the dataset's cache ({e.strerror}); "
-                           "the dataset directory must be writable the first time it is used") from e  # fmt: skip
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock

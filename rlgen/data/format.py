@@ -3,11 +3,19 @@
 A dataset is a directory::
 
     manifest.json      schema version, env, LevelSplit, skill and policies, counts, spaces, config,
-                       one {file, sha256, bytes, episodes, transitions} entry per shard
+                       one {file, sha256, bytes, episodes, transitions} entry per shard, the sha256 of
+                       episodes.jsonl and (schema 2) ``content_sha256``, the digest of the manifest itself
     episodes.jsonl     one row per episode: id, level, return, length, policy, shard, offset
     shards/*.zst       complete episodes, losslessly compressed
 
-A shard is one zstd stream of ``MAGIC``, a little-endian uint32 header length, a JSON header, then
+Integrity: every file is covered by a checksum that reading checks. The manifest's ``content_sha256`` covers
+its own content (any edit or bit flip of it is refused on load), and it holds the sha256 of
+``episodes.jsonl`` (checked on every load) and of every shard (checked when the cache is built and by
+``verify``). Schema 2 shards also carry zstd's frame checksum, so a damaged shard fails to decode rather than
+decoding to other data. Schema 1 datasets (no frame checksums, no manifest digest) stay readable.
+Every path a manifest names must resolve inside the dataset directory.
+
+A shard is one zstd frame of ``MAGIC``, a little-endian uint32 header length, a JSON header, then
 the raw C-order bytes of each array named in the header, in header order::
 
     obs         (sum(T_i + 1), *obs_shape)  every episode's observations, final one included
@@ -23,8 +31,10 @@ over raw arrays rather than HDF5 or ``.npz``: see the README's developer notes (
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import re
 import struct
 from pathlib import Path
 from typing import IO, Any, Iterable, Sequence
@@ -33,7 +43,10 @@ import numpy as np
 
 from rlgen.errors import RlgenError
 
-SCHEMA_VERSION = 1
+#: Written by this rlgen. 2: shards carry zstd's frame checksum, the manifest its ``content_sha256``.
+SCHEMA_VERSION = 2
+#: Schema versions this rlgen reads.
+READABLE_SCHEMAS = (1, 2)
 MANIFEST = "manifest.json"
 EPISODES = "episodes.jsonl"
 SHARD_DIR = "shards"
@@ -51,6 +64,22 @@ STEP_ARRAYS: dict[str, np.dtype] = {
 
 class DatasetError(RlgenError):
     """A dataset is missing, corrupt, or not what the caller expected."""
+
+
+def inside(root: Path, relative: Any, source: Path | str, key: str) -> Path:
+    """``root / relative``, refusing anything that resolves outside ``root`` (``..``, an absolute path,
+    a symlink out): a dataset (or run directory) someone sent you must not make rlgen read or write elsewhere.
+
+    Raises:
+        DatasetError: naming ``source`` (the file the path came from), ``key`` and the path.
+    """
+    if not isinstance(relative, str) or not relative:
+        raise DatasetError(f"{source}: {key} must be a path inside the dataset, got {relative!r}")
+    base = Path(root).resolve()
+    path = (base / relative).resolve()
+    if not path.is_relative_to(base):
+        raise DatasetError(f"{source}: {key} {relative!r} resolves outside {str(base)!r}; refused (its paths must stay inside that directory)")
+    return path
 
 
 def shard_name(segment: int, index: int) -> str:
@@ -101,7 +130,9 @@ def write_shard_file(path: Path, episodes: Sequence[Any]) -> dict[str, Any]:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
         sink = _Hashing(f)
-        with zstandard.ZstdCompressor(level=ZSTD_LEVEL).stream_writer(sink, closefd=False) as z:  # type: ignore[arg-type]
+        # write_checksum: zstd's content checksum (xxhash64 of the decoded bytes) ends the frame, so a flipped
+        # bit anywhere fails the decode instead of yielding other data (13 of 54 flips decoded silently without it)
+        with zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True).stream_writer(sink, closefd=False) as z:  # type: ignore[arg-type]
             z.write(MAGIC + struct.pack("<I", len(raw_header)) + raw_header)
             for e in episodes:
                 # a list of rows (the collector's) goes to the compressor row by row: no stacked copy
@@ -117,16 +148,32 @@ def write_shard_file(path: Path, episodes: Sequence[Any]) -> dict[str, Any]:
     return {"sha256": sink.h.hexdigest(), "bytes": sink.n, "episodes": len(episodes), "transitions": sum(lengths)}
 
 
-def decode_shard(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def decode_shard(path: Path, sha256: str | None = None, frame_checksum: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Read a shard: ``(arrays, lengths)``, arrays as described in the module docstring.
 
+    Args:
+        sha256: when given, the file's sha256 must be this (the manifest's entry).
+        frame_checksum: the zstd frame must carry its content checksum (schema 2 shards do), so that
+            a bit flip that clears the checksum flag cannot switch the check off.
+
     Raises:
-        DatasetError: the file is missing, truncated or not a shard.
+        DatasetError: the file is missing, changed, truncated or not a shard (one line naming it).
     """
     import zstandard
 
     try:
-        with open(path, "rb") as f, zstandard.ZstdDecompressor().stream_reader(f) as z:
+        data = Path(path).read_bytes()  # compressed: ~0.1 of the raw arrays, which are in RAM anyway
+    except FileNotFoundError:
+        raise DatasetError(f"shard {path} is missing") from None
+    except OSError as e:
+        raise DatasetError(f"shard {path} cannot be read: {e.strerror}") from None
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise DatasetError(f"shard {path}: sha256 differs from the manifest (the file changed or is corrupt); "
+                           "run `rlgen datasets verify` on the dataset")  # fmt: skip
+    try:
+        if frame_checksum and not zstandard.get_frame_parameters(data).has_checksum:
+            raise DatasetError(f"shard {path} has no zstd frame checksum, which schema {SCHEMA_VERSION} shards carry; it is corrupt")
+        with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)) as z:
             head = _read_exact(z, len(MAGIC) + 4, path)
             if head[: len(MAGIC)] != MAGIC:
                 raise DatasetError(f"{path} is not an rlgen shard (bad magic)")
@@ -138,15 +185,14 @@ def decode_shard(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
                 count = int(np.prod(spec["shape"]))
                 buf = _read_exact(z, count * dt.itemsize, path)
                 arrays[spec["name"]] = np.frombuffer(buf, dtype=dt).reshape(spec["shape"])
-            if z.read(1):
+            if z.read(1):  # also reads the frame's end, where zstd checks the content checksum
                 raise DatasetError(f"{path} has trailing bytes after its arrays")
-    except FileNotFoundError:
-        raise DatasetError(f"shard {path} is missing") from None
+        lengths = np.asarray(header["lengths"], dtype=np.int64)
     except zstandard.ZstdError as e:
         raise DatasetError(f"shard {path} is corrupt: {e}") from None
-    except (ValueError, KeyError) as e:
+    except (ValueError, KeyError, TypeError) as e:
         raise DatasetError(f"shard {path} has a bad header: {e}") from None
-    return arrays, np.asarray(header["lengths"], dtype=np.int64)
+    return arrays, lengths
 
 
 def _read_exact(stream: Any, n: int, path: Path) -> bytes:
@@ -161,7 +207,12 @@ def _read_exact(stream: Any, n: int, path: Path) -> bytes:
 
 
 def read_manifest(root: Path) -> dict[str, Any]:
-    """The parsed ``manifest.json`` of a dataset directory; ``DatasetError`` when there is none."""
+    """The parsed and checked ``manifest.json`` of a dataset directory.
+
+    Raises:
+        DatasetError: no manifest, not JSON, an unknown schema, a missing or malformed key, or (schema 2)
+            content that differs from its ``content_sha256``; one line naming the file and the key.
+    """
     path = Path(root) / MANIFEST
     if not path.is_file():
         hint = ""
@@ -169,13 +220,85 @@ def read_manifest(root: Path) -> dict[str, Any]:
             hint = " (it has shards but no manifest: an unfinished `rlgen collect`; run the same command again to finish it)"
         raise DatasetError(f"no dataset at {str(root)!r}: {MANIFEST} not found{hint}")
     try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+        manifest = json.loads(path.read_bytes().decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DatasetError(f"{path} is not valid JSON: {e}") from None
-    version = manifest.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise DatasetError(f"{path} has schema_version {version!r}; this rlgen reads {SCHEMA_VERSION}")
+    except OSError as e:
+        raise DatasetError(f"{path} cannot be read: {e.strerror}") from None
+    check_manifest(manifest, path)
     return manifest
+
+
+def manifest_digest(manifest: dict[str, Any]) -> str:
+    """sha256 of the manifest's canonical JSON (sorted keys, no spaces), ``content_sha256`` left out."""
+    body = {k: v for k, v in manifest.items() if k != "content_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def with_digest(manifest: dict[str, Any]) -> dict[str, Any]:
+    """``manifest`` with its ``content_sha256`` set (written last, over everything else)."""
+    body = {k: v for k, v in manifest.items() if k != "content_sha256"}
+    return {**body, "content_sha256": manifest_digest(body)}
+
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def check_manifest(m: Any, path: Path | str) -> None:
+    """Refuse a manifest whose structure rlgen would trip over later (deep inside numpy or torch)."""
+
+    def bad(key: str, want: str, got: Any) -> DatasetError:
+        shown = repr(got) if len(repr(got)) <= 60 else repr(got)[:57] + "..."
+        return DatasetError(f"{path}: {key} must be {want}, got {shown}")
+
+    if not isinstance(m, dict):
+        raise bad("the manifest", "a JSON object", m)
+    version = m.get("schema_version")
+    if version not in READABLE_SCHEMAS:
+        raise DatasetError(f"{path} has schema_version {version!r}; this rlgen reads {', '.join(map(str, READABLE_SCHEMAS))}")
+    kind = m.get("kind", "dataset")
+    if kind not in ("dataset", "subset"):
+        raise bad("kind", "'dataset' or 'subset'", kind)
+    for key in ("env", "observation_space", "action_space", *(("parent",) if kind == "subset" else ("shards",))):
+        if key not in m:
+            raise DatasetError(f"{path}: key {key!r} is missing")
+    if not isinstance(m["env"], str) or "/" not in m["env"]:
+        raise bad("env", "SUITE/ENV", m["env"])
+    space = m["observation_space"]
+    shape = space.get("shape") if isinstance(space, dict) else None
+    if not isinstance(shape, list) or not shape or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in shape):
+        raise bad("observation_space.shape", "a list of positive ints", shape if isinstance(space, dict) else space)
+    try:
+        dtype = np.dtype(space.get("dtype", "uint8"))
+    except TypeError:
+        dtype = None
+    if dtype is None or dtype.kind not in "biuf":
+        raise bad("observation_space.dtype", "a numeric numpy dtype such as 'uint8'", space.get("dtype"))
+    n = m["action_space"].get("n") if isinstance(m["action_space"], dict) else None
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise bad("action_space.n", "an int >= 1", n if isinstance(m["action_space"], dict) else m["action_space"])
+    if kind == "subset":
+        if not isinstance(m["parent"], str) or not m["parent"]:
+            raise bad("parent", "the path of the parent dataset", m["parent"])
+    else:
+        _check_shard_entries(m, path, bad)
+    if "episodes_sha256" in m and not _SHA256.match(str(m["episodes_sha256"])):
+        raise bad("episodes_sha256", "64 hex digits", m["episodes_sha256"])
+    if version >= 2 and m.get("content_sha256") != manifest_digest(m):
+        raise DatasetError(f"{path}: content differs from its content_sha256 (the manifest was edited or is corrupt); "
+                           "restore it from a copy or collect the dataset again")  # fmt: skip
+
+
+def _check_shard_entries(m: dict[str, Any], path: Path | str, bad: Any) -> None:
+    shards = m["shards"]
+    if not isinstance(shards, list) or not shards:
+        raise bad("shards", "a non-empty list of {file, sha256, ...} entries", shards)
+    for i, e in enumerate(shards):
+        if not isinstance(e, dict) or not isinstance(e.get("file"), str) or not _SHA256.match(str(e.get("sha256", ""))):
+            raise bad(f"shards[{i}]", "{file: str, sha256: 64 hex digits, ...}", e)
+    files = [e["file"] for e in shards]
+    if len(set(files)) != len(files):
+        raise DatasetError(f"{path}: shards lists {len(files) - len(set(files))} file(s) twice")
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

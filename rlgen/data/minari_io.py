@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from rlgen.data.dataset import Dataset
-from rlgen.data.format import DatasetError, decode_shard
+from rlgen.data.format import DatasetError, decode_shard, inside
 from rlgen.data.writer import DatasetWriter, Episode
 
 #: Episodes handed to Minari per call, so export never holds more than about a shard in RAM.
@@ -34,7 +34,8 @@ def _buffers(ds: Dataset) -> Any:
         rows = rows[np.argsort(rows["offset"])]
         if not chosen.intersection(rows["id"].tolist()):
             continue
-        arrays, lengths = decode_shard(base.root / entry["file"])
+        path = inside(base.root, entry["file"], base.root / "manifest.json", "shard file")
+        arrays, lengths = decode_shard(path, sha256=entry["sha256"], frame_checksum=int(base.manifest.get("schema_version", 1)) >= 2)
         s = o = 0
         for row, t in zip(rows, lengths):
             t = int(t)
@@ -91,13 +92,23 @@ def export_minari(ds: Dataset, dataset_id: str) -> Path:
 def import_minari(dataset_id: str, out: str | Path, env: str | None = None, shard_transitions: int = 50_000) -> Path:
     """Copy the local Minari dataset ``dataset_id`` (uint8 image observations, discrete actions) into
     an rlgen dataset at ``out``. ``env`` (``SUITE/ENV``) is needed unless the dataset came from rlgen.
-    Levels come from ``infos["level"]`` when present, else the episode id."""
+    Levels come from ``infos["level"]`` when present, else the episode id.
+
+    A truncated or structurally damaged HDF5 file is refused in one line; Minari stores no data checksums,
+    so a flipped byte inside an array cannot be detected here (rlgen's own shards carry checksums)."""
     import gymnasium as gym
     import minari
 
     if dataset_id not in minari.list_local_datasets():
         raise DatasetError(f"no local Minari dataset {dataset_id!r}; local ones: {', '.join(sorted(minari.list_local_datasets())) or 'none'}")
-    mds = minari.load_dataset(dataset_id)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"{out} is a file; give a directory for the imported dataset")
+    where = _minari_path(dataset_id)
+    try:
+        mds = minari.load_dataset(dataset_id)
+    except _READ_ERRORS as e:
+        raise DatasetError(f"Minari dataset {dataset_id!r} ({where}) cannot be read, it is truncated or corrupt: {_first_line(e)}") from None
     obs_space, act_space = mds.observation_space, mds.action_space
     if not (isinstance(obs_space, gym.spaces.Box) and obs_space.dtype == np.uint8 and isinstance(act_space, gym.spaces.Discrete)):
         raise DatasetError(f"{dataset_id}: rlgen reads uint8 image observations and discrete actions; it has {obs_space} and {act_space}")
@@ -115,9 +126,30 @@ def import_minari(dataset_id: str, out: str | Path, env: str | None = None, shar
     if meta.get("split"):
         manifest["split"] = meta["split"]
     with DatasetWriter(out, manifest, shard_transitions) as w:
-        for ep in mds.iterate_episodes():
-            levels = (ep.infos or {}).get("level")
-            level = int(np.asarray(levels)[0]) if levels is not None and len(levels) else int(ep.id)
-            w.add(Episode(np.asarray(ep.observations), np.asarray(ep.actions, np.int64), np.asarray(ep.rewards, np.float32),
-                          np.asarray(ep.terminations, bool), np.asarray(ep.truncations, bool), level=level, policy=manifest["skill"]))  # fmt: skip
-    return Path(out)
+        try:
+            for ep in mds.iterate_episodes():
+                levels = (ep.infos or {}).get("level")
+                level = int(np.asarray(levels)[0]) if levels is not None and len(levels) else int(ep.id)
+                w.add(Episode(np.asarray(ep.observations), np.asarray(ep.actions, np.int64), np.asarray(ep.rewards, np.float32),
+                              np.asarray(ep.terminations, bool), np.asarray(ep.truncations, bool), level=level, policy=manifest["skill"]))  # fmt: skip
+        except _READ_ERRORS as e:  # no manifest is written: the directory holds no dataset
+            raise DatasetError(f"Minari dataset {dataset_id!r} ({where}): an episode cannot be read, the file is truncated or corrupt: "
+                               f"{_first_line(e)}") from None  # fmt: skip
+    return out
+
+
+#: What h5py and Minari raise on a damaged file (h5py: OSError, KeyError; Minari's metadata: ValueError).
+_READ_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError, IndexError)
+
+
+def _minari_path(dataset_id: str) -> str:
+    try:
+        from minari.storage import get_dataset_path
+
+        return str(get_dataset_path(dataset_id))
+    except Exception:  # noqa: BLE001 - only for the message
+        return "$MINARI_DATASETS_PATH"
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]

@@ -6,6 +6,7 @@ last, so a directory with a manifest is always a complete dataset.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,17 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from rlgen.data.format import EPISODES, MANIFEST, SCHEMA_VERSION, shard_name, write_json_atomic, write_jsonl_atomic, write_shard_file
+from rlgen.data.format import (
+    EPISODES,
+    MANIFEST,
+    SCHEMA_VERSION,
+    DatasetError,
+    shard_name,
+    with_digest,
+    write_json_atomic,
+    write_jsonl_atomic,
+    write_shard_file,
+)
 
 
 @dataclass
@@ -65,7 +76,8 @@ def episode_row(episode: Episode, episode_id: int, shard: str, offset: int) -> d
 
 
 def finish_dataset(root: Path, manifest: dict[str, Any], shards: list[dict[str, Any]], rows: list[dict[str, Any]]) -> Path:
-    """Write ``episodes.jsonl`` and then ``manifest.json`` (``manifest`` completed with counts and shards)."""
+    """Write ``episodes.jsonl`` and then ``manifest.json`` (``manifest`` completed with counts, shards,
+    the sha256 of ``episodes.jsonl`` and its own ``content_sha256``)."""
     write_jsonl_atomic(root / EPISODES, rows)
     full = {
         "schema_version": SCHEMA_VERSION,
@@ -79,9 +91,10 @@ def finish_dataset(root: Path, manifest: dict[str, Any], shards: list[dict[str, 
             "levels": len({r["level"] for r in rows}),
         },
         "shards": shards,
+        "episodes_sha256": hashlib.sha256((root / EPISODES).read_bytes()).hexdigest(),
         "created": manifest.get("created", time.strftime("%Y-%m-%dT%H:%M:%S%z")),
     }
-    write_json_atomic(root / MANIFEST, full)
+    write_json_atomic(root / MANIFEST, with_digest(full))
     return root
 
 
@@ -95,15 +108,23 @@ class DatasetWriter:
 
     def __init__(self, root: str | Path, manifest: dict[str, Any], shard_transitions: int = 50_000) -> None:
         self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise DatasetError(f"{self.root} is a file, not a directory; give a directory for the dataset")
         if (self.root / MANIFEST).exists():
-            raise FileExistsError(f"{self.root} already holds a dataset")
+            raise DatasetError(f"{self.root} already holds a dataset; give another directory")
         self.manifest = dict(manifest)
+        self._num_actions = (manifest.get("action_space") or {}).get("n")
         self.shard_transitions = int(shard_transitions)
         self.shards: list[dict[str, Any]] = []
         self.rows: list[dict[str, Any]] = []
         self._buffer: list[Episode] = []
 
     def add(self, episode: Episode) -> None:
+        n = self._num_actions
+        a = np.asarray(episode.actions)
+        if n is not None and (a.min() < 0 or a.max() >= n):
+            raise DatasetError(f"episode {len(self.rows) + len(self._buffer)} has actions in [{a.min()}, {a.max()}]; "
+                               f"the manifest's action_space has n={n} (actions 0..{n - 1})")  # fmt: skip
         self._buffer.append(episode)
         if sum(e.length for e in self._buffer) >= self.shard_transitions:
             self._flush()

@@ -1,6 +1,7 @@
 """Reading: transition and window sampling line up with the stored episodes; subsets; the cache."""
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -88,18 +89,27 @@ def test_saved_subset_points_at_the_parent_shards(dataset_dir, tmp_path):
     assert set((b["obs"][:, 0, 0, 0] % 10).tolist()) <= {1, 2}  # episode i is on level i % 10
 
 
-def test_cache_is_built_once_and_rebuilt_when_shards_change(dataset_dir):
+def test_cache_is_built_once_and_rebuilt_when_shards_change(dataset_dir, tmp_path):
+    from rlgen.data import write_dataset
+
+    from .conftest import make_episodes, manifest
+
     ds = load_dataset(dataset_dir)
     path = ds.cache()
     meta = json.loads((path / "meta.json").read_text())
     mtime = (path / "obs.npy").stat().st_mtime_ns
     load_dataset(dataset_dir).cache()
     assert (path / "obs.npy").stat().st_mtime_ns == mtime
-    m = json.loads((dataset_dir / "manifest.json").read_text())
-    m["shards"][0]["sha256"] = "0" * 64  # as if the shard had been rewritten
-    (dataset_dir / "manifest.json").write_text(json.dumps(m))
-    load_dataset(dataset_dir).cache()
-    assert json.loads((path / "meta.json").read_text())["shards"] != meta["shards"]
+    # the dataset is rewritten with other episodes (a new collection into the same directory): the old cache is stale
+    other = write_dataset(tmp_path / "other", make_episodes(np.random.default_rng(7), 60), manifest(), shard_transitions=100)
+    shutil.rmtree(dataset_dir / "shards")
+    shutil.copytree(other / "shards", dataset_dir / "shards")
+    for name in ("episodes.jsonl", "manifest.json"):
+        shutil.copy(other / name, dataset_dir / name)
+    again = load_dataset(dataset_dir)
+    again.cache()
+    assert json.loads((path / "meta.json").read_text())["key"]["shards"] != meta["key"]["shards"]
+    np.testing.assert_array_equal(np.load(path / "obs.npy"), np.load(load_dataset(other).cache() / "obs.npy"))
 
 
 # Each user process logs its builds, waits for the "go" file, then samples. The build is slowed down
