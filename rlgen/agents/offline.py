@@ -28,6 +28,7 @@ import torch
 
 from rlgen.agents import networks
 from rlgen.agents.quiet import silence_gym_banner
+from rlgen.agents.run_dir import locks_run_dir
 from rlgen.config import OfflineConfig, config_to_dict, write_resolved_config
 from rlgen.errors import RlgenError
 
@@ -239,6 +240,7 @@ def build_agent(cfg: OfflineConfig, observation_shape: tuple[int, ...], num_acti
 # --- the training loop ---------------------------------------------------------------------------------
 
 
+@locks_run_dir  # one trainer per run directory: a second one gets a one-line error naming the first
 def train_offline(cfg: OfflineConfig) -> Path:
     """Train (or resume) an offline agent as ``cfg`` says; returns the run directory.
 
