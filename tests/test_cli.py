@@ -52,7 +52,7 @@ TRAIN_TINY = ["env=minigrid/empty-5x5", "num_envs=4", "split.num_levels=10", "pp
     [
         ("name=../../escaped", "`name`"), ("name=/tmp/rlgen-absolute-name", "`name`"), ("algo=[ppo]", "`algo`"),
         ("seed=99999999999999999999", "`seed`"), ("out_dir=afile", "afile"), ("ppo.learning_rate=.inf", "`ppo.learning_rate`"),
-        ("num_envs=100000", "`num_envs`"), ("total_steps=.nan", "`total_steps`"),
+        ("num_envs=100000", "`num_envs`"), ("ppo.ent_coef=.inf", "`ppo.ent_coef`"),
     ],
 )  # fmt: skip
 def test_train_bad_input_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys, override, names):

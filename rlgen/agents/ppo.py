@@ -207,7 +207,7 @@ class LadderCallback(BaseCallback):
             agent, self.split, "train", episodes=self.cfg.ladder.episodes, seed=self.cfg.seed,
             num_envs=self.cfg.eval_num_envs, deterministic=self.cfg.ladder.deterministic,
         )  # fmt: skip
-        step = int(self.num_timesteps)
+        step = int(self.model.num_timesteps)
         rel = f"ladder/step_{step:010d}.pt"
         agent.save(self.run_dir / rel, num_timesteps=step)
         rung = {
@@ -364,6 +364,8 @@ def train_ppo(cfg: TrainConfig) -> Path:
             agent.fit(cfg.total_steps, callback=callback, resume=resuming)
         finished = model.num_timesteps >= cfg.total_steps and not flag["stop"]
         if finished:
+            if getattr(callback, "model", None) is None:  # nothing left to learn (killed after its last checkpoint)
+                callback.init_callback(model)
             callback.add_rung()  # the final policy: the "expert" rung
         save_checkpoint(model, run_dir, finished=finished)
     finally:

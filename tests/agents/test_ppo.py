@@ -178,3 +178,12 @@ def test_killed_runs_resume_into_one_tensorboard_curve_with_each_step_once(tmp_p
     rollout = scalars["time/fps"]
     assert rollout[-1] == total and rollout[0] == 128  # from the first rollout to the end, one curve
     assert scalars["eval/train_levels/mean_return"] == [1024, 2048, 3072, 4096, total]
+
+
+def test_a_kill_between_the_last_checkpoint_and_its_state_file_still_finishes(tmp_path):
+    run = train_ppo(tiny_config(tmp_path, "total_steps=128"))
+    state = json.loads((run / "checkpoints/state.json").read_text())
+    (run / "checkpoints/state.json").write_text(json.dumps({**state, "finished": False}))  # latest saved, state.json not yet
+    train_ppo(tiny_config(tmp_path, "total_steps=128"))
+    assert json.loads((run / "checkpoints/state.json").read_text())["finished"]
+    assert [r["step"] for r in json.loads((run / "ladder.json").read_text())["rungs"]] == [128]

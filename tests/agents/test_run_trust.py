@@ -124,12 +124,13 @@ def test_an_older_runs_zip_rung_evaluates_from_its_weights_alone(fresh_legacy, t
     assert not marker.exists()
 
 
-def test_an_older_run_is_not_resumed_and_its_pickles_are_never_read(fresh_legacy, tmp_path, capsys):
+def test_an_older_run_is_not_resumed_and_its_pickles_are_never_read(tmp_path):
+    legacy = make_legacy_run(tmp_path / "legacy")  # in place: its config.yaml names this out_dir
     marker = tmp_path / "pwned"
-    plant_in_sb3_zip(fresh_legacy / "checkpoints/latest.zip", marker)
-    (fresh_legacy / "checkpoints/latest_vecnormalize.pkl").write_bytes(pickle.dumps(Plant(marker)))
+    plant_in_sb3_zip(legacy / "checkpoints/latest.zip", marker)
+    (legacy / "checkpoints/latest_vecnormalize.pkl").write_bytes(pickle.dumps(Plant(marker)))
     with pytest.raises(RlgenError, match="older rlgen.*not resumed"):
-        train_ppo(tiny_config(fresh_legacy, "total_steps=256"))
+        train_ppo(tiny_config(legacy, "total_steps=256"))
     assert not marker.exists()
 
 
