@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -33,9 +34,35 @@ LevelsField = Union[str, int, list[int], None]
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
+#: The largest seed: numpy's legacy seeding (used by SB3 and Gymnasium) takes 32-bit seeds.
+MAX_SEED = 2**32 - 1
+#: The most envs stepped at once, per suite (``default`` for the others). CPU suites create one env
+#: object (MiniGrid) or one EnvPool slot (Procgen) each; XLand-MiniGrid's envs are rows of a JAX batch.
+MAX_NUM_ENVS = {"xland": 65_536, "default": 4_096}
+
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    # allow_inf_nan=False: every float field of every config refuses inf and nan (`learning_rate=.inf`)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False)
+
+
+def check_name(v: str) -> str:
+    """A ``name`` is a name, not a path (``out_dir`` is the path key): no separators, no ``..``."""
+    if "/" in v or "\\" in v or "\0" in v or v in (".", ".."):
+        raise ValueError("a name is not a path: no '/', '\\', '.' or '..' (choose where outputs go with out_dir)")
+    return v
+
+
+def check_out_dir(v: str) -> str:
+    """``out_dir`` must be a directory or not exist yet, and no part of it may be an existing file."""
+    p = Path(v)
+    for part in (p, *p.parents):
+        if part.exists() or part.is_symlink():
+            if not part.is_dir():
+                where = "is a file" if part == p else f"has a file in its path ({part})"
+                raise ValueError(f"out_dir {v!r} {where}; out_dir must be a directory, or a path that does not exist yet")
+            break
+    return v
 
 
 class SplitConfig(StrictModel):
@@ -74,13 +101,18 @@ class RlgenConfig(StrictModel):
     #: ``load_config`` names a config after its file unless the file sets ``name``.
     name_from_file: ClassVar[bool] = True
 
-    name: str = Field(default="rlgen", min_length=1)
+    name: str = Field(default="rlgen", min_length=1, description="a name, not a path (see out_dir)")
     env: str = Field(default="procgen/coinrun", description="SUITE/ENV, e.g. procgen/coinrun, minigrid/doorkey-5x5")
     split: SplitConfig = Field(default_factory=SplitConfig)
-    num_envs: int = Field(default=64, ge=1)
-    seed: int = Field(default=0, ge=0)
+    num_envs: int = Field(default=64, ge=1, description="envs stepped at once; at most MAX_NUM_ENVS of the suite")
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     device: str = "auto"
     out_dir: str | None = Field(default=None, description="default: runs/<name>")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_name(v)
 
     @field_validator("env")
     @classmethod
@@ -99,6 +131,13 @@ class RlgenConfig(StrictModel):
     def _defaults_and_split(self) -> "RlgenConfig":
         if self.out_dir is None:
             self.out_dir = str(Path("runs") / self.name)
+        check_out_dir(self.out_dir)
+        suite = self.env.split("/", 1)[0]
+        limit = MAX_NUM_ENVS.get(suite, MAX_NUM_ENVS["default"])
+        for key in ("num_envs", "eval_num_envs"):
+            n = getattr(self, key, None)
+            if n is not None and n > limit:
+                raise ValueError(f"key `{key}` = {n}: at most {limit:,} envs at once for {suite} (rlgen.config.MAX_NUM_ENVS)")
         try:
             self.level_split(check_duplicates=False)  # overlaps, unknown options: fail now
         except RlgenError as e:
@@ -297,6 +336,17 @@ class LadderSettings(StrictModel):
     deterministic: bool = False
 
 
+CHECKPOINT_EVERY_HELP = "env steps between resumable checkpoints; at most (and by default) a tenth of total_steps"
+
+
+def checkpoint_interval(checkpoint_every: int | None, total_steps: int) -> int:
+    """``min(checkpoint_every, ceil(total_steps / 10))``: every run keeps about ten resumable
+    checkpoints at least, so a kill never loses more than a tenth of it (a value larger than the run
+    would otherwise never checkpoint)."""
+    tenth = max(1, math.ceil(total_steps / 10))
+    return tenth if checkpoint_every is None else min(checkpoint_every, tenth)
+
+
 class TrainConfig(RlgenConfig):
     """``rlgen train`` config for online agents (``algo: ppo``)."""
 
@@ -304,9 +354,13 @@ class TrainConfig(RlgenConfig):
     total_steps: int = Field(default=25_000_000, ge=1, description="environment steps")
     ppo: PPOSettings = Field(default_factory=PPOSettings)
     ladder: LadderSettings = Field(default_factory=LadderSettings)
-    checkpoint_every: int = Field(default=500_000, ge=1, description="env steps between resumable checkpoints")
+    checkpoint_every: int | None = Field(default=None, ge=1, description=CHECKPOINT_EVERY_HELP)
     eval_num_envs: int = Field(default=16, ge=1, description="episodes run at once in evaluations")
     progress: bool = True
+
+    def checkpoint_interval(self) -> int:
+        """Env steps between resumable checkpoints (see :func:`checkpoint_interval`)."""
+        return checkpoint_interval(self.checkpoint_every, self.total_steps)
 
     @field_validator("algo")
     @classmethod
@@ -356,9 +410,13 @@ class JaxPPOConfig(RlgenConfig):
     ppo_jax: JaxPPOSettings = Field(default_factory=JaxPPOSettings)
     log_every_steps: int = Field(default=1_000_000, ge=1, description="env steps between host syncs (TensorBoard, progress); ladder and checkpoints happen at these syncs")
     ladder: LadderSettings = Field(default_factory=LadderSettings)
-    checkpoint_every: int = Field(default=5_000_000, ge=1, description="env steps between resumable checkpoints")
+    checkpoint_every: int | None = Field(default=None, ge=1, description=CHECKPOINT_EVERY_HELP + " (taken at the next host sync)")
     eval_num_envs: int = Field(default=1024, ge=1, description="episodes run at once in evaluations")
     progress: bool = True
+
+    def checkpoint_interval(self) -> int:
+        """Env steps between resumable checkpoints (see :func:`checkpoint_interval`)."""
+        return checkpoint_interval(self.checkpoint_every, self.total_steps)
 
     @field_validator("algo")
     @classmethod
@@ -561,7 +619,16 @@ def train_schema(path: str | Path | None, overrides: Sequence[str]) -> type[Rlge
     ``OfflineConfig`` otherwise."""
     data = read_yaml(path) if path is not None else {}
     data = merge(data, parse_overrides(overrides))
-    return ONLINE_SCHEMAS.get(data.get("algo", "ppo"), OfflineConfig)
+    return schema_for_algo(data.get("algo", "ppo"), source=str(path) if path is not None else "config")
+
+
+def schema_for_algo(algo: Any, source: str = "config") -> type[RlgenConfig]:
+    """The schema of ``algo`` (``TrainConfig``, ``JaxPPOConfig`` or ``OfflineConfig``); ``algo``
+    that is not a string (``algo=[ppo]``) is a ``ConfigError``."""
+    if not isinstance(algo, str):
+        allowed = ", ".join([*ONLINE_SCHEMAS, *OFFLINE_ALGOS])
+        raise ConfigError(f"{source}: key `algo` = {algo!r}: must be one name, one of: {allowed}")
+    return ONLINE_SCHEMAS.get(algo, OfflineConfig)
 
 
 #: ``algo`` -> schema of the online algorithms (everything else is offline).

@@ -41,3 +41,30 @@ def test_console_script_is_installed():
     assert result.returncode == 0 and "bigfish" in result.stdout
     result = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=120)
     assert "splits" in result.stdout and "quickstart" in result.stdout
+
+
+TRAIN_TINY = ["env=minigrid/empty-5x5", "num_envs=4", "split.num_levels=10", "ppo.n_steps=16", "ppo.num_minibatches=2", "ppo.n_epochs=1",
+              "total_steps=64", "ladder.every_steps=64", "ladder.episodes=1", "eval_num_envs=1", "progress=false", "device=cpu"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("override", "names"),
+    [
+        ("name=../../escaped", "`name`"), ("name=/tmp/rlgen-absolute-name", "`name`"), ("algo=[ppo]", "`algo`"),
+        ("seed=99999999999999999999", "`seed`"), ("out_dir=afile", "afile"), ("ppo.learning_rate=.inf", "`ppo.learning_rate`"),
+        ("num_envs=100000", "`num_envs`"), ("ppo.ent_coef=.inf", "`ppo.ent_coef`"),
+    ],
+)  # fmt: skip
+def test_train_bad_input_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys, override, names):
+    from pathlib import Path
+
+    cwd = tmp_path / "a" / "b"
+    cwd.mkdir(parents=True)
+    (cwd / "afile").write_text("not a directory")
+    monkeypatch.chdir(cwd)
+    config = Path(__file__).resolve().parents[1] / "configs/ppo/minigrid_doorkey.yaml"
+    assert main(["train", str(config), *TRAIN_TINY, override]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and names in err, err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "afile", "b"]  # nothing written, inside or outside
+    assert not Path("/tmp/rlgen-absolute-name").exists()

@@ -86,3 +86,104 @@ def test_resolved_config_reloads_to_the_same_config(tmp_path):
 def test_shipped_configs_load(path):
     cfg = load_config(path)
     cfg.level_split(check_duplicates=False)
+
+
+# --- bad input: each family one line naming the key (or file), before any work -------------------
+
+
+def _float_keys(model: type, prefix: str = "") -> list[str]:
+    """Dotted keys of every float field of ``model`` and its nested models."""
+    import typing
+
+    from pydantic import BaseModel
+
+    keys = []
+    for name, field in model.model_fields.items():
+        args = typing.get_args(field.annotation) or (field.annotation,)
+        nested = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+        if nested:
+            keys += _float_keys(nested[0], f"{prefix}{name}.")
+        elif float in args:
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
+def _schemas():
+    from rlgen.config import CollectConfig, JaxPPOConfig, OfflineConfig, TrainConfig
+
+    return {
+        TrainConfig: [], JaxPPOConfig: ["env=xland/XLand-MiniGrid-R1-9x9"], OfflineConfig: ["dataset=data/x"],
+        CollectConfig: ["skill=random"],
+    }  # fmt: skip
+
+
+FLOAT_CASES = [(schema, key) for schema in _schemas() for key in _float_keys(schema)]
+
+
+@pytest.mark.parametrize(("schema", "key"), FLOAT_CASES, ids=[f"{s.__name__}.{k}" for s, k in FLOAT_CASES])
+def test_every_float_refuses_inf_and_nan(schema, key):
+    for value in (".inf", "-.inf", ".nan", "inf", "nan"):
+        with pytest.raises(ConfigError) as info:
+            load_config(None, [*_schemas()[schema], f"{key}={value}"], schema=schema)
+        assert "\n" not in str(info.value) and f"key `{key}`" in str(info.value) and "finite" in str(info.value), str(info.value)
+
+
+def test_the_float_sweep_covers_the_learning_rates():
+    assert {"ppo.learning_rate", "ppo_jax.learning_rate", "learning_rate", "medium_fraction"} <= {k for _, k in FLOAT_CASES}
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ("seed=99999999999999999999", "key `seed` = 99999999999999999999: Input should be less than or equal to 4294967295"),
+        ("seed=-1", "key `seed` = -1"),
+        ("name=../../escaped", "key `name` = '../../escaped': a name is not a path"),
+        ("name=/tmp/abs", "key `name` = '/tmp/abs': a name is not a path"),
+        ("name=..", "key `name` = '..': a name is not a path"),
+        ("num_envs=100000", "key `num_envs` = 100000: at most 4,096 envs at once for minigrid"),
+        ("eval_num_envs=100000", "key `eval_num_envs` = 100000: at most 4,096"),
+        ("checkpoint_every=0", "key `checkpoint_every` = 0"),
+    ],
+)
+def test_train_config_bad_values(override, match):
+    from rlgen.config import TrainConfig
+
+    with pytest.raises(ConfigError) as info:
+        load_config(CONFIGS / "ppo/minigrid_doorkey.yaml", [override], schema=TrainConfig)
+    assert "\n" not in str(info.value) and match in str(info.value)
+
+
+def test_xland_allows_more_envs_than_cpu_suites():
+    from rlgen.config import JaxPPOConfig
+
+    assert load_config(None, ["num_envs=8192", "eval_num_envs=8192"], schema=JaxPPOConfig).num_envs == 8192
+    with pytest.raises(ConfigError, match="at most 65,536 envs at once for xland"):
+        load_config(None, ["num_envs=100000"], schema=JaxPPOConfig)
+
+
+def test_out_dir_that_is_a_file_or_under_one(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    for out, match in ((f, "is a file"), (f / "run", f"has a file in its path ({f})")):
+        with pytest.raises(ConfigError) as info:
+            load_config(None, [f"out_dir={out}"])
+        assert "\n" not in str(info.value) and str(out) in str(info.value) and match in str(info.value)
+    assert load_config(None, [f"out_dir={tmp_path / 'new' / 'run'}"]).out_dir == str(tmp_path / "new" / "run")
+
+
+@pytest.mark.parametrize("algo", ["[ppo]", "{a: 1}", "3"])
+def test_algo_that_is_not_a_name(algo):
+    from rlgen.config import train_schema
+
+    with pytest.raises(ConfigError) as info:
+        train_schema(None, [f"algo={algo}"])
+    assert "\n" not in str(info.value) and "key `algo`" in str(info.value) and "one of: ppo, ppo_jax, bc" in str(info.value)
+
+
+def test_study_name_and_seeds_are_checked_too():
+    from rlgen.pipeline.study import StudyConfig
+
+    for override, match in (("name=../x", "a name is not a path"), ("seeds=[99999999999999999999]", "must be <= 4294967295"),
+                            ("ray.connect_timeout_s=.inf", "finite")):  # fmt: skip
+        with pytest.raises(ConfigError, match=match.replace("(", r"\(")):
+            load_config(None, ["datasets={skills: [random]}", override], schema=StudyConfig)

@@ -40,3 +40,36 @@ def test_ray_runner_runs_two_runs(tmp_path, monkeypatch, capsys):
     assert seeds == {0, 1}
     assert (tmp_path / "study/logs/ppo__empty-5x5-s0.log").is_file()  # each task's output goes to its log
     assert not ray.is_initialized()  # the runner shut down the Ray it started
+
+
+def test_without_an_address_a_fresh_local_ray_starts_with_its_dashboard_off(tmp_path, monkeypatch):
+    """``address="local"``: Ray then ignores ``RAY_ADDRESS`` and the cluster an earlier ``ray start``
+    recorded in its temp dir (attaching to a dead one hung for over 10 minutes)."""
+    from rlgen.pipeline.ray_runner import RayExecutor
+
+    calls = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    RayExecutor(tmp_path / "logs", None).close()
+    assert calls and calls[0]["address"] == "local" and calls[0]["include_dashboard"] is False
+    assert calls[0]["dashboard_host"] == "127.0.0.1"
+
+
+def test_an_address_where_no_cluster_answers_fails_fast_with_one_line(tmp_path):
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(STUDY))
+    t0 = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "rlgen.cli", "run", "study.yaml", f"ray.address=127.0.0.1:{port}"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)  # fmt: skip
+    elapsed = time.perf_counter() - t0
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and f"ray.address=127.0.0.1:{port}" in result.stderr and "no Ray cluster can be reached" in result.stderr
+    assert elapsed < 60

@@ -34,6 +34,7 @@ import torch
 from rlgen.agents import networks
 from rlgen.agents.offline_checkpoint import STATE, decode_bytes, encode_bytes, load_into, load_weights, read_state, recover_unit, write_unit
 from rlgen.agents.quiet import silence_gym_banner
+from rlgen.agents.run_dir import locks_run_dir
 from rlgen.config import OfflineConfig, config_to_dict, write_resolved_config
 from rlgen.errors import ConfigError, RlgenError
 
@@ -279,6 +280,7 @@ def build_agent(cfg: OfflineConfig, observation_shape: tuple[int, ...], num_acti
 # --- the training loop ---------------------------------------------------------------------------------
 
 
+@locks_run_dir  # one trainer per run directory: a second one gets a one-line error naming the first
 def train_offline(cfg: OfflineConfig) -> Path:
     """Train (or resume) an offline agent as ``cfg`` says; returns the run directory.
 

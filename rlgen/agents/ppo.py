@@ -3,62 +3,71 @@
 Run directory (``out_dir``)::
 
     config.yaml                  resolved config, with the resolved LevelSplit
-    checkpoints/latest.zip       SB3 model with optimizer state (resumable)
-    checkpoints/latest_vecnormalize.pkl   reward-normalization statistics
+    checkpoints/latest.pt        policy + optimizer + reward-normalization statistics + step counter (resumable)
     checkpoints/state.json       env steps done, whether training finished
-    ladder/step_<N>.zip          skill-ladder checkpoints (policy at N env steps)
+    ladder/step_<N>.pt           skill-ladder checkpoints (policy at N env steps)
     ladder.json                  each rung: step, checkpoint, mean return (+ normalized) on training levels
-    tb/                          TensorBoard
+    tb/ppo_1/                    TensorBoard: one curve, whatever the number of resumes
     results.jsonl                evaluation rows (``rlgen evaluate``)
+    .lock                        held by the process training in the directory
 
-``rlgen train`` on a directory that holds ``checkpoints/latest.zip`` continues from it: same step
-counter, same TensorBoard curve. SIGINT/SIGTERM stop at the next env step and save a checkpoint first.
+Checkpoints are weights only (``rlgen.agents.ppo_policy``): loading one never runs code from it.
+``rlgen train`` on a directory that holds ``checkpoints/latest.pt`` continues from it: same step
+counter, same TensorBoard curve (events after the checkpoint are purged from it). A resumable
+checkpoint is written at least every tenth of ``total_steps``. SIGINT/SIGTERM stop at the next env
+step and save a checkpoint first. Directories of older rlgen versions (SB3 ``.zip`` files) still
+evaluate and collect, without unpickling anything, but do not resume.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 
 from rlgen.agents import networks
-from rlgen.agents.quiet import silence_gym_banner
-from rlgen.config import TrainConfig, write_resolved_config
-from rlgen.envs import LevelSplit, make_env
-from rlgen.agents.run_dir import LADDER, TrainingInterrupted, check_same_config, read_ladder, stop_on_signals
+from rlgen.agents.ppo_policy import (
+    EncoderExtractor,  # noqa: F401 - re-exported: the features extractor of rlgen's PPO
+    arch_for,
+    build_policy,
+    is_legacy_zip,
+    load_weights,
+    policy_kwargs,
+    read_checkpoint_file,
+    read_legacy_zip,
+    save_checkpoint_file,
+)
+from rlgen.agents.run_dir import (
+    LADDER,
+    TrainingInterrupted,
+    check_same_config,
+    inside_run_dir,
+    locks_run_dir,
+    read_ladder,
+    read_state,
+    stop_on_signals,
+)
 from rlgen.agents.run_dir import write_json_atomic as _write_json
+from rlgen.config import TrainConfig, validate_config, write_resolved_config
+from rlgen.envs import LevelSplit, make_env
 from rlgen.errors import RlgenError
-
-silence_gym_banner()
 
 from stable_baselines3 import PPO  # noqa: E402
 from stable_baselines3.common.callbacks import BaseCallback  # noqa: E402
-from stable_baselines3.common.torch_layers import BaseFeaturesExtractor  # noqa: E402
+from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat  # noqa: E402
+from stable_baselines3.common.utils import get_device  # noqa: E402
 from stable_baselines3.common.vec_env import VecNormalize  # noqa: E402
 
 from rlgen.agents.sb3_vec_env import RlgenVecEnv  # noqa: E402
 
-LATEST = "checkpoints/latest.zip"
-VECNORM = "checkpoints/latest_vecnormalize.pkl"
+LATEST = "checkpoints/latest.pt"
 STATE = "checkpoints/state.json"
-
-
-class EncoderExtractor(BaseFeaturesExtractor):
-    """SB3 features extractor around one of ``rlgen.agents.networks``' encoders."""
-
-    def __init__(self, observation_space: gym.spaces.Box, encoder: str = "impala") -> None:
-        net = networks.make_encoder(encoder, observation_space.shape)
-        super().__init__(observation_space, features_dim=net.features_dim)
-        self.encoder = net
-
-    def forward(self, observations: torch.Tensor) -> torch.Tensor:
-        return self.encoder(observations)
+#: What older rlgen versions wrote (SB3 zips, a pickled VecNormalize): read for evaluation only.
+LEGACY_LATEST = "checkpoints/latest.zip"
+TB_DIR = "tb/ppo_1"  # the name SB3 gave the first run; kept so older run directories continue their curve
 
 
 def sb3_device(device: str) -> str:
@@ -71,41 +80,58 @@ class PPOAgent:
     """PPO behind rlgen's Agent interface: ``fit``, ``act``, ``save``, ``load``.
 
     Args:
-        model: a trained or fresh SB3 ``PPO``. Use ``PPOAgent.load`` or ``train_ppo`` to get one.
+        policy: an SB3 actor-critic policy of architecture ``arch``.
+        arch: its plain-data description (``rlgen.agents.ppo_policy.arch_for``).
+        model: the SB3 ``PPO`` that trains ``policy`` (only while training; ``fit`` needs it).
+    Use ``PPOAgent.load``, ``load_run_agent`` or ``train_ppo`` to get one.
     """
 
-    def __init__(self, model: PPO) -> None:
+    def __init__(self, policy: Any, arch: dict[str, Any], model: PPO | None = None) -> None:
+        self.policy = policy
+        self.arch = arch
         self.model = model
+
+    @property
+    def num_actions(self) -> int:
+        return int(self.arch["num_actions"])
 
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
         """Actions ``(B,)`` for observations ``(B, *obs_shape)`` (uint8, as the env gives them)."""
-        actions, _ = self.model.predict(obs, deterministic=deterministic)
+        actions, _ = self.policy.predict(obs, deterministic=deterministic)
         return np.asarray(actions)
 
-    def save(self, path: str | Path) -> Path:
-        return _atomic_save(self.model, Path(path))
+    def save(self, path: str | Path, num_timesteps: int = 0) -> Path:
+        """The policy's weights and architecture as one weights-only ``.pt`` file, atomically."""
+        return save_checkpoint_file(Path(path), {"arch": self.arch, "policy": self.policy.state_dict(), "num_timesteps": int(num_timesteps)})
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "auto") -> "PPOAgent":
+    def load(cls, path: str | Path, device: str = "auto", arch: dict[str, Any] | None = None) -> "PPOAgent":
+        """The policy in ``path``: a ``.pt`` of rlgen's, or an older rlgen's SB3 ``.zip`` (whose
+        architecture ``arch`` must then come from its run's config: use ``load_run_agent``).
+        Nothing in the file is unpickled beyond tensors and plain data."""
         p = Path(path)
         if not p.is_file():
             raise RlgenError(f"no PPO checkpoint at {str(p)!r}")
-        return cls(PPO.load(p, device=sb3_device(device)))
+        dev = get_device(sb3_device(device))
+        if is_legacy_zip(p):
+            if arch is None:
+                raise RlgenError(f"{p} is an SB3 .zip of an older rlgen: load it with its run directory (rlgen evaluate RUN_DIR)")
+            state = read_legacy_zip(p, dev)
+        else:
+            payload = read_checkpoint_file(p, dev)
+            arch, state = payload["arch"], payload["policy"]
+        policy = build_policy(arch, dev)
+        load_weights(policy, state, p)
+        return cls(policy, arch)
 
     def fit(self, total_steps: int, callback: BaseCallback | None = None, resume: bool = False) -> "PPOAgent":
         """Train until the model has taken ``total_steps`` env steps in all."""
+        if self.model is None:
+            raise RlgenError("this PPOAgent was loaded for acting; train with train_ppo (rlgen train)")
         remaining = total_steps - self.model.num_timesteps
         if remaining > 0:
-            self.model.learn(remaining, callback=callback, reset_num_timesteps=not resume, tb_log_name="ppo")
+            self.model.learn(remaining, callback=callback, reset_num_timesteps=not resume)
         return self
-
-
-def _atomic_save(model: PPO, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.zip")
-    model.save(tmp)
-    os.replace(tmp, path)
-    return path
 
 
 class LadderCallback(BaseCallback):
@@ -113,9 +139,11 @@ class LadderCallback(BaseCallback):
     Every ``checkpoint_every`` env steps: save the resumable ``latest`` checkpoint. Stops training
     when a stop signal arrived. Shows progress."""
 
-    def __init__(self, cfg: TrainConfig, split: LevelSplit, run_dir: Path, stop_flag: dict[str, bool]) -> None:
+    def __init__(self, cfg: TrainConfig, split: LevelSplit, run_dir: Path, stop_flag: dict[str, bool], arch: dict[str, Any], tb: Any = None) -> None:
         super().__init__()
         self.cfg = cfg
+        self.arch = arch
+        self.tb = tb  # a SummaryWriter: rung scalars go in at the rung's own step
         self.split = split
         self.run_dir = run_dir
         self.stop_flag = stop_flag
@@ -128,7 +156,7 @@ class LadderCallback(BaseCallback):
         self._last_return: float | None = None
 
     def _on_training_start(self) -> None:
-        every, ck = self.cfg.ladder.every_steps, self.cfg.checkpoint_every
+        every, ck = self.cfg.ladder.every_steps, self.cfg.checkpoint_interval()
         n = self.num_timesteps
         self.next_rung = (n // every + 1) * every if n else every
         self.next_checkpoint = (n // ck + 1) * ck
@@ -154,7 +182,8 @@ class LadderCallback(BaseCallback):
             self.next_rung += self.cfg.ladder.every_steps
         if n >= self.next_checkpoint:
             save_checkpoint(self.model, self.run_dir, finished=False)
-            self.next_checkpoint += self.cfg.checkpoint_every
+            ck = self.cfg.checkpoint_interval()
+            self.next_checkpoint = (n // ck + 1) * ck
         if self.progress is not None and n % (self.cfg.num_envs * 16) < self.cfg.num_envs:
             self._update_progress()
         return not self.stop_flag["stop"]
@@ -173,14 +202,14 @@ class LadderCallback(BaseCallback):
     def add_rung(self) -> dict[str, Any]:
         from rlgen.evaluation import evaluate_on_levels
 
-        agent = PPOAgent(self.model)
+        agent = PPOAgent(self.model.policy, self.arch, self.model)
         result = evaluate_on_levels(
             agent, self.split, "train", episodes=self.cfg.ladder.episodes, seed=self.cfg.seed,
             num_envs=self.cfg.eval_num_envs, deterministic=self.cfg.ladder.deterministic,
         )  # fmt: skip
-        step = int(self.num_timesteps)
-        rel = f"ladder/step_{step:010d}.zip"
-        _atomic_save(self.model, self.run_dir / rel)
+        step = int(self.model.num_timesteps)
+        rel = f"ladder/step_{step:010d}.pt"
+        agent.save(self.run_dir / rel, num_timesteps=step)
         rung = {
             "step": step,
             "checkpoint": rel,
@@ -194,32 +223,59 @@ class LadderCallback(BaseCallback):
         ladder = _load_ladder(self.run_dir, self.split)
         ladder["rungs"] = [r for r in ladder["rungs"] if r["step"] != step] + [rung]
         _write_json(self.run_dir / LADDER, ladder)
-        self.logger.record("eval/train_levels/mean_return", result.mean_return)
-        if result.mean_normalized is not None:
-            self.logger.record("eval/train_levels/mean_normalized", result.mean_normalized)
+        if self.tb is not None:
+            self.tb.add_scalar("eval/train_levels/mean_return", result.mean_return, step)
+            if result.mean_normalized is not None:
+                self.tb.add_scalar("eval/train_levels/mean_normalized", result.mean_normalized, step)
+            self.tb.flush()
         return rung
 
 
 def _load_ladder(run_dir: Path, split: LevelSplit) -> dict[str, Any]:
-    p = run_dir / LADDER
-    if p.is_file():
-        return json.loads(p.read_text())
+    if (run_dir / LADDER).is_file():
+        return read_ladder(run_dir)
     return {"env": split.id, "split": split.to_dict(), "rungs": []}
 
 
 def save_checkpoint(model: PPO, run_dir: Path, finished: bool) -> None:
-    _atomic_save(model, run_dir / LATEST)
+    """The resumable checkpoint: one weights-only file (policy, optimizer, reward-normalization
+    statistics, counters), so a kill can never leave them out of step; then ``state.json``."""
     venv = model.get_env()
+    ret_rms = None
     if isinstance(venv, VecNormalize):
-        tmp = run_dir / (VECNORM + ".tmp")
-        venv.save(tmp)
-        os.replace(tmp, run_dir / VECNORM)
+        rms = venv.ret_rms
+        ret_rms = {"mean": torch.as_tensor(np.asarray(rms.mean, np.float64)), "var": torch.as_tensor(np.asarray(rms.var, np.float64)),
+                   "count": float(rms.count)}  # fmt: skip
+    arch = arch_for(_encoder(model), model.observation_space, model.action_space)
+    save_checkpoint_file(run_dir / LATEST, {
+        "arch": arch, "policy": model.policy.state_dict(), "optimizer": model.policy.optimizer.state_dict(),
+        "num_timesteps": int(model.num_timesteps), "n_updates": int(model._n_updates), "ret_rms": ret_rms,
+    })  # fmt: skip
     _write_json(run_dir / STATE, {"num_timesteps": int(model.num_timesteps), "finished": finished, "time": time.time()})
 
 
+def _encoder(model: PPO) -> str:
+    return str(model.policy_kwargs["features_extractor_kwargs"]["encoder"])
+
+
+def _restore(model: PPO, payload: dict[str, Any], path: Path) -> None:
+    """Put a resumable checkpoint's weights, optimizer state, counters and statistics into ``model``."""
+    load_weights(model.policy, payload["policy"], path)
+    try:
+        model.policy.optimizer.load_state_dict(payload["optimizer"])
+        model.num_timesteps = int(payload["num_timesteps"])
+        model._n_updates = int(payload.get("n_updates", 0))
+        venv = model.get_env()
+        if isinstance(venv, VecNormalize) and payload.get("ret_rms") is not None:
+            rms = payload["ret_rms"]
+            venv.ret_rms.mean = np.asarray(rms["mean"].cpu().numpy(), np.float64).reshape(venv.ret_rms.mean.shape)
+            venv.ret_rms.var = np.asarray(rms["var"].cpu().numpy(), np.float64).reshape(venv.ret_rms.var.shape)
+            venv.ret_rms.count = float(rms["count"])
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:
+        raise RlgenError(f"{path} is not a resumable checkpoint ({type(e).__name__}: {str(e)[:160]})") from None
+
+
 def build_model(cfg: TrainConfig, venv: Any, run_dir: Path) -> PPO:
-    split_suite = cfg.env.split("/", 1)[0]
-    encoder = cfg.ppo.network if cfg.ppo.network != "auto" else networks.default_encoder(split_suite, cfg.split.options)
     p = cfg.ppo
     return PPO(
         "CnnPolicy",
@@ -235,19 +291,40 @@ def build_model(cfg: TrainConfig, venv: Any, run_dir: Path) -> PPO:
         ent_coef=p.ent_coef,
         vf_coef=p.vf_coef,
         max_grad_norm=p.max_grad_norm,
-        policy_kwargs={
-            "features_extractor_class": EncoderExtractor,
-            "features_extractor_kwargs": {"encoder": encoder},
-            "normalize_images": False,  # the encoders scale their inputs
-            "net_arch": {"pi": [], "vf": []},  # heads straight on the features, as in CleanRL's ppo_procgen
-        },
-        tensorboard_log=str(run_dir / "tb"),
+        policy_kwargs=policy_kwargs(encoder_of(cfg)),
         seed=cfg.seed,
         device=sb3_device(cfg.device),
         verbose=0,
     )
 
 
+def encoder_of(cfg: TrainConfig) -> str:
+    """The encoder a config trains: ``ppo.network``, or the suite's default for ``auto``."""
+    suite = cfg.env.split("/", 1)[0]
+    return cfg.ppo.network if cfg.ppo.network != "auto" else networks.default_encoder(suite, cfg.split.options)
+
+
+class _PurgingTensorBoard(TensorBoardOutputFormat):
+    """SB3's TensorBoard output, whose writer starts with ``purge_step``: readers (TensorBoard,
+    ``EventAccumulator``) drop the events an earlier, killed process wrote at or after that step, so
+    a resumed run shows one curve with each step once."""
+
+    def __init__(self, folder: str, purge_step: int) -> None:  # noqa: D107 - SB3's __init__ would open a writer without purge_step
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=folder, purge_step=purge_step)
+        self._is_closed = False
+
+
+def _logger(run_dir: Path, resumed_at: int | None) -> Logger:
+    """TensorBoard in ``tb/ppo_1`` for every attempt. A fresh start purges everything an earlier
+    attempt without a checkpoint logged; a resume keeps the steps up to its checkpoint."""
+    purge = 0 if resumed_at is None else resumed_at + 1
+    folder = str(run_dir / TB_DIR)
+    return Logger(folder, [_PurgingTensorBoard(folder, purge)])
+
+
+@locks_run_dir
 def train_ppo(cfg: TrainConfig) -> Path:
     """Train (or resume) PPO as ``cfg`` says; returns the run directory.
 
@@ -256,35 +333,45 @@ def train_ppo(cfg: TrainConfig) -> Path:
     """
     run_dir = Path(cfg.out_dir or "runs/ppo")
     split = cfg.level_split()
+    state = read_state(run_dir, STATE)
+    if state.get("finished") and isinstance(state.get("num_timesteps"), int) and state["num_timesteps"] >= cfg.total_steps:
+        check_same_config(run_dir, cfg)
+        return run_dir  # nothing left to do
     resuming = (run_dir / LATEST).is_file()
+    if not resuming and (run_dir / LEGACY_LATEST).is_file():
+        raise RlgenError(f"{run_dir / LEGACY_LATEST} was written by an older rlgen (an SB3 zip with pickled fields); it can be "
+                         "evaluated and collected from, but not resumed without unpickling it: train into a new out_dir")  # fmt: skip
     if resuming:
         check_same_config(run_dir, cfg)
-        state = json.loads((run_dir / STATE).read_text()) if (run_dir / STATE).is_file() else {}
-        if state.get("finished") and state.get("num_timesteps", 0) >= cfg.total_steps:
-            return run_dir  # nothing left to do
+        payload = read_checkpoint_file(run_dir / LATEST, get_device(sb3_device(cfg.device)))  # before any write
+        _load_ladder(run_dir, split)  # a torn ladder fails now, not after the training it would follow
     write_resolved_config(cfg, run_dir, extra={"split": split.to_dict()})
 
     venv: Any = RlgenVecEnv(make_env(split, "train", num_envs=cfg.num_envs, seed=cfg.seed))
     if cfg.ppo.normalize_reward:
-        if resuming and (run_dir / VECNORM).is_file():
-            venv = VecNormalize.load(str(run_dir / VECNORM), venv)
-        else:
-            venv = VecNormalize(venv, norm_obs=False, norm_reward=True, gamma=cfg.ppo.gamma)
+        venv = VecNormalize(venv, norm_obs=False, norm_reward=True, gamma=cfg.ppo.gamma)
+    model = build_model(cfg, venv, run_dir)
     if resuming:
-        model = PPO.load(run_dir / LATEST, env=venv, device=sb3_device(cfg.device), tensorboard_log=str(run_dir / "tb"))
-    else:
-        model = build_model(cfg, venv, run_dir)
+        _restore(model, payload, run_dir / LATEST)
+    logger = _logger(run_dir, model.num_timesteps if resuming else None)
+    model.set_logger(logger)
 
     flag = {"stop": False}
-    callback = LadderCallback(cfg, split, run_dir, flag)
-    agent = PPOAgent(model)
-    with stop_on_signals(flag):
-        agent.fit(cfg.total_steps, callback=callback, resume=resuming)
-    finished = model.num_timesteps >= cfg.total_steps and not flag["stop"]
-    if finished:
-        callback.add_rung()  # the final policy: the "expert" rung
-    save_checkpoint(model, run_dir, finished=finished)
-    venv.close()
+    arch = arch_for(encoder_of(cfg), model.observation_space, model.action_space)
+    callback = LadderCallback(cfg, split, run_dir, flag, arch, tb=logger.output_formats[0].writer)
+    agent = PPOAgent(model.policy, arch, model)
+    try:
+        with stop_on_signals(flag):
+            agent.fit(cfg.total_steps, callback=callback, resume=resuming)
+        finished = model.num_timesteps >= cfg.total_steps and not flag["stop"]
+        if finished:
+            if getattr(callback, "model", None) is None:  # nothing left to learn (killed after its last checkpoint)
+                callback.init_callback(model)
+            callback.add_rung()  # the final policy: the "expert" rung
+        save_checkpoint(model, run_dir, finished=finished)
+    finally:
+        logger.close()
+        venv.close()
     if flag["stop"]:
         raise TrainingInterrupted(
             f"stopped by signal at {model.num_timesteps:,} env steps; checkpoint saved in {run_dir / LATEST}; "
@@ -294,14 +381,44 @@ def train_ppo(cfg: TrainConfig) -> Path:
 
 
 def load_run_agent(run_dir: str | Path, checkpoint: str | None = None, device: str = "auto") -> PPOAgent:
-    """The agent of a run directory: the last ladder rung (the final policy) unless ``checkpoint`` names one."""
+    """The agent of a run directory: the last ladder rung (the final policy) unless ``checkpoint`` names one.
+
+    Paths from ``ladder.json`` (and ``checkpoint``) must stay inside the run directory. Checkpoints
+    of older rlgen versions (SB3 ``.zip``) are rebuilt from the run's ``config.yaml`` and the zip's
+    ``policy.pth`` weights alone.
+    """
     run = Path(run_dir)
     if checkpoint is not None:
-        return PPOAgent.load(run / checkpoint, device=device)
-    if not (run / LADDER).is_file() and (run / LATEST).is_file():  # stopped before its first rung
-        return PPOAgent.load(run / LATEST, device=device)
-    ladder = read_ladder(run)
-    if not ladder["rungs"]:
-        return PPOAgent.load(run / LATEST, device=device)
-    last = max(ladder["rungs"], key=lambda r: r["step"])
-    return PPOAgent.load(run / last["checkpoint"], device=device)
+        path = inside_run_dir(run, checkpoint, "checkpoint")
+    elif (run / LADDER).is_file() and read_ladder(run)["rungs"]:
+        last = max(read_ladder(run)["rungs"], key=lambda r: r["step"])
+        path = inside_run_dir(run, last["checkpoint"], run / LADDER)
+    elif (run / LATEST).is_file() or not (run / LEGACY_LATEST).is_file():  # stopped before its first rung
+        path = run / LATEST
+    else:
+        path = run / LEGACY_LATEST
+    arch = legacy_arch(run) if path.is_file() and is_legacy_zip(path) else None
+    return PPOAgent.load(path, device=device, arch=arch)
+
+
+def legacy_arch(run_dir: Path) -> dict[str, Any]:
+    """The architecture of an older rlgen's run, from its ``config.yaml`` (encoder) and its env (spaces)."""
+    import yaml
+
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise RlgenError(f"{run_dir} has an SB3 .zip checkpoint but no config.yaml to rebuild its policy from")
+    try:
+        data = yaml.safe_load(config_path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise RlgenError(f"{config_path} is not valid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(data, dict):
+        raise RlgenError(f"{config_path}: expected a mapping of config keys")
+    resolved = data.pop("resolved", None) or {}
+    cfg = validate_config(data, TrainConfig, source=str(config_path))
+    split = LevelSplit.from_dict(resolved["split"]) if isinstance(resolved, dict) and "split" in resolved else cfg.level_split()
+    probe = make_env(split, "train", num_envs=1, levels=[split.train.min])
+    try:
+        return arch_for(encoder_of(cfg), probe.single_observation_space, probe.single_action_space)
+    finally:
+        probe.close()

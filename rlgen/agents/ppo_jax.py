@@ -18,8 +18,14 @@ Run directory (``out_dir``), as for SB3 PPO::
     checkpoints/state.json       env steps done, whether training finished
     ladder/step_<N>.msgpack      skill-ladder policies
     ladder.json                  each rung: step, checkpoint, mean return on training levels
-    tb/ppo_jax/                  TensorBoard
+    tb/ppo_jax/                  TensorBoard: one curve, whatever the number of resumes
     results.jsonl                evaluation rows (``rlgen evaluate``)
+    .lock                        held by the process training in the directory
+
+Checkpoints are msgpack (flax serialization), which holds arrays, numbers, strings, lists and dicts
+only: reading one runs no code (arrays of object dtype cannot be decoded, numpy refuses them), and
+:meth:`JaxPPOAgent.load` checks the params against the network they claim to be. Ladder paths must
+stay inside the run directory.
 
 Simplifications, as in PureJaxRL and XLand-MiniGrid's baselines: a time-limit truncation is treated
 as a terminal state (no bootstrap from the final observation), and a resumed run starts fresh
@@ -39,7 +45,17 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from rlgen.agents.run_dir import LADDER, TrainingInterrupted, check_same_config, read_ladder, stop_on_signals
+from rlgen.agents.run_dir import (
+    LADDER,
+    RESUME_NEUTRAL_KEYS,
+    TrainingInterrupted,
+    check_same_config,
+    inside_run_dir,
+    locks_run_dir,
+    read_ladder,
+    read_state,
+    stop_on_signals,
+)
 from rlgen.agents.run_dir import write_json_atomic as _write_json
 from rlgen.errors import RlgenError
 
@@ -379,6 +395,27 @@ def _settings(settings: Any) -> Any:
     return JaxPPOSettings.model_validate(dict(settings or {}))
 
 
+def _checked_params(loaded: Any, template: Any, path: Path) -> Any:
+    """``loaded`` (a restored msgpack tree) as device arrays, if it has exactly the structure, shapes
+    and dtypes of ``template`` (a fresh network's params); otherwise one ``RlgenError`` naming the file."""
+    jax = _jax()
+    from flax import serialization  # noqa: PLC0415
+
+    want = jax.tree_util.tree_flatten_with_path(serialization.to_state_dict(template))[0]
+    try:
+        got = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_flatten_with_path(loaded)[0]}
+    except Exception:  # noqa: BLE001 - not a tree at all
+        got = {}
+    for key, ref in want:
+        v = got.get(jax.tree_util.keystr(key))
+        if not isinstance(v, np.ndarray) or v.shape != ref.shape or v.dtype != ref.dtype:
+            found = f"{type(v).__name__} {getattr(v, 'shape', '')} {getattr(v, 'dtype', '')}".strip() if v is not None else "nothing"
+            raise RlgenError(f"{path}: params{jax.tree_util.keystr(key)} should be {ref.dtype}{list(ref.shape)}, found {found}")
+    if len(got) != len(want):
+        raise RlgenError(f"{path}: params hold {len(got)} arrays, the network has {len(want)}")
+    return serialization.from_state_dict(template, jax.tree_util.tree_map(jax.numpy.asarray, loaded))
+
+
 class JaxPPOAgent:
     """PPO in JAX behind rlgen's Agent interface: ``fit``, ``act``, ``save``, ``load``.
 
@@ -548,10 +585,16 @@ class JaxPPOAgent:
             if payload.get("format") != FORMAT:
                 raise ValueError(f"format {payload.get('format')!r}, expected {FORMAT!r}")
             meta = json.loads(payload["meta"])
-        except (ValueError, KeyError, TypeError) as e:
-            raise RlgenError(f"{p} is not a JAX PPO checkpoint ({e})") from None
-        params = jax.tree_util.tree_map(jax.numpy.asarray, payload["params"])
-        agent = cls(tuple(meta["obs_shape"]), meta["num_actions"], meta["settings"], params=params)
+        except (ValueError, KeyError, TypeError, AttributeError) as e:  # msgpack's errors are ValueErrors
+            raise RlgenError(f"{p} is not a JAX PPO checkpoint ({type(e).__name__}: {str(e)[:160]})") from None
+        try:
+            obs_shape, num_actions = tuple(int(x) for x in meta["obs_shape"]), int(meta["num_actions"])
+            if len(obs_shape) != 3 or min(obs_shape) < 1 or num_actions < 1:
+                raise ValueError(f"obs_shape {list(obs_shape)} and num_actions {num_actions} are not a (C, V, V) view and an action count")
+            agent = cls(obs_shape, num_actions, meta["settings"])
+        except (KeyError, TypeError, ValueError) as e:  # pydantic's ValidationError is a ValueError
+            raise RlgenError(f"{p}: bad `meta` in the checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
+        agent.params = _checked_params(payload.get("params"), agent.params, p)
         agent.env_steps = int(meta.get("env_steps", 0))
         if "opt_state" in payload:
             agent._opt_state_dict = payload["opt_state"]
@@ -590,8 +633,10 @@ class _RunLog:
         from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415
 
         self.cfg, self.split, self.run_dir = cfg, split, run_dir
-        self.writer = SummaryWriter(str(run_dir / "tb" / "ppo_jax"))
-        every, ck = cfg.ladder.every_steps, cfg.checkpoint_every
+        # purge_step: readers drop what an earlier, killed process logged after the checkpoint we
+        # resume from (everything, on a fresh start), so the curve has each step once
+        self.writer = SummaryWriter(str(run_dir / "tb" / "ppo_jax"), purge_step=start_steps + 1 if start_steps else 0)
+        every, ck = cfg.ladder.every_steps, cfg.checkpoint_interval()
         self.next_rung = (start_steps // every + 1) * every
         self.next_checkpoint = (start_steps // ck + 1) * ck
         self.progress: Any = None
@@ -624,7 +669,7 @@ class _RunLog:
             self.next_rung = (step // self.cfg.ladder.every_steps + 1) * self.cfg.ladder.every_steps
         if step >= self.next_checkpoint:
             self.save_checkpoint(agent, finished=False)
-            self.next_checkpoint = (step // self.cfg.checkpoint_every + 1) * self.cfg.checkpoint_every
+            self.next_checkpoint = (step // self.cfg.checkpoint_interval() + 1) * self.cfg.checkpoint_interval()
         w.flush()
 
     def add_rung(self, agent: JaxPPOAgent) -> dict[str, Any]:
@@ -639,7 +684,7 @@ class _RunLog:
             "episodes": len(result.returns), "levels": "train", "deterministic": cfg.ladder.deterministic, "time": time.time(),
         }  # fmt: skip
         p = self.run_dir / LADDER
-        ladder = json.loads(p.read_text()) if p.is_file() else {"env": self.split.id, "split": self.split.to_dict(), "rungs": []}
+        ladder = read_ladder(self.run_dir) if p.is_file() else {"env": self.split.id, "split": self.split.to_dict(), "rungs": []}
         ladder["rungs"] = [r for r in ladder["rungs"] if r["step"] != step] + [rung]
         _write_json(p, ladder)
         self.writer.add_scalar("eval/train_levels/mean_return", result.mean_return, step)
@@ -657,6 +702,7 @@ class _RunLog:
         self.writer.close()
 
 
+@locks_run_dir
 def train_ppo_jax(cfg: Any) -> Path:
     """Train (or resume) the JAX PPO as ``cfg`` (a ``JaxPPOConfig``) says; returns the run directory.
 
@@ -673,9 +719,9 @@ def train_ppo_jax(cfg: Any) -> Path:
     device = jax_device(cfg.device)
     resuming = (run_dir / LATEST).is_file()
     if resuming:
-        check_same_config(run_dir, cfg, ignore=("total_steps", "progress", "device", "log_every_steps"))
-        state = json.loads((run_dir / STATE).read_text()) if (run_dir / STATE).is_file() else {}
-        if state.get("finished") and state.get("num_timesteps", 0) >= cfg.total_steps:
+        check_same_config(run_dir, cfg, ignore=(*RESUME_NEUTRAL_KEYS, "log_every_steps"))
+        state = read_state(run_dir, STATE)
+        if state.get("finished") and isinstance(state.get("num_timesteps"), int) and state["num_timesteps"] >= cfg.total_steps:
             return run_dir  # nothing left to do
     write_resolved_config(cfg, run_dir, extra={
         "split": split.to_dict(), "rulesets": rulesets_info(split),
@@ -707,12 +753,12 @@ def load_run_agent(run_dir: str | Path, checkpoint: str | None = None) -> JaxPPO
     """The agent of a run directory: the last ladder rung (the final policy) unless ``checkpoint`` names one."""
     run = Path(run_dir)
     if checkpoint is not None:
-        return JaxPPOAgent.load(run / checkpoint)
+        return JaxPPOAgent.load(inside_run_dir(run, checkpoint, "checkpoint"))
     if not (run / LADDER).is_file() or not read_ladder(run)["rungs"]:
         return JaxPPOAgent.load(run / LATEST)  # stopped before its first rung
     last = max(read_ladder(run)["rungs"], key=lambda r: r["step"])
-    return JaxPPOAgent.load(run / last["checkpoint"])
+    return JaxPPOAgent.load(inside_run_dir(run, last["checkpoint"], run / LADDER))
 
 
 def ladder_policy(run_dir: str | Path, rung: Mapping[str, Any]) -> JaxPPOAgent:
-    return JaxPPOAgent.load(Path(run_dir) / rung["checkpoint"])
+    return JaxPPOAgent.load(inside_run_dir(run_dir, rung.get("checkpoint"), Path(run_dir) / LADDER))

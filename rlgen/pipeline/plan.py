@@ -213,7 +213,9 @@ class _Planner:
         ladder = path / "ladder.json"
         if not ladder.is_file():
             raise ConfigError(f"{self.source}: key `ppo.reuse`: {str(path)!r} is not a finished PPO run (no ladder.json); train it with `rlgen train` or drop ppo.reuse")
-        data = json.loads(ladder.read_text())
+        from rlgen.agents.run_dir import read_ladder
+
+        data = read_ladder(path)  # a torn or malformed ladder is one line naming it
         theirs = data.get("split", {})
         from rlgen.envs import LevelSet, LevelSplit
 

@@ -10,7 +10,9 @@ Three ways to run a stage, one scheduler:
   stages and never oversubscribe. Each stage's output goes to ``<out_dir>/logs/<stage>.log``.
 * ``RayExecutor`` (``runner: ray``): every stage a Ray task with ``num_cpus``/``num_gpus``;
   ``ray.address`` joins a cluster (whose nodes need rlgen installed and the study's ``out_dir`` on a
-  shared file system), no address starts a local Ray.
+  shared file system) after checking within ``ray.connect_timeout_s`` that it answers; no address
+  always starts a fresh local Ray (``address="local"``: never a cluster that an earlier ``ray start``
+  recorded in Ray's temp dir), with its dashboard off.
 
 A failed stage is reported and blocks only what depends on it; every other stage still runs.
 """
@@ -26,9 +28,9 @@ from multiprocessing.connection import wait as wait_connections
 from pathlib import Path
 from typing import Any, Protocol
 
-from rlgen.errors import DependencyError, RlgenError
+from rlgen.errors import RlgenError
 from rlgen.pipeline.plan import Stage
-from rlgen.pipeline.stages import error_line, execute_safely, stage_state
+from rlgen.pipeline.stages import execute_safely, stage_state
 from rlgen.pipeline.study import StudyConfig, local_cpus
 
 #: Seconds between "running: ..." lines when the output is not a terminal (no live status line).
@@ -242,74 +244,6 @@ class LocalPoolExecutor:
         self.workers = []
 
 
-class RayExecutor:
-    """Every stage a Ray task; Ray schedules them on its resources."""
-
-    foreground = False
-
-    def __init__(self, log_dir: Path, address: str | None) -> None:
-        try:
-            import ray
-        except ImportError:
-            raise DependencyError("runner=ray needs Ray: pip install 'rlgen[ray]' (or pip install ray)") from None
-        self.ray = ray
-        self.log_dir = log_dir
-        self._owns = not ray.is_initialized()
-        if self._owns:
-            kwargs: dict[str, Any] = {"address": address} if address else {}
-            # The stages write logs of their own; Ray's forwarding would only repeat them here.
-            ray.init(**kwargs, log_to_driver=False, include_dashboard=False)
-        self._task = ray.remote(_ray_stage)
-        self.refs: dict[Any, Stage] = {}
-        self.started: dict[str, float] = {}
-
-    def fits(self, stage: Stage) -> bool:
-        return True  # Ray queues tasks until their resources are free
-
-    def start(self, stage: Stage) -> None:
-        threads = max(1, int(stage.num_cpus))
-        ref = self._task.options(num_cpus=stage.num_cpus, num_gpus=stage.num_gpus, max_retries=0).remote(
-            stage.to_dict(), threads, str(log_path(self.log_dir, stage)), os.getcwd())  # fmt: skip
-        self.refs[ref] = stage
-        self.started[stage.id] = time.time()
-
-    def wait(self, timeout: float) -> list[tuple[str, dict[str, Any]]]:
-        if not self.refs:
-            return []
-        ready, _ = self.ray.wait(list(self.refs), num_returns=1, timeout=timeout)
-        out = []
-        for ref in ready:
-            stage = self.refs.pop(ref)
-            try:
-                result = self.ray.get(ref)
-            except Exception as e:  # noqa: BLE001 - a crashed worker, an out-of-memory kill...
-                result = {"ok": False, "error": error_line(e), "interrupted": False}
-            out.append((stage.id, result))
-        return out
-
-    def running(self) -> list[str]:
-        return [s.id for s in self.refs.values()]
-
-    def interrupt(self, from_terminal: bool) -> None:
-        for ref in list(self.refs):
-            self.ray.cancel(ref)  # KeyboardInterrupt inside the task: it saves its checkpoint
-
-    def close(self, force: bool = False) -> None:
-        for ref in list(self.refs):
-            self.ray.cancel(ref, force=True)
-        self.refs = {}
-        if self._owns:
-            self.ray.shutdown()
-
-
-def _ray_stage(stage_data: dict[str, Any], threads: int, log: str, cwd: str) -> dict[str, Any]:
-    # Stage paths may be relative to where `rlgen run` started; on a cluster that directory must be
-    # on the shared file system.
-    if os.path.isdir(cwd):
-        os.chdir(cwd)
-    return execute_safely(stage_data, progress=False, threads=threads, log=log)
-
-
 def log_path(log_dir: Path, stage: Stage) -> Path:
     return log_dir / (stage.id.replace("/", "__") + ".log")
 
@@ -318,7 +252,9 @@ def make_executor(study: StudyConfig, runner: str | None = None) -> Executor:
     log_dir = Path(study.out_dir or "runs/study") / "logs"
     kind = runner or study.runner
     if kind == "ray":
-        return RayExecutor(log_dir, study.ray.address)
+        from rlgen.pipeline.ray_runner import RayExecutor  # Ray is imported only for runner=ray
+
+        return RayExecutor(log_dir, study.ray.address, study.ray.connect_timeout_s)
     if study.workers == 1:
         return InlineExecutor()
     return LocalPoolExecutor(log_dir, max_workers=None if study.workers == "auto" else int(study.workers))

@@ -41,17 +41,22 @@ def load_run(run_dir: str | Path, checkpoint: str | None = None, device: str | N
     """
     import yaml
 
-    from rlgen.config import ONLINE_SCHEMAS, OfflineConfig, validate_config
+    from rlgen.config import schema_for_algo, validate_config
     from rlgen.envs import LevelSplit
 
     run = Path(run_dir)
     config_path = run / "config.yaml"
     if not config_path.is_file():
         raise RlgenError(f"{str(run)!r} is not a run directory (no config.yaml); pass the out_dir of `rlgen train`")
-    data = yaml.safe_load(config_path.read_text()) or {}
+    try:
+        data = yaml.safe_load(config_path.read_text()) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise RlgenError(f"{config_path} is not readable YAML ({type(e).__name__})") from None
+    if not isinstance(data, dict):
+        raise RlgenError(f"{config_path}: expected a mapping of config keys, got {type(data).__name__}")
     resolved = data.pop("resolved", {})
     algo = data.get("algo", "ppo")
-    cfg = validate_config(data, ONLINE_SCHEMAS.get(algo, OfflineConfig), source=str(config_path))
+    cfg = validate_config(data, schema_for_algo(algo, source=str(config_path)), source=str(config_path))
     split = LevelSplit.from_dict(resolved["split"]) if "split" in resolved else cfg.level_split()
     device = device or cfg.device
     if algo == "ppo_jax":
@@ -67,7 +72,7 @@ def load_run(run_dir: str | Path, checkpoint: str | None = None, device: str | N
         from rlgen.agents.ppo import load_run_agent
 
         agent: Any = load_run_agent(run, checkpoint=checkpoint, device=device)
-        num_actions = int(agent.model.action_space.n)
+        num_actions = agent.num_actions
     else:
         from rlgen.agents.offline import load_offline_agent
 

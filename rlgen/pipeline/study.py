@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from rlgen.config import _DEVICE, OFFLINE_ALGOS, SKILLS, SplitConfig, StrictModel
+from rlgen.config import _DEVICE, MAX_SEED, OFFLINE_ALGOS, SKILLS, SplitConfig, StrictModel, check_name, check_out_dir
 from rlgen.envs.suites import parse_env_id
 
 #: Stage kinds that use compute, with their resources in ``resources``.
@@ -37,7 +37,7 @@ class StageSection(StrictModel):
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, v: list[int] | None) -> list[int] | None:
-        return _unique_nonempty(v, "seeds", minimum=0) if v is not None else v
+        return _unique_nonempty(v, "seeds", minimum=0, maximum=MAX_SEED) if v is not None else v
 
 
 class PPOSection(StageSection):
@@ -132,7 +132,8 @@ class Resources(StrictModel):
 
 
 class RaySection(StrictModel):
-    address: str | None = Field(default=None, description="Ray cluster address (ray.init(address=...)); null: start a local Ray")
+    address: str | None = Field(default=None, description="Ray cluster address (HOST:PORT, ray://HOST:PORT or auto); null: start a fresh local Ray")
+    connect_timeout_s: float = Field(default=10.0, gt=0, le=60, description="seconds to wait for `address` to answer before giving up")
 
 
 class StudyConfig(StrictModel):
@@ -173,7 +174,12 @@ class StudyConfig(StrictModel):
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, v: list[int]) -> list[int]:
-        return _unique_nonempty(v, "seeds", minimum=0)
+        return _unique_nonempty(v, "seeds", minimum=0, maximum=MAX_SEED)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_name(v)
 
     @field_validator("device")
     @classmethod
@@ -201,6 +207,7 @@ class StudyConfig(StrictModel):
     def _study_checks(self) -> "StudyConfig":
         if self.out_dir is None:
             self.out_dir = str(Path("runs") / self.name)
+        check_out_dir(self.out_dir)
         if self.datasets is not None:
             needs_policy = [s for s in self.datasets.skills if s != "random"]
             if needs_policy and self.ppo is None:
@@ -218,13 +225,15 @@ class StudyConfig(StrictModel):
         return list(section.seeds) if section is not None and section.seeds is not None else list(self.seeds)
 
 
-def _unique_nonempty(values: list[Any], key: str, minimum: int | None = None) -> list[Any]:
+def _unique_nonempty(values: list[Any], key: str, minimum: int | None = None, maximum: int | None = None) -> list[Any]:
     if not values:
         raise ValueError(f"{key} must list at least one value")
     seen: list[Any] = []
     for x in values:
         if minimum is not None and x is not None and x < minimum:
             raise ValueError(f"{key} value {x} must be >= {minimum}")
+        if maximum is not None and x is not None and x > maximum:
+            raise ValueError(f"{key} value {x} must be <= {maximum}")
         if x in seen:
             raise ValueError(f"{key} lists {x!r} twice")
         seen.append(x)

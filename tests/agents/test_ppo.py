@@ -35,7 +35,7 @@ def test_train_writes_ladder_checkpoints_and_config(tmp_path):
         assert (run / rung["checkpoint"]).is_file()
         assert 0.0 <= rung["mean_normalized"] <= 1.0 and rung["episodes"] == 4
     assert ladder["split"]["train"] == "0-9"
-    assert (run / "config.yaml").is_file() and (run / "checkpoints/latest_vecnormalize.pkl").is_file()
+    assert (run / "config.yaml").is_file() and (run / "checkpoints/latest.pt").is_file()
     assert json.loads((run / "checkpoints/state.json").read_text()) == {**json.loads((run / "checkpoints/state.json").read_text()), "num_timesteps": 256, "finished": True}
 
 
@@ -43,7 +43,7 @@ def test_save_load_gives_identical_actions(tmp_path):
     run = train_ppo(tiny_config(tmp_path, "total_steps=128"))
     agent = load_run_agent(run, device="cpu")
     obs = np.random.default_rng(0).integers(0, 11, size=(32, 3, 7, 7), dtype=np.uint8)
-    path = agent.save(tmp_path / "copy.zip")
+    path = agent.save(tmp_path / "copy.pt")
     again = PPOAgent.load(path, device="cpu")
     np.testing.assert_array_equal(agent.act(obs, deterministic=True), again.act(obs, deterministic=True))
 
@@ -118,6 +118,72 @@ def test_procgen_cpu_config_trains_the_nature_cnn(tmp_path):
     cfg = load_config(ROOT / "configs/ppo/procgen_coinrun_cpu.yaml", overrides, schema=TrainConfig)
     run = train_ppo(cfg)
     agent = load_run_agent(run, device="cpu")
-    assert type(agent.model.policy.features_extractor.encoder).__name__ == "NatureEncoder"
+    assert type(agent.policy.features_extractor.encoder).__name__ == "NatureEncoder"
     obs = np.random.default_rng(0).integers(0, 256, size=(8, 3, 64, 64), dtype=np.uint8)
     assert agent.act(obs, deterministic=True).shape == (8,)
+
+
+def test_checkpoint_every_defaults_to_a_tenth_and_never_exceeds_it():
+    def interval(*extra):
+        return load_config(ROOT / "configs/ppo/minigrid_doorkey.yaml", ["total_steps=20000", *extra], schema=TrainConfig).checkpoint_interval()
+
+    assert interval() == 2000
+    assert interval("checkpoint_every=50000") == 2000  # larger than the run: it would never checkpoint
+    assert interval("checkpoint_every=500") == 500
+
+
+def _scalars(tb_dir: Path) -> dict[str, list[int]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tb_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {tag: [e.step for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def test_killed_runs_resume_into_one_tensorboard_curve_with_each_step_once(tmp_path):
+    """SIGKILL mid-run (after a checkpoint, with steps logged past it), twice; each resume continues
+    the same TensorBoard run, and every scalar has each step once. ``checkpoint_every`` is left at its
+    default (a tenth of the run), as in the shipped configs that set it larger than short runs."""
+    out = tmp_path / "run"
+    total = 5120  # 40 rollouts of 4 envs x 32 steps; a checkpoint every 512 steps
+    cmd = [sys.executable, "-m", "rlgen.cli", "train", str(ROOT / "configs/ppo/minigrid_doorkey.yaml"), *TINY, f"out_dir={out}",
+           f"total_steps={total}", "checkpoint_every=null", "ladder.every_steps=1024", "ladder.episodes=2"]  # fmt: skip
+    killed_at = []
+    for kill_after in (1024, 3072):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 120
+        state: dict = {}
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                state = json.loads((out / "checkpoints/state.json").read_text())
+            except (OSError, ValueError):
+                state = {}
+            if state.get("num_timesteps", 0) >= kill_after:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read()}"
+        assert state.get("num_timesteps", 0) >= kill_after, "no checkpoint within the run"
+        time.sleep(0.5)  # let it log past the checkpoint
+        proc.kill()
+        proc.wait(timeout=30)
+        killed_at.append(json.loads((out / "checkpoints/state.json").read_text())["num_timesteps"])
+    assert main(["train", str(ROOT / "configs/ppo/minigrid_doorkey.yaml"), *TINY, f"out_dir={out}", f"total_steps={total}",
+                 "checkpoint_every=null", "ladder.every_steps=1024", "ladder.episodes=2"]) == 0  # fmt: skip
+    assert json.loads((out / "checkpoints/state.json").read_text())["num_timesteps"] == total
+    assert [p.name for p in (out / "tb").iterdir()] == ["ppo_1"]
+    scalars = _scalars(out / "tb/ppo_1")
+    assert "eval/train_levels/mean_return" in scalars and "train/value_loss" in scalars
+    for tag, steps in scalars.items():
+        assert steps == sorted(set(steps)), f"{tag}: steps {steps} (killed at {killed_at})"
+    rollout = scalars["time/fps"]
+    assert rollout[-1] == total and rollout[0] == 128  # from the first rollout to the end, one curve
+    assert scalars["eval/train_levels/mean_return"] == [1024, 2048, 3072, 4096, total]
+
+
+def test_a_kill_between_the_last_checkpoint_and_its_state_file_still_finishes(tmp_path):
+    run = train_ppo(tiny_config(tmp_path, "total_steps=128"))
+    state = json.loads((run / "checkpoints/state.json").read_text())
+    (run / "checkpoints/state.json").write_text(json.dumps({**state, "finished": False}))  # latest saved, state.json not yet
+    train_ppo(tiny_config(tmp_path, "total_steps=128"))
+    assert json.loads((run / "checkpoints/state.json").read_text())["finished"]
+    assert [r["step"] for r in json.loads((run / "ladder.json").read_text())["rungs"]] == [128]

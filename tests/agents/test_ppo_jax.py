@@ -115,10 +115,21 @@ def test_cli_train_resume_evaluate_collect(tmp_path, capsys):
     config = (run / "config.yaml").read_text()
     assert "sha256:" in config and "platform: cpu" in config
     assert list((run / "tb" / "ppo_jax").glob("events.*"))
+    # what a process killed after the checkpoint would have left: events past it
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(run / "tb" / "ppo_jax")) as w:
+        w.add_scalar("train/entropy", 123.0, 10240)
     # resume with a larger budget: the step counter continues from the checkpoint
     assert main([*args, "total_steps=12288"]) == 0
     state = json.loads((run / "checkpoints" / "state.json").read_text())
     assert state["num_timesteps"] == 12288 and state["finished"]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run / "tb" / "ppo_jax"), size_guidance={"scalars": 0})
+    acc.Reload()
+    entropy = acc.Scalars("train/entropy")
+    assert [e.step for e in entropy] == list(range(2048, 12289, 2048)) and 123.0 not in [e.value for e in entropy]  # one curve, each step once
     assert [r["step"] for r in json.loads((run / "ladder.json").read_text())["rungs"]] == [4096, 8192, 12288]
     capsys.readouterr()
     assert main([*args, "total_steps=12288", "num_envs=64"]) == 2  # another config in the same run dir
