@@ -30,6 +30,7 @@ from rlgen.agents import networks
 from rlgen.agents.quiet import silence_gym_banner
 from rlgen.config import OfflineConfig, config_to_dict, write_resolved_config
 from rlgen.errors import RlgenError
+from rlgen.run_identity import dataset_identity
 
 silence_gym_banner()
 
@@ -154,6 +155,10 @@ class D3rlpyAgent:
             out[i] = int(w.predict(np.asarray(obs[i]), self._last_reward[key]))
         return out
 
+    def reseed(self, seed: int) -> None:
+        """Evaluation's seeding hook (``rlgen.evaluation``): BC samples from its own generator."""
+        self._generator.manual_seed(seed)
+
     def reset(self, keys: Sequence[int]) -> None:
         for key in keys:
             self._wrappers.pop(key, None)
@@ -199,6 +204,10 @@ class TorchAgent:
         if self.episodic:
             return np.asarray(self.impl.act(obs, deterministic=deterministic, keys=keys), dtype=np.int64)
         return np.asarray(self.impl.act(obs, deterministic=deterministic), dtype=np.int64)
+
+    def reseed(self, seed: int) -> None:
+        """Evaluation's seeding hook (``rlgen.evaluation``): IQL and BCT sample from their own generator."""
+        self.impl.generator.manual_seed(seed)
 
     def reset(self, keys: Sequence[int]) -> None:
         if self.episodic:
@@ -262,8 +271,8 @@ def train_offline(cfg: OfflineConfig) -> Path:
     resuming = state_path.is_file()
     if resuming:
         _check_same_offline_config(run_dir, cfg)
-    write_resolved_config(cfg, run_dir, extra={"split": split.to_dict(), "dataset": {"path": str(cfg.dataset), "name": ds.name,
-                          "transitions": ds.num_transitions, "best_return": best_return}, "dt_target_return": target_return})  # fmt: skip
+    write_resolved_config(cfg, run_dir, extra={"split": split.to_dict(), "dataset": {"path": str(cfg.dataset), **dataset_identity(ds),
+                          "best_return": best_return}, "dt_target_return": target_return})  # fmt: skip
     agent = build_agent(cfg, ds.observation_shape, ds.num_actions, device, target_return)
     rng = np.random.default_rng(cfg.seed)
     step = 0
