@@ -263,7 +263,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         if g.which != "gap":
             print(f"IQM {g.label:<12} {g.which.replace('_', '-'):<9} {fmt(g.metrics['IQM'])}  over {len(g.games)} game(s) x {g.runs} run(s)")
     for p in rep.improvements:
-        if p.which == "held_out":
+        if p.which == "held_out" and p.estimate.ci is not None:  # with 1 run a side it is no probability
             print(f"P({p.x} > {p.y}) held-out {fmt(p.estimate)}")
     print(f"report: {rep.path}")
     return 0

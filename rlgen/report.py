@@ -293,7 +293,11 @@ def _baselines(agent: Agent, others: Iterable[Agent]) -> list[Agent]:
 
 def improvement_table(table: Sequence[GameRow], seed: int = 0, reps: int = 2000) -> list[Improvement]:
     """Probability of improvement of each offline agent over BC on the same data, and of each agent
-    over PPO, on held-out and on training levels (rliable's definition; stratified bootstrap CI)."""
+    over PPO, on held-out and on training levels (rliable's definition; stratified bootstrap CI).
+
+    Pairs where either agent has a single run per game are listed with ``estimate.ci`` None: with
+    one run a side, P(X > Y) is one comparison of two numbers (0, 0.5 or 1), and the report shows no
+    value for it."""
     agents = {t.label: t.agent for t in table}
     out = []
     for which in ("held_out", "train"):
@@ -400,14 +404,20 @@ def _markdown(rep: Report, unpaired: dict[str, int]) -> list[str]:
             og = fmt(m["optimality gap"]) if "optimality gap" in m else "-"
             runs = f"{g.runs} (first {g.runs} of games with more)" if g.truncated else str(g.runs)
             lines.append(f"| {g.label} | {g.which.replace('_', '-')} | {len(g.games)} | {runs} | {fmt(m['IQM'])} | {fmt(m['mean'])} | {fmt(m['median'])} | {og} |")
+    computed = [p for p in rep.improvements if p.estimate.ci is not None]
     if rep.improvements:
         lines += ["", "## Probability of improvement", "",
                   "P(X > Y): the probability that a run of X scores higher than a run of Y on a game (ties count half; Mann-Whitney U over "
                   "runs), averaged over the games both ran (rliable's definition and `rliable.metrics`' value; 95% stratified bootstrap CI, ours). "
-                  "X vs BC on the same dataset, and every agent vs PPO.", "",
-                  "| X | Y | level set | games | runs X / Y | P(X > Y) |", "|---|---|---|---|---|---|"]  # fmt: skip
-        for p in rep.improvements:
+                  "X vs BC on the same dataset, and every agent vs PPO."]  # fmt: skip
+        if computed:
+            lines += ["", "| X | Y | level set | games | runs X / Y | P(X > Y) |", "|---|---|---|---|---|---|"]
+        for p in computed:
             lines.append(f"| {p.x} | {p.y} | {p.which.replace('_', '-')} | {len(p.games)} | {p.runs_x} / {p.runs_y} | {fmt(p.estimate)} |")
+        if len(computed) < len(rep.improvements):
+            pairs = sorted({f"{p.x} vs {p.y}" for p in rep.improvements if p.estimate.ci is None})
+            lines += ["", f"> Not computed for {len(pairs)} pair(s) with 1 run per game on a side (one comparison of two numbers, "
+                          f"not a probability): {', '.join(pairs)}."]  # fmt: skip
     return lines
 
 

@@ -43,7 +43,7 @@ def plot_bars(aggs: Sequence[Aggregate], path: Path) -> bool:
         return False
     plt = _pyplot()
     x = np.arange(len(labels))
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(labels) + 2), 3.8))
+    fig, ax = plt.subplots(figsize=(max(5.5, 1.1 * len(labels) + 3.5), 3.8))
     one_run = False
     for offset, (which, name, color) in enumerate((("train", "train levels", "#4C72B0"), ("held_out", "held-out levels", "#DD8452"))):
         xs = x + (offset - 0.5) * 0.38
@@ -63,7 +63,7 @@ def plot_bars(aggs: Sequence[Aggregate], path: Path) -> bool:
     ax.set_ylabel("IQM normalized return\n(95% stratified bootstrap CI)")
     games = max(len(a.games) for a in aggs)
     ax.set_title(f"Train vs held-out levels, IQM across {games} game(s)")
-    ax.legend(frameon=False, loc="upper right", fontsize=8)
+    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)  # beside the bars, never over them
     ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -10,7 +10,8 @@ A *run score* on a level set is the mean normalized return of that run's episode
 
 Across games (a ``(runs, games)`` matrix of run scores): the aggregates are ``rliable.metrics``'s
 (IQM, mean, median, optimality gap); their CIs come from a stratified bootstrap written here
-(runs resampled with replacement within each game, percentile interval), because
+(runs resampled with replacement within each game, percentile interval; the replicates computed in
+one batch by equivalents of rliable's functions, tested equal to them), because
 ``rliable.library`` imports ``arch``, which does not import with the pandas installed here.
 The probability of improvement is rliable's definition (Mann-Whitney U over runs per game, averaged
 over games); its point value is ``rliable.metrics.probability_of_improvement``, its bootstrap
@@ -24,6 +25,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import scipy.stats
 
 CONFIDENCE = 0.95
 
@@ -114,15 +116,20 @@ def _resample_runs(scores: np.ndarray, reps: int, rng: np.random.Generator) -> n
     return np.take_along_axis(np.broadcast_to(scores, (reps, runs, games)), idx, axis=1)
 
 
-def stratified_bootstrap(scores: np.ndarray, statistic: Callable[[np.ndarray], float], reps: int = 2000,
-                         confidence: float = CONFIDENCE, seed: int = 0) -> Estimate:  # fmt: skip
+def stratified_bootstrap(scores: np.ndarray, statistic: Callable[[np.ndarray], float], reps: int = 2000, confidence: float = CONFIDENCE,
+                         seed: int = 0, batched: Callable[[np.ndarray], np.ndarray] | None = None) -> Estimate:  # fmt: skip
     """``statistic`` of a ``(runs, games)`` matrix with a stratified-bootstrap percentile CI; the CI is
-    None with fewer than 2 runs (resampling one run gives the point back: no evidence of spread)."""
+    None with fewer than 2 runs (resampling one run gives the point back: no evidence of spread).
+
+    ``batched``, when given, computes the statistic of every replicate at once from a
+    ``(reps, runs, games)`` array (it must equal ``statistic`` replicate by replicate).
+    """
     scores = np.asarray(scores, dtype=np.float64)
     value = float(statistic(scores))
     if scores.shape[0] < 2:
         return Estimate(value, None)
-    boot = np.array([statistic(m) for m in _resample_runs(scores, reps, np.random.default_rng(seed))])
+    resampled = _resample_runs(scores, reps, np.random.default_rng(seed))
+    boot = batched(resampled) if batched is not None else np.array([statistic(m) for m in resampled])
     return Estimate(value, _interval(boot, confidence))
 
 
@@ -134,10 +141,25 @@ def aggregate_metrics() -> dict[str, Callable[[np.ndarray], float]]:
             "optimality gap": metrics.aggregate_optimality_gap}  # fmt: skip
 
 
+def _flat(x: np.ndarray) -> np.ndarray:
+    return x.reshape(len(x), -1)
+
+
+#: The same aggregates over a batch of replicates ``(reps, runs, games)`` -> ``(reps,)``: one scipy call
+#: each instead of one per replicate (rliable's scipy-based IQM costs ~1 ms a call, 2,000 calls a CI).
+BATCHED_METRICS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "IQM": lambda x: scipy.stats.trim_mean(_flat(x), 0.25, axis=1),
+    "mean": lambda x: x.mean(axis=1).mean(axis=1),
+    "median": lambda x: np.median(x.mean(axis=1), axis=1),
+    "optimality gap": lambda x: 1.0 - np.minimum(_flat(x), 1.0).mean(axis=1),
+}
+
+
 def aggregates(scores: np.ndarray, reps: int = 2000, confidence: float = CONFIDENCE, seed: int = 0) -> dict[str, Estimate]:
     """IQM, mean, median and optimality gap (threshold 1) of a ``(runs, games)`` matrix, with
-    stratified bootstrap CIs (the same resamples for every metric: one seed)."""
-    return {name: stratified_bootstrap(scores, fn, reps, confidence, seed) for name, fn in aggregate_metrics().items()}
+    stratified bootstrap CIs (the same resamples for every metric: one seed). Point values are
+    rliable's functions; replicates their batched equivalents (:data:`BATCHED_METRICS`)."""
+    return {name: stratified_bootstrap(scores, fn, reps, confidence, seed, batched=BATCHED_METRICS[name]) for name, fn in aggregate_metrics().items()}
 
 
 def _pairwise_improvement(x: np.ndarray, y: np.ndarray) -> np.ndarray:

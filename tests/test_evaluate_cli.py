@@ -66,6 +66,10 @@ def test_one_run_evaluated_by_relative_and_absolute_path_counts_once(ppo_run, tm
     monkeypatch.chdir(tmp_path)
     assert main(["evaluate", "runs/p", "--episodes", "3", "--random-baseline"]) == 0
     assert main(["evaluate", str(tmp_path / "runs" / "p"), "--episodes", "3", "--random-baseline"]) == 0
+    assert main(["report", "runs", "--out", "rep"]) == 0
+    with open("rep/per_game.csv") as f:
+        table = {r.get("agent") or r["algo"]: r for r in csv.DictReader(f)}
+    assert table["ppo"]["runs"] == "1" and table["random"]["runs"] == "1"  # before: 2 runs each, episodes counted twice
     assert "replaced 4 earlier row(s)" in capsys.readouterr().out
     rows = rows_of(tmp_path / "runs" / "p")
     assert sorted((r["agent"], r["which"]) for r in rows) == [("ppo", "held_out"), ("ppo", "train"), ("random", "held_out"), ("random", "train")]
@@ -73,10 +77,6 @@ def test_one_run_evaluated_by_relative_and_absolute_path_counts_once(ppo_run, tm
     ppo, rnd = rows[0], rows[-1]
     assert (ppo["run_id"], ppo["algorithm"], ppo["train_seed"], ppo["train_levels"], ppo["dataset"]) == (run_id, "ppo", 0, 10, None)
     assert rnd["algorithm"] == "random" and rnd["run_id"].startswith("random-") and rnd["run_id"] != run_id
-    assert main(["report", "runs", "--out", "rep"]) == 0
-    with open("rep/per_game.csv") as f:
-        table = {r["agent"]: r for r in csv.DictReader(f)}
-    assert table["ppo"]["runs"] == "1" and table["random"]["runs"] == "1"
 
 
 def offline_dataset(path: Path) -> Path:
@@ -97,9 +97,13 @@ def test_offline_rows_carry_the_dataset_identity_and_use_its_training_levels(tmp
                  "progress=false", "eval.enabled=false", "steps=2", "seed=3", f"out_dir={run}"]) == 0  # fmt: skip
     assert main(["evaluate", str(run), "--episodes", "6"]) == 0
     train, held = rows_of(run)
+    assert max(train["levels"]) < 10  # "train" means the levels the data came from, not the split's 50
+    # BC samples from its own generator: evaluation reseeds it, so held-out alone equals held-out after train
+    assert main(["evaluate", str(run), "--episodes", "6", "--which", "held_out"]) == 0
+    (alone,) = [r for r in rows_of(run) if r["which"] == "held_out"]
+    assert (alone["returns"], alone["lengths"]) == (held["returns"], held["lengths"]) and len(set(held["lengths"])) > 1
     for r in (train, held):
         assert (r["algorithm"], r["dataset"], r["dataset_skill"], r["dataset_levels"], r["dataset_transitions"], r["train_seed"]) == (
             "bc", "toy", "expert", 10, 80, 3)  # fmt: skip
         assert r["run_id"] == json.loads((run / "run.json").read_text())["run_id"] and r["train_levels"] == 10
-    assert max(train["levels"]) < 10  # "train" means the levels the data came from, not the split's 50
     assert min(held["levels"]) >= 100

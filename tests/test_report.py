@@ -72,7 +72,9 @@ def test_two_datasets_give_two_rows(tmp_path):
                      row("bc", COINRUN, "held_out", [ho] * 5, seed, dataset_transitions=size, dataset_skill="expert")]  # fmt: skip
     write_rows(tmp_path / "r" / "results.jsonl", rows)
     rep = make_report([tmp_path / "r"], out_dir=tmp_path / "rep")
-    got = {(t["agent"], t["dataset_transitions"]): (int(t["runs"]), float(t["held_out"])) for t in read_csv(tmp_path / "rep" / "per_game.csv")}
+    table = read_csv(tmp_path / "rep" / "per_game.csv")
+    assert len(table) == 2  # before: one row, the two datasets' runs pooled as 4 runs
+    got = {(t["agent"], t["dataset_transitions"]): (int(t["runs"]), float(t["held_out"])) for t in table}
     assert got == {("bc-1k", "1000"): (2, pytest.approx(0.3)), ("bc-10k", "10000"): (2, pytest.approx(0.7))}
     assert "gap_vs_size.png" in rep.plots and "gap_vs_levels.png" not in rep.plots
 
@@ -100,16 +102,18 @@ def test_gap_plots_hold_the_other_axis_fixed():
 
 
 def test_one_run_rows_are_labelled(tmp_path, capsys):
-    rows = [row("bc", COINRUN, "train", [0.9, 0.8, 1.0]), row("bc", COINRUN, "held_out", [0.5, 0.4, 0.6])]
+    rows = [row("bc", COINRUN, "train", [0.9, 0.8, 1.0], dataset_transitions=1000), row("bc", COINRUN, "held_out", [0.5, 0.4, 0.6], dataset_transitions=1000),
+            row("cql", COINRUN, "train", [0.7] * 3, dataset_transitions=1000), row("cql", COINRUN, "held_out", [0.7] * 3, dataset_transitions=1000)]  # fmt: skip
     write_rows(tmp_path / "r" / "results.jsonl", rows)
     assert main(["report", str(tmp_path / "r"), "--out", str(tmp_path / "rep")]) == 0
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.startswith("bc "))
     assert line.endswith("evaluation noise only: 1 run")
-    assert "warning: 1 of 1 rows have fewer than 3 runs" in out
+    assert "warning: 2 of 2 rows have fewer than 3 runs" in out and "P(cql > bc)" not in out
     text = (tmp_path / "rep" / "report.md").read_text()
     assert "| **evaluation noise only: 1 run** |" in text and "fewer than 3 runs" in text
     assert "0.900 (no CI: 1 run)" in text  # the across-games IQM: nothing to resample with one run per game
+    assert "Not computed for 1 pair(s) with 1 run per game on a side" in text  # P(X > Y) of two numbers is no probability
     assert read_csv(tmp_path / "rep" / "per_game.csv")[0]["ci_over"] == "evaluation noise only: 1 run"
 
 
@@ -163,6 +167,12 @@ def test_aggregates_are_rliables_metrics_over_run_scores():
     assert aggs[("bc", "held_out")].metrics["IQM"].value == pytest.approx(0.35)
     assert aggs[("bc", "gap")].metrics["mean"].value == pytest.approx(0.35) and "optimality gap" not in aggs[("bc", "gap")].metrics
     assert aggs[("bc", "train")].metrics["IQM"].ci == pytest.approx((0.7, 0.7))  # identical runs: no spread
+    # the bootstrap replicates are computed in one batch: equal to rliable's functions replicate by replicate
+    from rlgen.run_statistics import BATCHED_METRICS, aggregate_metrics
+
+    reps = np.random.default_rng(0).random((20, 5, 3)) * 1.2
+    for name, fn in aggregate_metrics().items():
+        assert BATCHED_METRICS[name](reps) == pytest.approx([fn(r) for r in reps]), name
 
 
 def test_probability_of_improvement_equals_a_hand_computation():
