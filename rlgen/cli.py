@@ -126,7 +126,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             print(f"{name:<8} {which:<10} {len(r.returns):>8} {r.mean_return:>8.3f} {norm:>10}")
             # written per level set, so a kill keeps what finished; an earlier evaluation of the same
             # run, policy and level set is replaced (the latest evaluation wins)
-            path, n, warnings = record_results(run_dir / "results.jsonl", [r.to_row(**identity, agent=name, algo=name)])
+            path, n, warnings = record_results(run_dir / "results.jsonl", [r.to_row(**identity, agent=name)])
             replaced += n
             for w in warnings:
                 print(f"rlgen: warning: {w}", file=sys.stderr)

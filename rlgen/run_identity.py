@@ -61,6 +61,13 @@ def ensure_run_id(run_dir: str | Path) -> str:
         os.link(tmp, path)
     except FileExistsError:
         return _read(path)
+    except OSError:  # a file system without hard links: exclusive create instead
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return _read(path)
+        with os.fdopen(fd, "w") as f:
+            f.write(tmp.read_text())
     finally:
         tmp.unlink(missing_ok=True)
     return run_id

@@ -203,7 +203,7 @@ def _run_evaluate(stage: Stage, progress: bool) -> dict[str, Any]:
     rows = []
     for which in c["which"]:  # each evaluation seeds the policy's generators from (seed, which) itself
         r = evaluate_on_levels(agent, split, which, episodes=c["episodes"], seed=c["seed"], num_envs=c["num_envs"], deterministic=c["deterministic"])
-        rows.append(r.to_row(**identity, agent=c["row"]["agent"], algo=c["row"]["agent"], stage=stage.id))
+        rows.append(r.to_row(**identity, agent=c["row"]["agent"], stage=stage.id))
     out = write_rows(Path(stage.dir) / "results.jsonl", rows)  # atomic: a kill mid-evaluation leaves no half file
     return {"results": str(out), **{f"mean_{r['which']}": r["mean_normalized"] if r["mean_normalized"] is not None else r["mean_return"] for r in rows}}
 
