@@ -21,6 +21,7 @@ import hashlib
 import json
 import math
 import os
+import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -122,7 +123,7 @@ def evaluation_key(row: dict[str, Any], source: Path | None = None) -> tuple[str
 
 
 def _write_lines_atomic(path: Path, lines: Iterable[str]) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     with tmp.open("w") as f:
         for line in lines:
             f.write(line + "\n")

@@ -55,7 +55,7 @@ def ensure_run_id(run_dir: str | Path) -> str:
         return _read(path)
     d.mkdir(parents=True, exist_ok=True)
     run_id = uuid.uuid4().hex
-    tmp = d / f"{RUN_FILE}.{os.getpid()}.tmp"
+    tmp = d / f"{RUN_FILE}.{uuid.uuid4().hex}.tmp"  # unique per caller: processes and threads alike
     tmp.write_text(json.dumps({"run_id": run_id, "created": time.time()}) + "\n")
     try:
         os.link(tmp, path)

@@ -1,7 +1,7 @@
 """Run ids, dataset identities and results.jsonl rows: written once, replaced atomically, read tolerantly."""
 
 import json
-import multiprocessing
+import threading
 
 import numpy as np
 import pytest
@@ -27,20 +27,20 @@ def test_run_id_is_written_once_and_kept_across_resumes(tmp_path):
     assert read_run_id(tmp_path / "other") != run_id
 
 
-def _ensure(path, queue):
-    queue.put(ensure_run_id(path))
-
-
 def test_concurrent_first_writers_agree_on_one_id(tmp_path):
-    ctx = multiprocessing.get_context("fork")
-    queue = ctx.Queue()
-    procs = [ctx.Process(target=_ensure, args=(tmp_path / "run", queue)) for _ in range(4)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(30)
-    ids = {queue.get(timeout=5) for _ in procs}
-    assert ids == {read_run_id(tmp_path / "run")} and not list((tmp_path / "run").glob("*.tmp"))
+    barrier = threading.Barrier(8)
+    ids = []
+
+    def first_write():
+        barrier.wait()  # all at once, as PPO, collection and a pipeline retry might
+        ids.append(ensure_run_id(tmp_path / "run"))
+
+    threads = [threading.Thread(target=first_write) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(ids) == 8 and set(ids) == {read_run_id(tmp_path / "run")} and not list((tmp_path / "run").glob("*.tmp"))
 
 
 def test_old_run_directories_get_an_id_from_their_absolute_path(tmp_path, monkeypatch):
