@@ -2,6 +2,7 @@
 
 Plain d3rlpy: its own replay buffer (``MDPDataset`` in RAM) and ``algo.update(buffer.sample_*_batch())``,
 the loop ``fit`` runs. rlgen: batches from the memory-mapped sampler driving the same algorithm.
+DT is rlgen's own, compared with d3rlpy's discrete DT of the same size (a different implementation).
 IQL and BCT have no d3rlpy counterpart; their absolute updates/s are printed. Median of timed updates.
 
     python bench/offline.py            # Procgen-shaped data (3x64x64), IMPALA encoder, reference batch sizes

@@ -278,6 +278,7 @@ class PPOSettings(StrictModel):
     gamma: float = Field(default=0.999, gt=0, le=1)
     gae_lambda: float = Field(default=0.95, ge=0, le=1)
     clip_range: float = Field(default=0.2, gt=0)
+    clip_range_vf: float | None = Field(default=None, gt=0, description="SB3's value clipping around the rollout's values (null: none); the Procgen configs set 0.2, as the reference")
     ent_coef: float = Field(default=0.01, ge=0)
     vf_coef: float = Field(default=0.5, ge=0)
     max_grad_norm: float = Field(default=0.5, gt=0)
@@ -476,14 +477,17 @@ class OfflineConfig(RlgenConfig):
     network: str = Field(default="auto", description="auto | impala | nature | minigrid_cnn")
     # BCQ
     bcq_threshold: float = Field(default=0.5, ge=0, le=1, description="BCQ: keep actions with pi(a|s)/max pi >= threshold")
-    # BCQ, CQL
-    target_update_interval: int = Field(default=1000, ge=1)
+    bcq_beta: float = Field(default=0.01, ge=0, description="BCQ: imitator loss + bcq_beta * mean(logits^2) (the reference's 1e-2)")
+    # BCQ, CQL, IQL (hard target copies)
+    target_update_interval: int = Field(default=1000, ge=1, description="updates between target-network copies (default 100 for iql, as the reference)")
     # CQL
     cql_alpha: float = Field(default=4.0, ge=0)
     # IQL
     iql_temperature: float = Field(default=3.0, gt=0)
     iql_expectile: float = Field(default=0.8, gt=0, lt=1)
-    iql_tau: float = Field(default=0.005, gt=0, le=1)
+    iql_target_update: Literal["hard", "polyak"] = Field(default="hard", description="IQL targets: hard copy every target_update_interval updates, or Polyak with iql_tau")
+    iql_tau: float = Field(default=0.005, gt=0, le=1, description="IQL: Polyak rate (with iql_target_update=polyak)")
+    iql_deterministic: bool = Field(default=True, description="IQL acts with its policy's most likely action (the reference's evaluation); false: samples")
     # DT, BCT
     context_length: int = Field(default=10, ge=1)
     n_layers: int = Field(default=6, ge=1)
@@ -510,6 +514,14 @@ class OfflineConfig(RlgenConfig):
                     data = {**data, "env": m["env"], "split": data.get("split", {"num_levels": len(LevelSet(m["split"]["train"]))} if "split" in m else {})}
                 except (OSError, KeyError, ValueError):
                     pass  # load_dataset reports a broken dataset properly later
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _algo_defaults(cls, data: Any) -> Any:
+        """Defaults that differ by algorithm, filled in before validation (so the resolved config shows them)."""
+        if isinstance(data, dict) and data.get("algo") == "iql" and "target_update_interval" not in data:
+            data = {**data, "target_update_interval": 100}  # the reference's IQL copies its targets every 100 updates
         return data
 
     @field_validator("algo")

@@ -2,7 +2,9 @@
 
 d3rlpy only ships IQL for continuous actions. This is the discrete version, in plain PyTorch:
 
-* two Q networks ``Q_1, Q_2(s, .)`` (one output per action) and their Polyak-averaged targets;
+* two Q networks ``Q_1, Q_2(s, .)`` (one output per action) and their target copies, hard-copied
+  every ``target_update_interval`` updates as in the reference study (gen_dgrl
+  ``offline/agents/iql.py``), or Polyak-averaged with rate ``tau`` each update (``target_update="polyak"``);
 * a value network ``V(s)``, fitted by expectile regression to ``min_i Q_target_i(s, a)`` over the
   *dataset's* actions, so it approaches the best in-distribution action value without ever
   querying Q on actions the data does not contain;
@@ -54,6 +56,10 @@ class DiscreteIQL:
         gamma: discount.
         expectile: tau of the expectile regression of V (0.5 = mean, -> 1 = max over dataset actions).
         temperature: beta of the AWR weights ``exp(beta * (Q - V))``.
+        target_update: ``"hard"`` (copy the Q networks into the targets every ``target_update_interval``
+            updates, counting from the first: after updates 1, 1 + interval, ...) or ``"polyak"``
+            (``target <- (1 - tau) * target + tau * Q`` after every update).
+        target_update_interval: updates between hard copies.
         tau: Polyak rate of the target Q networks.
         device: torch device of the networks.
         seed: initial weights and the sampling of ``act(deterministic=False)``. The global torch
@@ -70,19 +76,25 @@ class DiscreteIQL:
         expectile: float = 0.8,
         temperature: float = 3.0,
         tau: float = 0.005,
+        target_update: str = "hard",
+        target_update_interval: int = 100,
         device: str = "cpu",
         seed: int = 0,
     ) -> None:
         self.config = {
             "observation_shape": tuple(observation_shape), "num_actions": int(num_actions), "encoder": encoder,
             "learning_rate": learning_rate, "gamma": gamma, "expectile": expectile, "temperature": temperature,
-            "tau": tau, "seed": seed,
+            "tau": tau, "target_update": target_update, "target_update_interval": target_update_interval, "seed": seed,
         }  # fmt: skip
+        if target_update not in ("hard", "polyak"):
+            raise ValueError(f"target_update {target_update!r} is not one of: hard, polyak")
         self.num_actions = int(num_actions)
         self.gamma = gamma
         self.expectile = expectile
         self.temperature = temperature
         self.tau = tau
+        self.target_update = target_update
+        self.target_update_interval = int(target_update_interval)
         self.device = torch.device(device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -147,7 +159,9 @@ class DiscreteIQL:
         }
 
     def update(self, batch: dict[str, Any]) -> dict[str, float]:
-        """One Adam step on the sum of the three losses, then a Polyak step of the target Q networks.
+        """One Adam step on the sum of the three losses, then the target update (a hard copy when
+        ``num_updates`` before this one is a multiple of ``target_update_interval``, as the reference
+        counts; or a Polyak step).
 
         The networks share no parameters and no loss backpropagates into another network (targets
         and advantages are computed without gradients), so summing the losses is the same as
@@ -160,8 +174,11 @@ class DiscreteIQL:
         total.backward()
         self.optimizer.step()
         with torch.no_grad():
-            for target, online in zip(self.q_targets.parameters(), self.q_nets.parameters()):
-                target.lerp_(online, self.tau)
+            if self.target_update == "polyak":
+                for target, online in zip(self.q_targets.parameters(), self.q_nets.parameters()):
+                    target.lerp_(online, self.tau)
+            elif self.num_updates % self.target_update_interval == 0:
+                self.q_targets.load_state_dict(self.q_nets.state_dict())
         self.num_updates += 1
         return {k: float(v.detach()) for k, v in losses.items()}
 
@@ -197,14 +214,16 @@ class DiscreteIQL:
             "num_updates": self.num_updates,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore ``state_dict()``'s output (tensors may come from another device)."""
+    def load_state_dict(self, state: dict[str, Any], with_optimizer: bool = True) -> None:
+        """Restore ``state_dict()``'s output (tensors may come from another device); ``with_optimizer=False``
+        skips the optimizer state (enough to act)."""
         self.q_nets.load_state_dict(state["q_nets"])
         self.q_targets.load_state_dict(state["q_targets"])
         self.value.load_state_dict(state["value"])
         self.policy.load_state_dict(state["policy"])
         # A copy: the optimizer would otherwise keep updating the moment tensors of `state` in place
         # (and those of the agent it came from, for an in-memory state_dict()).
-        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
+        if with_optimizer:
+            self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
         self.generator.set_state(state["generator"].cpu())
         self.num_updates = int(state["num_updates"])

@@ -1,17 +1,22 @@
 """Offline agents behind one interface, and the offline training loop.
 
-* BC, BCQ, CQL, Decision Transformer: d3rlpy's discrete implementations (``DiscreteBC``,
-  ``DiscreteBCQ``, ``DiscreteCQL``, ``DiscreteDecisionTransformer``) with rlgen's encoders through
-  ``RlgenEncoderFactory``. We drive each algorithm's ``impl.update`` with batches from rlgen's
-  out-of-core sampler, built straight into d3rlpy's ``TorchMiniBatch``/``TorchTrajectoryMiniBatch``
-  (uint8 observations, no float copy on the host), instead of d3rlpy's replay buffer, which would
-  hold every transition in Python objects in RAM (see README, "Offline agents").
-* IQL (discrete) and BCT: rlgen's own PyTorch (``rlgen.agents.iql``, ``rlgen.agents.bct``); d3rlpy
-  has no discrete versions.
+* BC, BCQ, CQL: d3rlpy's discrete implementations (``DiscreteBC``, ``DiscreteBCQ``,
+  ``DiscreteCQL``) with rlgen's encoders through ``RlgenEncoderFactory``. We drive each
+  algorithm's ``impl.update`` with batches from rlgen's out-of-core sampler, built straight into
+  d3rlpy's ``TorchMiniBatch`` (uint8 observations, no float copy on the host), instead of d3rlpy's
+  replay buffer, which would hold every transition in Python objects in RAM (see README, "Offline agents").
+* IQL (discrete), BCT and Decision Transformer: rlgen's own PyTorch (``rlgen.agents.iql``,
+  ``rlgen.agents.bct``, ``rlgen.agents.dt``; BCT and DT share ``rlgen.agents.transformer``). d3rlpy
+  has no discrete IQL or BCT, and its discrete DT cannot mask padding out of its loss.
 
 Every agent has ``update(batch) -> losses``, ``act(obs, deterministic=, keys=)``, ``save(dir)``,
-``load(dir)``; DT and BCT are *episodic* (``reset(keys)``, ``observe(keys, rewards)``): evaluation
-tells them where episodes start and what rewards arrived.
+``load(dir)``, ``training_state()``; DT and BCT are *episodic* (``reset(keys)``, ``observe(keys,
+rewards)``): evaluation tells them where episodes start and what rewards arrived.
+
+A run directory holds ``config.yaml``, ``checkpoints/latest/`` (model file + ``state.json``: step,
+sampler and torch RNG states, agent counters, evaluation history) and, once finished, ``model/``;
+both directories are written as units (``rlgen.agents.offline_checkpoint``), so resuming after a
+kill continues bit for bit as if never stopped.
 """
 
 from __future__ import annotations
@@ -27,18 +32,19 @@ import numpy as np
 import torch
 
 from rlgen.agents import networks
+from rlgen.agents.offline_checkpoint import STATE, decode_bytes, encode_bytes, load_into, load_weights, read_state, recover_unit, write_unit
 from rlgen.agents.quiet import silence_gym_banner
 from rlgen.config import OfflineConfig, config_to_dict, write_resolved_config
-from rlgen.errors import RlgenError
+from rlgen.errors import ConfigError, RlgenError
 from rlgen.run_identity import dataset_identity
 
 silence_gym_banner()
 
 import d3rlpy  # noqa: E402
 from d3rlpy.models.encoders import EncoderFactory  # noqa: E402
-from d3rlpy.torch_utility import TorchMiniBatch, TorchTrajectoryMiniBatch  # noqa: E402
+from d3rlpy.torch_utility import TorchMiniBatch  # noqa: E402
 
-D3RLPY_ALGOS = ("bc", "bcq", "cql", "dt")
+D3RLPY_ALGOS = ("bc", "bcq", "cql")
 CHECKPOINT_DIR = "checkpoints/latest"
 MODEL_DIR = "model"
 
@@ -80,133 +86,156 @@ def _register_factory() -> None:
 
 
 class D3rlpyAgent:
-    """BC, BCQ, CQL or DT from d3rlpy, updated with rlgen batches."""
+    """BC, BCQ or CQL from d3rlpy, updated with rlgen batches.
 
-    def __init__(self, cfg: OfflineConfig, observation_shape: tuple[int, ...], num_actions: int, device: str, encoder: str, target_return: float) -> None:
+    Files: ``model.d3``, d3rlpy's format (``{module name: state dict}``, optimizer included), written
+    and read here so that reading is weights-only whatever torch's default.
+    """
+
+    MODEL_FILE = "model.d3"
+
+    def __init__(self, cfg: OfflineConfig, observation_shape: tuple[int, ...], num_actions: int, device: str, encoder: str) -> None:
         _register_factory()
         self.kind = cfg.algo
         self.device = device
-        self.target_return = target_return
         common = {"batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate}
         if cfg.algo == "bc":
             # beta=0: plain cross-entropy, as in the reference study (d3rlpy's default adds a logit penalty)
             conf: Any = d3rlpy.algos.DiscreteBCConfig(**common, encoder_factory=RlgenEncoderFactory(encoder), beta=0.0)
         elif cfg.algo == "bcq":
-            conf = d3rlpy.algos.DiscreteBCQConfig(**common, gamma=cfg.gamma, encoder_factory=RlgenEncoderFactory(encoder),
+            # beta: the imitator's logit penalty, the reference's `i_loss + 1e-2 * logits**2` (d3rlpy's default is 0.5)
+            conf = d3rlpy.algos.DiscreteBCQConfig(**common, gamma=cfg.gamma, encoder_factory=RlgenEncoderFactory(encoder), beta=cfg.bcq_beta,
                                                   action_flexibility=cfg.bcq_threshold, target_update_interval=cfg.target_update_interval)  # fmt: skip
         elif cfg.algo == "cql":
             conf = d3rlpy.algos.DiscreteCQLConfig(**common, gamma=cfg.gamma, encoder_factory=RlgenEncoderFactory(encoder),
                                                   alpha=cfg.cql_alpha, target_update_interval=cfg.target_update_interval)  # fmt: skip
         else:
-            conf = d3rlpy.algos.DiscreteDecisionTransformerConfig(
-                **common, encoder_factory=RlgenEncoderFactory(encoder, features_dim=cfg.embed_dim),
-                context_size=cfg.context_length, num_heads=cfg.n_heads, num_layers=cfg.n_layers, max_timestep=_max_timestep(cfg),
-            )  # fmt: skip
+            raise ValueError(f"D3rlpyAgent runs {', '.join(D3RLPY_ALGOS)}, not {cfg.algo!r}")
         self.algo = conf.create(device=device)
         self.algo.create_impl(observation_shape, num_actions)
-        self.episodic = cfg.algo == "dt"
-        self._wrappers: dict[int, Any] = {}
-        self._last_reward: dict[int, float] = {}
+        self.episodic = False
         self._generator = torch.Generator().manual_seed(cfg.seed)  # BC's sampled actions
 
     def update(self, batch: dict[str, Any]) -> dict[str, float]:
         t = {k: torch.as_tensor(np.asarray(v) if not torch.is_tensor(v) else v, device=self.device) for k, v in batch.items()}
-        step = self.algo.grad_step
-        if self.kind == "dt":
-            b, length = t["actions"].shape
-            tb = TorchTrajectoryMiniBatch(
-                observations=t["obs"], actions=t["actions"].float().view(b, length, 1), rewards=t["rewards"].float().view(b, length, 1),
-                returns_to_go=t["returns_to_go"].float().view(b, length, 1), terminals=torch.zeros(b, length, 1, device=self.device),
-                timesteps=t["timesteps"].long(), masks=t["mask"].float(), device=self.device,
-            )  # fmt: skip
-        else:
-            b = t["action"].shape[0]
-            tb = TorchMiniBatch(
-                observations=t["obs"], actions=t["action"].float().view(b, 1), rewards=t["reward"].float().view(b, 1),
-                next_observations=t["next_obs"], next_actions=torch.zeros(b, 1, device=self.device),
-                returns_to_go=torch.zeros(b, 1, device=self.device), terminals=t["done"].float().view(b, 1),
-                intervals=torch.ones(b, 1, device=self.device), device=self.device,
-            )  # fmt: skip
+        step = self.algo.grad_step  # d3rlpy schedules target copies on it: part of the checkpoint
+        b = t["action"].shape[0]
+        tb = TorchMiniBatch(
+            observations=t["obs"], actions=t["action"].float().view(b, 1), rewards=t["reward"].float().view(b, 1),
+            next_observations=t["next_obs"], next_actions=torch.zeros(b, 1, device=self.device),
+            returns_to_go=torch.zeros(b, 1, device=self.device), terminals=t["done"].float().view(b, 1),
+            intervals=torch.ones(b, 1, device=self.device), device=self.device,
+        )  # fmt: skip
         losses = self.algo.impl.update(tb, step)
         self.algo.set_grad_step(step + 1)
         return {f"loss/{k}": float(v) for k, v in losses.items()}
 
-    # acting --------------------------------------------------------------------------------------
     def act(self, obs: np.ndarray, deterministic: bool = False, keys: Sequence[int] | None = None) -> np.ndarray:
         """BC samples from its softmax policy unless ``deterministic`` (d3rlpy's ``predict`` is always the
         argmax, and a greedy imitation policy loops forever in partially observed levels: on DoorKey-6x6
         a BC agent measured 0.37 greedy vs 0.94 sampled). BCQ and CQL act greedily on their Q-values
-        either way. DT conditions on each episode's history and samples unless ``deterministic``."""
+        either way."""
         if self.kind == "bc" and not deterministic:
             with torch.no_grad():
                 logits = self.algo.impl._modules.imitator(torch.as_tensor(np.asarray(obs), device=self.device)).logits  # (B, A)
                 probs = torch.softmax(logits.float(), dim=-1)
                 return torch.multinomial(probs.cpu(), 1, generator=self._generator).squeeze(1).numpy().astype(np.int64)
-        if not self.episodic:
-            return np.asarray(self.algo.predict(np.asarray(obs)), dtype=np.int64)
-        keys = list(range(len(obs))) if keys is None else list(keys)
-        out = np.empty(len(obs), dtype=np.int64)
-        for i, key in enumerate(keys):
-            if key not in self._wrappers:  # a new episode: its wrapper samples, or acts greedily
-                sampler = d3rlpy.algos.GreedyTransformerActionSampler() if deterministic else None
-                self._wrappers[key] = self.algo.as_stateful_wrapper(self.target_return, action_sampler=sampler)
-                self._last_reward.setdefault(key, 0.0)
-            w = self._wrappers[key]
-            out[i] = int(w.predict(np.asarray(obs[i]), self._last_reward[key]))
-        return out
+        return np.asarray(self.algo.predict(np.asarray(obs)), dtype=np.int64)
 
     def reseed(self, seed: int) -> None:
         """Evaluation's seeding hook (``rlgen.evaluation``): BC samples from its own generator."""
         self._generator.manual_seed(seed)
 
     def reset(self, keys: Sequence[int]) -> None:
-        for key in keys:
-            self._wrappers.pop(key, None)
-            self._last_reward[key] = 0.0
+        """Not episodic: nothing to do."""
 
     def observe(self, keys: Sequence[int], rewards: np.ndarray) -> None:
-        for key, r in zip(keys, rewards):
-            self._last_reward[key] = float(r)
+        """Not episodic: nothing to do."""
 
     # persistence ---------------------------------------------------------------------------------
+    def _modules(self) -> dict[str, Any]:
+        return self.algo.impl.modules.create_checkpointer(self.device).modules  # name -> nn.Module or optimizer wrapper
+
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / "model.d3.tmp"  # a kill mid-save must not destroy the previous checkpoint
-        self.algo.save_model(str(tmp))
-        tmp.replace(directory / "model.d3")
+        tmp = directory / (self.MODEL_FILE + ".tmp")
+        torch.save({k: v.state_dict() for k, v in self._modules().items()}, tmp)
+        tmp.replace(directory / self.MODEL_FILE)
 
-    def load(self, directory: Path) -> None:
-        self.algo.load_model(str(directory / "model.d3"))
+    def load(self, directory: Path, with_optimizer: bool = True) -> None:
+        path = directory / self.MODEL_FILE
+        saved = load_weights(path, self.device)
+
+        def restore() -> None:
+            for k, v in self._modules().items():
+                if with_optimizer or isinstance(v, torch.nn.Module):
+                    v.load_state_dict(saved[k])
+
+        load_into(path, f"{self.kind} model", restore)
+
+    def training_state(self) -> dict[str, Any]:
+        """Counters beside the weights that a resumed run needs (JSON)."""
+        return {"grad_step": int(self.algo.grad_step), "sampler": encode_bytes(self._generator.get_state())}
+
+    def restore_training_state(self, state: dict[str, Any]) -> None:
+        self.algo.set_grad_step(int(state["grad_step"]))
+        self._generator.set_state(decode_bytes(state["sampler"]))
+
+
+OLD_DT_MESSAGE = (
+    "{path}: this Decision Transformer was trained by an older rlgen with d3rlpy's DT, which acted with timesteps "
+    "shifted by one from training and averaged its loss over padding; it cannot be evaluated faithfully: "
+    "retrain it with this rlgen (same config, a new out_dir)"
+)
 
 
 class TorchAgent:
-    """IQL or BCT, rlgen's own PyTorch implementations."""
+    """IQL, BCT or DT: rlgen's own PyTorch implementations. Files: ``model.pt`` (the state dict, weights only)."""
 
-    def __init__(self, cfg: OfflineConfig, observation_shape: tuple[int, ...], num_actions: int, device: str, encoder: str) -> None:
+    MODEL_FILE = "model.pt"
+
+    def __init__(self, cfg: OfflineConfig, observation_shape: tuple[int, ...], num_actions: int, device: str, encoder: str, target_return: float) -> None:
         self.kind = cfg.algo
+        self.greedy = False  # act greedily even when the caller asks for samples
         if cfg.algo == "iql":
             from rlgen.agents.iql import DiscreteIQL
 
             self.impl: Any = DiscreteIQL(observation_shape, num_actions, encoder=encoder, learning_rate=cfg.learning_rate, gamma=cfg.gamma,
-                                         expectile=cfg.iql_expectile, temperature=cfg.iql_temperature, tau=cfg.iql_tau, device=device, seed=cfg.seed)  # fmt: skip
+                                         expectile=cfg.iql_expectile, temperature=cfg.iql_temperature, tau=cfg.iql_tau,
+                                         target_update=cfg.iql_target_update, target_update_interval=cfg.target_update_interval,
+                                         device=device, seed=cfg.seed)  # fmt: skip
+            self.greedy = cfg.iql_deterministic  # the reference evaluates IQL by its policy's mode
         else:
             from rlgen.agents.bct import BCTransformer
+            from rlgen.agents.dt import DecisionTransformer
 
-            self.impl = BCTransformer(observation_shape, num_actions, encoder=encoder, context_length=cfg.context_length, n_layers=cfg.n_layers,
-                                      n_heads=cfg.n_heads, embed_dim=cfg.embed_dim, learning_rate=cfg.learning_rate,
-                                      max_timestep=_max_timestep(cfg), device=device, seed=cfg.seed)  # fmt: skip
+            cls = DecisionTransformer if cfg.algo == "dt" else BCTransformer
+            extra = {"target_return": target_return} if cfg.algo == "dt" else {}
+            self.impl = cls(observation_shape, num_actions, encoder=encoder, context_length=cfg.context_length, n_layers=cfg.n_layers,
+                            n_heads=cfg.n_heads, embed_dim=cfg.embed_dim, learning_rate=cfg.learning_rate,
+                            max_timestep=_max_timestep(cfg), device=device, seed=cfg.seed, **extra)  # fmt: skip
         self.episodic = bool(getattr(self.impl, "episodic", False))
+
+    @property
+    def target_return(self) -> float:
+        """DT: the return new episodes are conditioned on (settable between episodes)."""
+        return float(getattr(self.impl, "target_return", 0.0))
+
+    @target_return.setter
+    def target_return(self, value: float) -> None:
+        self.impl.target_return = float(value)
 
     def update(self, batch: dict[str, Any]) -> dict[str, float]:
         return {k if k.startswith("loss") else f"loss/{k}": float(v) for k, v in self.impl.update(batch).items()}
 
     def act(self, obs: np.ndarray, deterministic: bool = False, keys: Sequence[int] | None = None) -> np.ndarray:
+        deterministic = deterministic or self.greedy
         if self.episodic:
             return np.asarray(self.impl.act(obs, deterministic=deterministic, keys=keys), dtype=np.int64)
         return np.asarray(self.impl.act(obs, deterministic=deterministic), dtype=np.int64)
 
     def reseed(self, seed: int) -> None:
-        """Evaluation's seeding hook (``rlgen.evaluation``): IQL and BCT sample from their own generator."""
+        """Evaluation's seeding hook (``rlgen.evaluation``): IQL, BCT and DT sample from their own generator."""
         self.impl.generator.manual_seed(seed)
 
     def reset(self, keys: Sequence[int]) -> None:
@@ -219,12 +248,23 @@ class TorchAgent:
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / "model.pt.tmp"
+        tmp = directory / (self.MODEL_FILE + ".tmp")
         torch.save(self.impl.state_dict(), tmp)
-        tmp.replace(directory / "model.pt")
+        tmp.replace(directory / self.MODEL_FILE)
 
-    def load(self, directory: Path) -> None:
-        self.impl.load_state_dict(torch.load(directory / "model.pt", map_location="cpu", weights_only=False))
+    def load(self, directory: Path, with_optimizer: bool = True) -> None:
+        path = directory / self.MODEL_FILE
+        old = directory / D3rlpyAgent.MODEL_FILE
+        if self.kind == "dt" and not path.is_file() and old.is_file():
+            raise RlgenError(OLD_DT_MESSAGE.format(path=old))
+        state = load_weights(path, "cpu")
+        load_into(path, f"{self.kind} model", lambda: self.impl.load_state_dict(state, with_optimizer=with_optimizer))
+
+    def training_state(self) -> dict[str, Any]:
+        return {}  # everything is in the state dict
+
+    def restore_training_state(self, state: dict[str, Any]) -> None:
+        pass
 
 
 def _max_timestep(cfg: OfflineConfig) -> int:
@@ -241,8 +281,8 @@ def build_agent(cfg: OfflineConfig, observation_shape: tuple[int, ...], num_acti
     encoder = cfg.network if cfg.network != "auto" else networks.default_encoder(suite, cfg.split.options)
     torch.manual_seed(cfg.seed)
     if cfg.algo in D3RLPY_ALGOS:
-        return D3rlpyAgent(cfg, observation_shape, num_actions, device, encoder, target_return)
-    return TorchAgent(cfg, observation_shape, num_actions, device, encoder)
+        return D3rlpyAgent(cfg, observation_shape, num_actions, device, encoder)
+    return TorchAgent(cfg, observation_shape, num_actions, device, encoder, target_return)
 
 
 # --- the training loop ---------------------------------------------------------------------------------
@@ -263,14 +303,20 @@ def train_offline(cfg: OfflineConfig) -> Path:
 
     run_dir = Path(cfg.out_dir or f"runs/{cfg.name}")
     ds = load_dataset(cfg.dataset, expect_env=cfg.env)
+    if cfg.batch_size > ds.num_transitions:  # sampling with replacement would allow it, at a cost of GBs for nothing
+        raise ConfigError(f"batch_size={cfg.batch_size:,} is larger than the dataset {cfg.dataset!r} ({ds.num_transitions:,} transitions); "
+                          f"use batch_size <= {ds.num_transitions:,}")  # fmt: skip
     split = LevelSplit.from_dict(ds.manifest["split"]) if "split" in ds.manifest else cfg.level_split()
     device = resolve_device(cfg.device)
     best_return = float(ds.episodes["return"].max())
     target_return = cfg.dt_target_return if cfg.dt_target_return is not None else cfg.dt_target_return_scale * best_return
-    state_path = run_dir / CHECKPOINT_DIR / "state.json"
-    resuming = state_path.is_file()
+    checkpoint = run_dir / CHECKPOINT_DIR
+    recover_unit(checkpoint)  # a kill mid-swap leaves the previous checkpoint under another name
+    resuming = (checkpoint / STATE).is_file()
+    state: dict[str, Any] = {}
     if resuming:
         _check_same_offline_config(run_dir, cfg)
+        state = read_state(checkpoint)
     write_resolved_config(cfg, run_dir, extra={"split": split.to_dict(), "dataset": {"path": str(cfg.dataset), **dataset_identity(ds),
                           "best_return": best_return}, "dt_target_return": target_return})  # fmt: skip
     agent = build_agent(cfg, ds.observation_shape, ds.num_actions, device, target_return)
@@ -278,12 +324,11 @@ def train_offline(cfg: OfflineConfig) -> Path:
     step = 0
     history: list[dict[str, Any]] = []
     if resuming:
-        state = json.loads(state_path.read_text())
-        agent.load(run_dir / CHECKPOINT_DIR)
-        step = int(state["step"])
-        rng.bit_generator.state = state["rng"]
-        history = state.get("eval_history", [])
+        agent.load(checkpoint)
+        step, history = _restore_training_state(checkpoint, state, agent, rng)
         if state.get("finished") and step >= cfg.steps:
+            if not (run_dir / MODEL_DIR / agent.MODEL_FILE).is_file():  # killed between the last checkpoint and model/
+                write_unit(run_dir / MODEL_DIR, agent.save)
             return run_dir  # nothing left to do
     if device != "cpu":
         ds.to_device(device)
@@ -296,11 +341,17 @@ def train_offline(cfg: OfflineConfig) -> Path:
     stopped_early = False
 
     def save_checkpoint(finished: bool) -> None:
-        d = run_dir / CHECKPOINT_DIR
-        agent.save(d)
-        tmp = d / "state.json.tmp"
-        tmp.write_text(json.dumps({"step": step, "rng": rng.bit_generator.state, "finished": finished, "eval_history": history, "time": time.time()}))
-        tmp.replace(d / "state.json")
+        """Model and counters as one unit: every RNG and counter the next updates depend on."""
+        state = {"step": step, "rng": rng.bit_generator.state, "finished": finished, "eval_history": history, "time": time.time(),
+                 "agent": agent.training_state(), "torch_rng": encode_bytes(torch.get_rng_state())}  # fmt: skip
+        if torch.cuda.is_available() and device.startswith("cuda"):
+            state["cuda_rng"] = [encode_bytes(s) for s in torch.cuda.get_rng_state_all()]
+
+        def fill(d: Path) -> None:
+            agent.save(d)
+            (d / STATE).write_text(json.dumps(state))
+
+        write_unit(checkpoint, fill)
 
     def evaluate_now() -> bool:
         """Evaluate on training and validation levels; True when early stopping says stop."""
@@ -348,7 +399,7 @@ def train_offline(cfg: OfflineConfig) -> Path:
     finished = step >= cfg.steps or stopped_early
     save_checkpoint(finished=finished)
     if finished:
-        agent.save(run_dir / MODEL_DIR)
+        write_unit(run_dir / MODEL_DIR, agent.save)
     tb.close()
     if flag["stop"] and not finished:
         raise TrainingInterrupted(f"stopped by signal at step {step:,}; checkpoint saved in {run_dir / CHECKPOINT_DIR}; run the same command again to resume")
@@ -366,10 +417,37 @@ def _progress(cfg: OfflineConfig, completed: int) -> Any:
     return p, p.add_task("train", total=cfg.steps, completed=completed, rate="-", loss="-")
 
 
-def _check_same_offline_config(run_dir: Path, cfg: OfflineConfig) -> None:
+def _restore_training_state(checkpoint: Path, state: dict[str, Any], agent: D3rlpyAgent | TorchAgent, rng: np.random.Generator) -> tuple[int, list[dict[str, Any]]]:
+    """Put back the sampler, torch RNG and agent counters saved with ``checkpoint``; returns (step, eval history)."""
+    try:
+        rng.bit_generator.state = state["rng"]
+        agent.restore_training_state(state.get("agent", {}))
+        if "torch_rng" in state:  # dropout (DT, BCT) draws from the global generator
+            torch.set_rng_state(decode_bytes(state["torch_rng"]))
+        if "cuda_rng" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([decode_bytes(s) for s in state["cuda_rng"]])
+        return int(state["step"]), list(state.get("eval_history", []))
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise RlgenError(f"{checkpoint / STATE} is damaged ({type(e).__name__}: {e}); delete {checkpoint} to restart from step 0") from None
+
+
+def _read_run_config(run_dir: Path) -> dict[str, Any]:
     import yaml
 
-    saved = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    path = run_dir / "config.yaml"
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as e:
+        raise RlgenError(f"{path} cannot be read ({str(e).splitlines()[0] if str(e) else type(e).__name__}); is {run_dir} an rlgen run directory?") from None
+    if not isinstance(data, dict):
+        raise RlgenError(f"{path} is not a mapping of config keys; is {run_dir} an rlgen run directory?")
+    return data
+
+
+def _check_same_offline_config(run_dir: Path, cfg: OfflineConfig) -> None:
+    if not (run_dir / "config.yaml").is_file():
+        return  # a checkpoint without its config: nothing to compare (the resolved config is written next)
+    saved = _read_run_config(run_dir)
     saved.pop("resolved", None)
     now = config_to_dict(cfg)
     diff = sorted(k for k in set(saved) | set(now) if k not in {"steps", "progress", "device"} and saved.get(k) != now.get(k))
@@ -378,21 +456,22 @@ def _check_same_offline_config(run_dir: Path, cfg: OfflineConfig) -> None:
 
 
 def load_offline_agent(run_dir: str | Path, device: str = "auto") -> D3rlpyAgent | TorchAgent:
-    """The trained agent of an offline run directory (its final model, else its latest checkpoint)."""
-    import yaml
-
+    """The trained agent of an offline run directory (its final model, else its latest checkpoint),
+    ready to act. Reads weights only; never modifies the directory."""
     from rlgen.config import validate_config
-
-    run = Path(run_dir)
-    data = yaml.safe_load((run / "config.yaml").read_text()) or {}
-    resolved = data.pop("resolved", {})
-    cfg = validate_config(data, OfflineConfig, source=str(run / "config.yaml"))
     from rlgen.data import load_dataset
 
+    run = Path(run_dir)
+    data = _read_run_config(run)
+    resolved = data.pop("resolved", None) or {}
+    cfg = validate_config(data, OfflineConfig, source=str(run / "config.yaml"))
     ds = load_dataset(cfg.dataset)
     agent = build_agent(cfg, ds.observation_shape, ds.num_actions, resolve_device(device), float(resolved.get("dt_target_return", 0.0)))
-    source = run / MODEL_DIR if (run / MODEL_DIR).is_dir() else run / CHECKPOINT_DIR
-    if not source.is_dir():
-        raise RlgenError(f"{run} has no trained model yet (no {MODEL_DIR}/ or {CHECKPOINT_DIR}/)")
-    agent.load(source)
+    # A unit whose swap a kill interrupted is still complete under its ".old" name.
+    candidates = [run / MODEL_DIR, run / (MODEL_DIR + ".old"), run / CHECKPOINT_DIR, run / (CHECKPOINT_DIR + ".old")]
+    model_files = (agent.MODEL_FILE, D3rlpyAgent.MODEL_FILE)  # an old DT's model.d3 gets its own message from load()
+    source = next((d for d in candidates if any((d / f).is_file() for f in model_files)), None)
+    if source is None:
+        raise RlgenError(f"{run} has no trained model yet (no {MODEL_DIR}/{agent.MODEL_FILE} or {CHECKPOINT_DIR}/{agent.MODEL_FILE})")
+    agent.load(source, with_optimizer=False)
     return agent

@@ -231,6 +231,7 @@ def build_model(cfg: TrainConfig, venv: Any, run_dir: Path) -> PPO:
         gamma=p.gamma,
         gae_lambda=p.gae_lambda,
         clip_range=p.clip_range,
+        clip_range_vf=p.clip_range_vf,
         ent_coef=p.ent_coef,
         vf_coef=p.vf_coef,
         max_grad_norm=p.max_grad_norm,

@@ -57,7 +57,7 @@ def dataset(tmp_path, rng):
 def test_updates_lower_each_loss_on_a_fixed_batch(dataset, rng):
     # gamma=0, tau=0 and temperature=0 make each loss a fixed supervised objective (Q -> r,
     # V -> expectile of the frozen target Q, policy -> plain log-likelihood), so each must fall.
-    agent = small_iql(seed=1, gamma=0.0, tau=0.0, temperature=0.0, learning_rate=1e-3)
+    agent = small_iql(seed=1, gamma=0.0, tau=0.0, target_update="polyak", temperature=0.0, learning_rate=1e-3)
     batch = dataset.sample_transitions(64, rng)
     with torch.no_grad():
         before = {k: float(v) for k, v in agent.loss(batch).items()}
@@ -72,7 +72,7 @@ def test_updates_lower_each_loss_on_a_fixed_batch(dataset, rng):
 
 
 def test_targets_follow_the_q_networks_by_polyak_averaging(dataset, rng):
-    agent = small_iql(tau=0.25)
+    agent = small_iql(tau=0.25, target_update="polyak")
     target_before = [p.clone() for p in agent.q_targets.parameters()]
     agent.update(dataset.sample_transitions(16, rng))
     for old, new, online in zip(target_before, agent.q_targets.parameters(), agent.q_nets.parameters()):
@@ -121,9 +121,9 @@ def test_learns_the_rewarded_action_from_mostly_wrong_data(tmp_path, rng):
     dataset = make_dataset(tmp_path / "ds", rng, episodes=2000)
     logged = dataset.sample_transitions(5000, rng)
     assert logged["reward"].mean() < 0.3  # behaviour cloning would copy the (mostly wrong) logged actions
-    # gamma=0.5: a short horizon keeps the bootstrap noise small, the reward decides; fast targets
+    # gamma=0.5: a short horizon keeps the bootstrap noise small, the reward decides; fast (Polyak) targets
     # and a larger step size keep the test short.
-    agent = small_iql(seed=0, gamma=0.5, tau=0.1, learning_rate=1e-3)
+    agent = small_iql(seed=0, gamma=0.5, tau=0.1, target_update="polyak", learning_rate=1e-3)
     for _ in range(300):
         agent.update(dataset.sample_transitions(128, rng))
     obs, best = make_obs(np.random.default_rng(123), 500)  # fresh observations
