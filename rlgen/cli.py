@@ -99,20 +99,22 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         raise RlgenError(f"--episodes must be >= 1, got {args.episodes}")
-    from rlgen.evaluation import RandomPolicy, append_results, evaluate_on_levels, generalization_gap
+    from rlgen.evaluation import RandomPolicy, evaluate_on_levels, generalization_gap
     from rlgen.pipeline.runs import load_run
+    from rlgen.results import agent_identity, random_identity, record_results
 
     run_dir = Path(args.run_dir)
     run = load_run(run_dir, checkpoint=args.checkpoint, device=args.device)
-    algo, split, cfg, resolved = run.algo, run.split, run.config, run.resolved
-    policies = [(algo, run.agent)]
+    algo, split, cfg = run.algo, run.split, run.config
+    policies = [(algo, run.agent, agent_identity(run_dir, algo, cfg, run.resolved, split, checkpoint=args.checkpoint))]
     if args.random_baseline:
         random_policy: type = RandomPolicy
         if algo == "ppo_jax":
             from rlgen.agents.ppo_jax import JaxRandomPolicy as random_policy  # batched on device like the agent
-        policies.append(("random", random_policy(run.num_actions, seed=args.seed)))
+        policies.append(("random", random_policy(run.num_actions, seed=args.seed), random_identity(split, args.seed)))
     print(f"{'agent':<8} {'levels':<10} {'episodes':>8} {'return':>8} {'normalized':>10}")
-    for name, policy in policies:
+    replaced = 0
+    for name, policy, identity in policies:
         results = {}
         for which in args.which:
             # JAX policies bring their own batched evaluator (same level list, same EvalResult rows)
@@ -122,16 +124,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             results[which] = r
             norm = f"{r.mean_normalized:.3f}" if r.mean_normalized is not None else "-"
             print(f"{name:<8} {which:<10} {len(r.returns):>8} {r.mean_return:>8.3f} {norm:>10}")
-            dataset = resolved.get("dataset", {}) if name != "random" else {}
-            append_results(run_dir / "results.jsonl", [r.to_row(
-                agent=name, algo=name, run=str(run_dir), checkpoint=args.checkpoint, train_levels=len(split.train),
-                dataset=dataset.get("name"), dataset_transitions=dataset.get("transitions"),
-            )])
+            # written per level set, so a kill keeps what finished; an earlier evaluation of the same
+            # run, policy and level set is replaced (the latest evaluation wins)
+            path, n, warnings = record_results(run_dir / "results.jsonl", [r.to_row(**identity, agent=name)])
+            replaced += n
+            for w in warnings:
+                print(f"rlgen: warning: {w}", file=sys.stderr)
         if "train" in results and "held_out" in results:
             g = generalization_gap(results["train"], results["held_out"], seed=args.seed)
             kind = "normalized" if g.normalized else "raw"
-            print(f"{name:<8} gap ({kind} train - held-out) {g.gap:+.3f}  95% CI [{g.ci_low:+.3f}, {g.ci_high:+.3f}]")
-    print(f"appended to {run_dir / 'results.jsonl'}")
+            print(f"{name:<8} gap ({kind} train - held-out) {g.gap:+.3f}  95% CI [{g.ci_low:+.3f}, {g.ci_high:+.3f}] (evaluation noise of this run only)")
+    print(f"wrote to {run_dir / 'results.jsonl'}" + (f"; replaced {replaced} earlier row(s) of the same evaluations" if replaced else ""))
     return 0
 
 
@@ -255,16 +258,22 @@ def cmd_datasets_import(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from rlgen.report import make_report
+    from rlgen.report import fmt, make_report, table_lines
 
-    report, table, agg = make_report(args.paths, out_dir=args.out, seed=args.seed)
-    print(f"{'algo':<8} {'env':<34} {'runs':>4} {'train':>7} {'held-out':>9} {'gap':>7}  gap 95% CI")
-    for t in table:
-        print(f"{t.algo:<8} {t.env:<34} {t.runs:>4} {t.train:>7.3f} {t.held_out:>9.3f} {t.gap:>+7.3f}  [{t.gap_ci[0]:+.3f}, {t.gap_ci[1]:+.3f}]")
-    for algo, (m, lo, hi) in sorted(agg["iqm_held_out"].items()):
-        tm, tlo, thi = agg["iqm_train"][algo]
-        print(f"IQM {algo:<8} train {tm:.3f} [{tlo:.3f}, {thi:.3f}]  held-out {m:.3f} [{lo:.3f}, {hi:.3f}]")
-    print(f"report: {report}")
+    rep = make_report(args.paths, out_dir=args.out, seed=args.seed)
+    for note in rep.notes:
+        print(f"rlgen: {note}", file=sys.stderr)
+    if rep.results.dropped:
+        print(f"latest evaluation wins: dropped {rep.results.dropped} earlier row(s) of runs evaluated again")
+    for line in table_lines(rep.table):
+        print(line)
+    for g in rep.aggregates:
+        if g.which != "gap":
+            print(f"IQM {g.label:<12} {g.which.replace('_', '-'):<9} {fmt(g.metrics['IQM'])}  over {len(g.games)} game(s) x {g.runs} run(s)")
+    for p in rep.improvements:
+        if p.which == "held_out" and p.estimate.ci is not None:  # with 1 run a side it is no probability
+            print(f"P({p.x} > {p.y}) held-out {fmt(p.estimate)}")
+    print(f"report: {rep.path}")
     return 0
 
 
@@ -357,7 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("evaluate", help="evaluate a run on training and held-out levels",
                               description="Evaluate a run's final policy on training and held-out levels, print "
-                              "returns, normalized returns and the generalization gap, append rows to results.jsonl.")
+                              "returns, normalized returns and the generalization gap, and write rows to the run's "
+                              "results.jsonl (an earlier evaluation of the same run and level set is replaced).")
     evaluate.add_argument("run_dir", help="a run directory made by rlgen train")
     evaluate.add_argument("--episodes", type=int, default=100, help="episodes per level set (default 100)")
     evaluate.add_argument("--which", nargs="+", default=["train", "held_out"], choices=["train", "validation", "held_out"])
@@ -398,8 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_datasets_import)
 
     report = sub.add_parser("report", help="tables and plots from results.jsonl files",
-                            description="Per-game train / held-out / gap table with bootstrap CIs, IQM across games "
-                            "(rliable), PNG plots and report.md, from results.jsonl files or the directories holding them.")
+                            description="Per-game train / held-out / gap table with 95% CIs over runs (1-run rows: over "
+                            "episodes, labelled), rliable aggregates and probability of improvement across games, PNG plots "
+                            "and report.md, from results.jsonl files or the directories holding them.")
     report.add_argument("paths", nargs="+", help="results.jsonl files or directories searched recursively")
     report.add_argument("--out", help="output directory (default: <first path>/report)")
     report.add_argument("--seed", type=int, default=0, help="bootstrap seed")

@@ -287,9 +287,13 @@ def write_resolved_config(cfg: RlgenConfig, directory: str | Path, extra: Mappin
     """Write ``config.yaml`` (every key, defaults filled in) into ``directory``; returns its path.
 
     ``extra`` adds derived facts worth keeping (e.g. the resolved ``LevelSplit``) under ``resolved``.
+    Gives the directory its run id (``run.json``, written once: see ``rlgen.run_identity``).
     """
+    from rlgen.run_identity import ensure_run_id
+
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
+    ensure_run_id(d)
     data = config_to_dict(cfg)
     if extra:
         data["resolved"] = dict(extra)

@@ -6,22 +6,31 @@ The policy is any object with ``act(obs, deterministic=...) -> actions`` taking 
 observations ``(B, *obs_shape)`` and returning ``(B,)`` integer actions. Policies with
 ``episodic = True`` (DT, BCT) also get ``reset(keys)`` when episodes start, ``keys=`` in ``act``
 naming each row's episode, and ``observe(keys, rewards)`` after each step.
+
+An evaluation is a function of (policy, level set, seed) alone, whatever was evaluated before it:
+the generators sampled actions come from are seeded from (seed, level set) for the evaluation and
+restored afterwards (see :func:`seeded_policy_rngs`; a policy with its own generator gets
+``reseed(seed)``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
+import random
 import time
-from collections.abc import Iterable, Sequence
-from pathlib import Path
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 import numpy as np
 
 from rlgen.envs import WHICH, LevelSplit, get_suite, make_env
 from rlgen.errors import RlgenError
+from rlgen.run_statistics import bootstrap_mean_ci, episode_gap_ci
+
+__all__ = ["EvalResult", "Gap", "Policy", "RandomPolicy", "bootstrap_mean_ci", "evaluate_on_levels", "evaluation_levels",
+           "generalization_gap", "policy_seed", "seeded_policy_rngs"]  # fmt: skip
 
 
 class Policy(Protocol):
@@ -112,6 +121,39 @@ def evaluation_levels(split: LevelSplit, which: str, episodes: int, seed: int = 
     return np.array(sorted(chosen), dtype=np.int64)
 
 
+def policy_seed(seed: int, which: str) -> int:
+    """The seed of the action-sampling generators for evaluating level set ``which`` with ``seed``."""
+    return int(np.random.SeedSequence([seed, WHICH.index(which), 0x5EED]).generate_state(1)[0])
+
+
+@contextmanager
+def seeded_policy_rngs(agent: Any, seed: int) -> Iterator[None]:
+    """Seed every generator a policy may sample actions from, and restore the global ones afterwards.
+
+    Seeded: Python's ``random``, numpy's global generator (d3rlpy's DT sampler draws from it), torch's
+    CPU and CUDA generators (SB3's ``predict``), and the policy's own generator through its
+    ``reseed(seed)`` method when it has one (BC, IQL, BCT, the random policy). The globals are put
+    back as they were, so an evaluation inside a training loop leaves training's randomness alone.
+    """
+    import torch  # seeded even when the policy imports it only on its first action
+
+    py_state, np_state = random.getstate(), np.random.get_state()
+    # fork_rng restores the CPU generator and those of the CUDA devices already in use
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=cuda):
+        try:
+            random.seed(seed)
+            np.random.seed(seed)
+            torch.manual_seed(seed)
+            reseed = getattr(agent, "reseed", None)
+            if callable(reseed):
+                reseed(seed)
+            yield
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+
+
 def evaluate_on_levels(
     agent: Policy,
     split: LevelSplit,
@@ -128,7 +170,7 @@ def evaluate_on_levels(
         agent: anything with ``act(obs, deterministic=...)``.
         split: the level split; ``which`` picks ``"train"``, ``"validation"`` or ``"held_out"``.
         episodes: number of episodes (and entries in the level list).
-        seed: fixes the level list and the envs' randomness.
+        seed: fixes the level list, the envs' randomness and (with ``which``) the policy's sampled actions.
         num_envs: episodes run in parallel (the agent sees batches of up to this many).
         deterministic: greedy actions instead of sampled ones.
         levels: an explicit level list instead of ``evaluation_levels(...)``; each must be a
@@ -142,6 +184,16 @@ def evaluate_on_levels(
     outside = ~allowed.contains(level_list)
     if outside.any():
         raise RlgenError(f"levels {level_list[outside][:5].tolist()} are not {which} levels of {split.id}")
+    with seeded_policy_rngs(agent, policy_seed(seed, which)):
+        returns, lengths = _run_episodes(agent, split, which, level_list, seed, num_envs, deterministic)
+    suite = get_suite(split.suite)
+    normalized = suite.normalize_returns(split.env, returns, split.options)
+    return EvalResult(split.id, which, seed, deterministic, level_list, returns, lengths, normalized)
+
+
+def _run_episodes(agent: Policy, split: LevelSplit, which: str, level_list: np.ndarray, seed: int, num_envs: int,
+                  deterministic: bool) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Returns and lengths, shape ``(len(level_list),)``, of one episode per entry of the level list."""
     n = len(level_list)
     returns = np.zeros(n, dtype=np.float64)
     lengths = np.zeros(n, dtype=np.int64)
@@ -199,9 +251,7 @@ def evaluate_on_levels(
         if episodic:
             agent.observe(keys, np.asarray(step_rewards))  # type: ignore[attr-defined]
         active = still
-    suite = get_suite(split.suite)
-    normalized = suite.normalize_returns(split.env, returns, split.options)
-    return EvalResult(split.id, which, seed, deterministic, level_list, returns, lengths, normalized)
+    return returns, lengths
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,15 +270,6 @@ class Gap:
         return dataclasses.asdict(self)
 
 
-def bootstrap_mean_ci(values: np.ndarray, n_boot: int = 10_000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean of ``values``."""
-    values = np.asarray(values, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), size=(n_boot, len(values)))].mean(axis=1)
-    alpha = (1 - confidence) / 2
-    return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
-
-
 def generalization_gap(
     train: EvalResult | np.ndarray,
     held_out: EvalResult | np.ndarray,
@@ -237,47 +278,22 @@ def generalization_gap(
     seed: int = 0,
 ) -> Gap:
     """Gap of normalized returns (raw returns where no normalization exists), with a percentile
-    bootstrap CI that resamples the train and held-out episodes independently."""
+    bootstrap CI that resamples the train and held-out episodes independently.
+
+    This is the gap of one run, and its CI measures evaluation noise only; across training seeds
+    use ``rlgen.run_statistics.game_estimate`` (what ``rlgen report`` does)."""
     normalized = not (isinstance(train, EvalResult) and train.normalized is None)
     a = np.asarray(train.scores if isinstance(train, EvalResult) else train, dtype=np.float64)
     b = np.asarray(held_out.scores if isinstance(held_out, EvalResult) else held_out, dtype=np.float64)
     if len(a) == 0 or len(b) == 0:
         raise RlgenError("generalization_gap needs at least one train and one held-out episode")
-    rng = np.random.default_rng(seed)
-    boot = a[rng.integers(0, len(a), size=(n_boot, len(a)))].mean(axis=1) - b[rng.integers(0, len(b), size=(n_boot, len(b)))].mean(axis=1)
-    alpha = (1 - confidence) / 2
+    low, high = episode_gap_ci(a, b, n_boot, confidence, seed)
     return Gap(
         train_mean=float(a.mean()),
         held_out_mean=float(b.mean()),
         gap=float(a.mean() - b.mean()),
-        ci_low=float(np.quantile(boot, alpha)),
-        ci_high=float(np.quantile(boot, 1 - alpha)),
+        ci_low=low,
+        ci_high=high,
         confidence=confidence,
         normalized=normalized,
     )
-
-
-def append_results(path: str | Path, rows: Iterable[dict[str, Any]]) -> Path:
-    """Append rows to a ``results.jsonl`` file (one JSON object per line), creating it if needed."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    with p.open("a") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
-        f.flush()
-    return p
-
-
-def read_results(path: str | Path) -> list[dict[str, Any]]:
-    p = Path(path)
-    if not p.is_file():
-        raise RlgenError(f"no results file at {str(p)!r}")
-    rows = []
-    for i, line in enumerate(p.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            raise RlgenError(f"{p}:{i}: not a JSON row ({e.msg})") from None
-    return rows

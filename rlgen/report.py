@@ -1,11 +1,13 @@
-"""Reports from ``results.jsonl`` rows: per-game tables, IQM across games, plots, ``report.md``.
+"""Reports from ``results.jsonl`` rows: per-game tables over runs, rliable aggregates across games,
+probability of improvement, performance profiles, plots and ``report.md``.
 
-A row is one evaluation (``rlgen.evaluation.EvalResult.to_row``): agent, env, seed, which levels,
-per-episode returns and normalized returns. A *run* is one agent x env x seed (x dataset); its score
-on a level set is the mean normalized return of its episodes (raw return where there is no
-normalization). Per game we report mean train and held-out scores over runs and their gap, with
-95% percentile-bootstrap CIs over episodes pooled across runs; across games, the IQM of run scores
-with stratified bootstrap CIs (``rliable``'s IQM; Agarwal et al., 2021).
+A *run* is one training run (its ``run_id``; the latest evaluation of each run wins, see
+``rlgen.results``). Its *score* on a level set is the mean normalized return of its episodes (raw
+return where there is no normalization). A per-game row is one agent on one game, the agent being
+its full identity: algorithm, training levels, dataset skill, dataset levels, dataset size, study,
+checkpoint and greedy or sampled actions, so two datasets never share a row. The statistics are over
+runs (``rlgen.run_statistics``): with one run a row's CI is over episodes, evaluation noise only,
+and says so wherever it is shown.
 """
 
 from __future__ import annotations
@@ -18,10 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.stats
 
 from rlgen.errors import RlgenError
-from rlgen.evaluation import bootstrap_mean_ci, generalization_gap, read_results
+from rlgen.results import Results, keep_latest, load_results, row_algorithm
+from rlgen.run_statistics import Estimate, GameEstimate, aggregates, game_estimate, probability_of_improvement
+
+ONE_RUN = "evaluation noise only: 1 run"
+#: Rows with fewer runs than this get a warning line.
+MIN_RUNS = 3
+LEVEL_SETS = ("train", "held_out")
 
 
 def find_results(paths: Sequence[str | Path]) -> list[Path]:
@@ -39,199 +46,422 @@ def find_results(paths: Sequence[str | Path]) -> list[Path]:
     return out
 
 
+# --- agents ------------------------------------------------------------------------------------------
+
+
+def _sortable(v: Any) -> tuple:
+    if v is None:
+        return (2, "")
+    if isinstance(v, (bool, int, float)):
+        return (0, float(v))
+    return (1, str(v))
+
+
+@dataclasses.dataclass(frozen=True)
+class Agent:
+    """Everything that makes two results the same experiment, except the game and the seed."""
+
+    algorithm: str
+    train_levels: int | None
+    dataset_skill: str | None
+    dataset_levels: int | None
+    dataset_transitions: int | None
+    study: str | None
+    checkpoint: str | None
+    deterministic: bool
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> "Agent":
+        return cls(row_algorithm(row), row.get("train_levels"), row.get("dataset_skill"), row.get("dataset_levels"), row.get("dataset_transitions"),
+                   row.get("study"), row.get("checkpoint"), bool(row.get("deterministic", False)))  # fmt: skip
+
+    @property
+    def levels(self) -> int | None:
+        """Training levels it learned from: its dataset's, else the split's (online agents)."""
+        return self.dataset_levels if self.dataset_levels is not None else self.train_levels
+
+    def sort_key(self) -> tuple:
+        return tuple(_sortable(v) for v in dataclasses.astuple(self))
+
+
+def agent_labels(agents: Iterable[Agent]) -> dict[Agent, str]:
+    """Short unique names: the algorithm, plus each identity field that takes two or more values
+    among the agents shown (``bc-expert``, ``cql-mixed-25lv-1M``, ``ppo``); agents that would still
+    share a name also get the fields in which they differ (``@-``: no study, ``:final``: the final
+    policy, ``sampled``: not greedy, ``na``: no such value)."""
+    from rlgen.config import human_count
+
+    agents = sorted(set(agents), key=Agent.sort_key)
+    parts = {
+        "skill": lambda a: a.dataset_skill,
+        "levels": lambda a: None if a.levels is None else f"{a.levels}lv",
+        "size": lambda a: None if a.dataset_transitions is None else human_count(int(a.dataset_transitions)),
+        "study": lambda a: None if a.study is None else f"@{a.study}",
+        "checkpoint": lambda a: None if a.checkpoint is None else f":{a.checkpoint}",
+        "greedy": lambda a: "greedy" if a.deterministic else None,
+    }
+
+    def name(a: Agent, fields: Iterable[str], dash: bool = False) -> str:
+        label = a.algorithm
+        for f in fields:
+            value = parts[f](a) or ({"study": "@-", "checkpoint": ":final", "greedy": "sampled"}.get(f, "na") if dash else None)
+            if value is not None:
+                label += value if value[0] in "@:" else f"-{value}"
+        return label
+
+    varying = [f for f, get in parts.items() if len({get(a) for a in agents} - {None}) > 1]
+    first = {a: name(a, varying) for a in agents}
+    labels: dict[Agent, str] = {}
+    for a in agents:
+        twins = [b for b in agents if first[b] == first[a]]
+        if len(twins) > 1:
+            extra = [f for f, get in parts.items() if f not in varying and len({get(b) for b in twins}) > 1]
+            labels[a] = name(a, [f for f in parts if f in varying or f in extra], dash=True)
+        else:
+            labels[a] = first[a]
+    seen: dict[str, int] = defaultdict(int)
+    for a in agents:  # a last resort that keeps labels unique
+        seen[labels[a]] += 1
+        if seen[labels[a]] > 1:
+            labels[a] = f"{labels[a]}#{seen[labels[a]]}"
+    return labels
+
+
+# --- per game ----------------------------------------------------------------------------------------
+
+
 def _scores(row: dict[str, Any]) -> np.ndarray:
     values = row.get("normalized") if row.get("normalized") is not None else row["returns"]
     return np.asarray(values, dtype=np.float64)
 
 
-def _run_key(row: dict[str, Any]) -> tuple:
-    return (row.get("algo") or row.get("agent"), row["env"], row.get("seed", 0), row.get("run", ""), row.get("dataset", ""))
+@dataclasses.dataclass
+class GameRow:
+    """One agent on one game: estimates over its runs (``estimate``), ``runs`` of them."""
+
+    agent: Agent
+    label: str
+    env: str
+    estimate: GameEstimate
+    normalized: bool
+    run_ids: list[str]
+
+    @property
+    def runs(self) -> int:
+        return self.estimate.runs
+
+    @property
+    def one_run(self) -> bool:
+        return self.estimate.runs == 1
+
+    @property
+    def train(self) -> float:
+        return self.estimate.train.value
+
+    @property
+    def held_out(self) -> float:
+        return self.estimate.held_out.value
+
+    @property
+    def gap(self) -> float:
+        return self.estimate.gap.value
+
+    @property
+    def gap_ci(self) -> tuple[float, float]:
+        assert self.estimate.gap.ci is not None
+        return self.estimate.gap.ci
+
+    def scores(self, which: str) -> np.ndarray:
+        """Run scores ``(runs,)`` on ``which`` (``train``, ``held_out``) or the per-run ``gap``."""
+        e = self.estimate
+        return {"train": e.train_runs, "held_out": e.held_out_runs, "gap": e.train_runs - e.held_out_runs}[which]
 
 
 @dataclasses.dataclass
-class GameRow:
-    algo: str
-    env: str
-    runs: int
-    train: float
-    train_ci: tuple[float, float]
-    held_out: float
-    held_out_ci: tuple[float, float]
-    gap: float
-    gap_ci: tuple[float, float]
-    normalized: bool
+class PerGame:
+    """The per-game table, and what was left out of it."""
+
+    rows: list[GameRow]
+    unpaired: dict[str, int]  # label @ env -> runs with only one of the two level sets
+
+
+def per_game(rows: Iterable[dict[str, Any]], seed: int = 0, n_boot: int = 10_000) -> PerGame:
+    """One row per (agent, game) with runs evaluated on both training and held-out levels.
+
+    ``rows`` may contain several evaluations of one run: only the latest counts.
+    """
+    latest, _ = keep_latest((r, None) for r in rows)
+    by: dict[tuple[Agent, str], dict[str, dict[str, dict[str, Any]]]] = defaultdict(lambda: defaultdict(dict))
+    for row in latest:
+        if row["which"] in LEVEL_SETS:
+            by[(Agent.of(row), str(row["env"]))][row["run_id"]][row["which"]] = row
+    labels = agent_labels(a for a, _ in by)
+    table, unpaired = [], {}
+    for (agent, env), runs in sorted(by.items(), key=lambda kv: (kv[0][0].sort_key(), kv[0][1])):
+        paired = [r for r in runs.values() if set(LEVEL_SETS) <= set(r)]
+        if len(paired) < len(runs):
+            unpaired[f"{labels[agent]} on {env}"] = len(runs) - len(paired)
+        if not paired:
+            continue
+        paired.sort(key=lambda r: (_sortable(r["train"].get("train_seed")), r["train"]["run_id"]))
+        est = game_estimate([_scores(r["train"]) for r in paired], [_scores(r["held_out"]) for r in paired], n_boot=n_boot, seed=seed)
+        normalized = all(r[w].get("normalized") is not None for r in paired for w in LEVEL_SETS)
+        table.append(GameRow(agent, labels[agent], env, est, normalized, [r["train"]["run_id"] for r in paired]))
+    return PerGame(table, unpaired)
 
 
 def per_game_table(rows: Iterable[dict[str, Any]], seed: int = 0) -> list[GameRow]:
-    """One line per (algo, env) having both train and held-out evaluations."""
-    episodes: dict[tuple[str, str], dict[str, list[np.ndarray]]] = defaultdict(lambda: defaultdict(list))
-    runs: dict[tuple[str, str], set] = defaultdict(set)
-    normalized: dict[tuple[str, str], bool] = {}
-    for row in rows:
-        key = (str(row.get("algo") or row.get("agent")), str(row["env"]))
-        episodes[key][row["which"]].append(_scores(row))
-        runs[key].add(_run_key(row))
-        normalized[key] = normalized.get(key, True) and row.get("normalized") is not None
-    table = []
-    for (algo, env), by_which in sorted(episodes.items()):
-        if "train" not in by_which or "held_out" not in by_which:
-            continue
-        a, b = np.concatenate(by_which["train"]), np.concatenate(by_which["held_out"])
-        g = generalization_gap(a, b, seed=seed)
-        table.append(GameRow(algo, env, len(runs[(algo, env)]), float(a.mean()), bootstrap_mean_ci(a, seed=seed),
-                             float(b.mean()), bootstrap_mean_ci(b, seed=seed), g.gap, (g.ci_low, g.ci_high), normalized[(algo, env)]))  # fmt: skip
-    return table
+    """The rows of :func:`per_game`."""
+    return per_game(rows, seed=seed).rows
 
 
-def run_scores(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, dict[str, list[float]]]]:
-    """algo -> which -> env -> list of run scores (mean normalized return of each run)."""
-    acc: dict[tuple, list[np.ndarray]] = defaultdict(list)
-    for row in rows:
-        acc[(*_run_key(row), row["which"])].append(_scores(row))
-    out: dict[str, dict[str, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
-    for (algo, env, _seed, _run, _dataset, which), parts in acc.items():
-        out[str(algo)][which][str(env)].append(float(np.concatenate(parts).mean()))
-    return out
+# --- across games -------------------------------------------------------------------------------------
 
 
-def iqm_across_games(rows: Sequence[dict[str, Any]], which: str, reps: int = 2000, seed: int = 0) -> dict[str, tuple[float, float, float]]:
-    """algo -> (IQM, CI low, CI high) of run scores on ``which`` levels, stratified over games (rliable).
+@dataclasses.dataclass
+class Aggregate:
+    """rliable aggregates of one agent's run scores across games on one level set (or the gap).
 
-    Each algorithm needs the same number of runs on every game it was evaluated on; games are
-    truncated to the smallest run count so the score matrix is rectangular.
-
-    The IQM is ``rliable.metrics.aggregate_iqm``. The stratified bootstrap (resample runs with
-    replacement within each game, percentile interval) is written here: ``rliable.library`` imports
-    ``arch``, and rliable 1.2 pins ``arch<8`` while arch 7.2 fails to import with pandas 3.
+    ``runs`` runs per game enter the ``(runs, games)`` matrix: games with more runs contribute their
+    first ``runs`` (by train seed), so the matrix is rectangular as rliable's metrics need.
     """
-    from rliable import metrics
 
-    scores = run_scores(rows)
-    matrices = {}
-    for algo, by_which in scores.items():
-        games = by_which.get(which, {})
-        if not games:
-            continue
-        n = min(len(v) for v in games.values())
-        matrices[algo] = np.array([[games[g][i] for g in sorted(games)] for i in range(n)])  # (runs, games)
-    if not matrices:
-        return {}
-    rng = np.random.default_rng(seed)
+    label: str
+    which: str
+    games: list[str]
+    runs: int
+    truncated: bool
+    metrics: dict[str, Estimate]
+
+
+def agent_matrices(table: Sequence[GameRow], which: str) -> dict[str, tuple[list[str], np.ndarray, bool]]:
+    """label -> (games, run scores ``(runs, games)``, truncated) on ``which``."""
+    by: dict[str, list[GameRow]] = defaultdict(list)
+    for t in table:
+        by[t.label].append(t)
     out = {}
-    for algo, m in matrices.items():
-        runs, games = m.shape
-        idx = rng.integers(0, runs, size=(reps, runs, games))  # per game, its own resample of runs
-        resampled = np.take_along_axis(np.broadcast_to(m, (reps, runs, games)), idx, axis=1)
-        boot = scipy.stats.trim_mean(resampled.reshape(reps, -1), 0.25, axis=1)  # the IQM of each replicate
-        out[algo] = (float(metrics.aggregate_iqm(m)), float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975)))
+    for label, rows in by.items():
+        rows = sorted(rows, key=lambda t: t.env)
+        n = min(t.runs for t in rows)
+        out[label] = ([t.env for t in rows], np.stack([t.scores(which)[:n] for t in rows], axis=1), any(t.runs > n for t in rows))
     return out
 
 
-def _fmt(mean: float, ci: tuple[float, float]) -> str:
-    return f"{mean:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+def aggregate_table(table: Sequence[GameRow], seed: int = 0, reps: int = 2000) -> list[Aggregate]:
+    """IQM, mean, median and optimality gap across games for each agent on training and held-out
+    levels, and IQM, mean and median of the per-run gap; stratified bootstrap CIs."""
+    out = []
+    for which in (*LEVEL_SETS, "gap"):
+        for label, (games, m, truncated) in agent_matrices(table, which).items():
+            metrics = aggregates(m, reps=reps, seed=seed)
+            if which == "gap":
+                metrics.pop("optimality gap")  # of a difference of scores: no meaning
+            out.append(Aggregate(label, which, games, m.shape[0], truncated, metrics))
+    order = {t.label: i for i, t in enumerate(table)}
+    return sorted(out, key=lambda a: (order[a.label], (*LEVEL_SETS, "gap").index(a.which)))
 
 
-def _plot_bars(iqm_train: dict, iqm_held: dict, path: Path) -> None:
-    import matplotlib
+@dataclasses.dataclass
+class Improvement:
+    """P(X > Y) on ``which`` levels over the ``games`` both agents ran."""
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    algos = sorted(set(iqm_train) & set(iqm_held))
-    x = np.arange(len(algos))
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.3 * len(algos) + 2), 3.6))
-    handles = []
-    for offset, (label, data, color) in enumerate((("train levels", iqm_train, "#4C72B0"), ("held-out levels", iqm_held, "#DD8452"))):
-        means = np.array([data[a][0] for a in algos])
-        err = np.array([[data[a][0] - data[a][1] for a in algos], [data[a][2] - data[a][0] for a in algos]])
-        bars = ax.bar(x + (offset - 0.5) * 0.38, means, 0.38, color=color, label=label)
-        ax.errorbar(x + (offset - 0.5) * 0.38, means, yerr=err, fmt="none", ecolor="black", capsize=3, lw=1)
-        handles.append(bars)
-    ax.set_xticks(x, [a.upper() for a in algos])
-    ax.set_ylabel("IQM normalized return\n(95% stratified bootstrap CI)")
-    ax.set_title("Train vs held-out levels")
-    ax.legend(handles=handles, frameon=False, loc="upper right")
-    ax.spines[["top", "right"]].set_visible(False)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    x: str
+    y: str
+    which: str
+    games: list[str]
+    runs_x: int
+    runs_y: int
+    estimate: Estimate
 
 
-def _plot_gap_vs(rows: Sequence[dict[str, Any]], key: str, xlabel: str, path: Path) -> bool:
-    """Mean gap per algorithm against a numeric row field (train levels, dataset size); False when
-    the rows do not vary in it."""
-    by: dict[tuple[str, float], dict[str, list[np.ndarray]]] = defaultdict(lambda: defaultdict(list))
-    for row in rows:
-        if row.get(key) is None:
+def _baselines(agent: Agent, others: Iterable[Agent]) -> list[Agent]:
+    """What ``agent`` is compared with: BC on the same dataset (for other offline agents), and PPO
+    of the same study (for every other agent)."""
+    out = []
+    for b in others:
+        if b == agent or b.study != agent.study or b.deterministic != agent.deterministic or b.checkpoint is not None:
             continue
-        by[(str(row.get("algo") or row.get("agent")), float(row[key]))][row["which"]].append(_scores(row))
-    xs = {x for _, x in by}
-    if len(xs) < 2:
-        return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.6))
-    for algo in sorted({a for a, _ in by}):
-        pts = []
-        for (a, x), w in sorted(by.items(), key=lambda kv: kv[0][1]):
-            if a == algo and "train" in w and "held_out" in w:
-                g = generalization_gap(np.concatenate(w["train"]), np.concatenate(w["held_out"]))
-                pts.append((x, g.gap, g.ci_low, g.ci_high))
-        if pts:
-            p = np.array(pts)
-            ax.errorbar(p[:, 0], p[:, 1], yerr=[p[:, 1] - p[:, 2], p[:, 3] - p[:, 1]], marker="o", capsize=3, label=algo.upper())
-    ax.set_xscale("log")
-    ax.set_xticks(sorted(xs), [f"{int(x):,}" for x in sorted(xs)])
-    ax.minorticks_off()
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("generalization gap (train - held-out)")
-    ax.axhline(0, color="grey", lw=0.8)
-    ax.legend(frameon=False)
-    ax.spines[["top", "right"]].set_visible(False)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
+        has_data = agent.dataset_skill is not None or agent.dataset_transitions is not None
+        same_data = (b.dataset_skill, b.dataset_levels, b.dataset_transitions, b.train_levels) == (
+            agent.dataset_skill, agent.dataset_levels, agent.dataset_transitions, agent.train_levels)  # fmt: skip
+        if b.algorithm == "bc" and agent.algorithm != "bc" and has_data and same_data:
+            out.append(b)
+        elif b.algorithm in ("ppo", "ppo_jax") and agent.algorithm not in ("ppo", "ppo_jax"):
+            out.append(b)
+    return out
 
 
-def make_report(paths: Sequence[str | Path], out_dir: str | Path | None = None, seed: int = 0) -> tuple[Path, list[GameRow], dict[str, Any]]:
-    """Write ``report.md``, ``per_game.csv`` and PNG plots; returns (report path, table, aggregates)."""
-    files = find_results(paths)
-    rows = [r for f in files for r in read_results(f)]
-    out = Path(out_dir) if out_dir else (Path(paths[0]) if Path(paths[0]).is_dir() else Path(paths[0]).parent) / "report"
-    out.mkdir(parents=True, exist_ok=True)
-    table = per_game_table(rows, seed=seed)
+def improvement_table(table: Sequence[GameRow], seed: int = 0, reps: int = 2000) -> list[Improvement]:
+    """Probability of improvement of each offline agent over BC on the same data, and of each agent
+    over PPO, on held-out and on training levels (rliable's definition; stratified bootstrap CI).
+
+    Pairs where either agent has a single run per game are listed with ``estimate.ci`` None: with
+    one run a side, P(X > Y) is one comparison of two numbers (0, 0.5 or 1), and the report shows no
+    value for it."""
+    agents = {t.label: t.agent for t in table}
+    out = []
+    for which in ("held_out", "train"):
+        mats = agent_matrices(table, which)
+        for t_label, agent in agents.items():
+            for base in _baselines(agent, agents.values()):
+                b_label = next(label for label, a in agents.items() if a == base)
+                (gx, mx, _), (gy, my, _) = mats[t_label], mats[b_label]
+                shared = sorted(set(gx) & set(gy))
+                if not shared:
+                    continue
+                x = mx[:, [gx.index(g) for g in shared]]
+                y = my[:, [gy.index(g) for g in shared]]
+                est = probability_of_improvement(x, y, reps=reps, seed=seed)
+                out.append(Improvement(t_label, b_label, which, shared, x.shape[0], y.shape[0], est))
+    return out
+
+
+# --- text ----------------------------------------------------------------------------------------------
+
+
+def fmt(est: Estimate, signed: bool = False) -> str:
+    """``0.493 [0.280, 0.707]``; without a CI: ``0.493 (no CI: 1 run)``."""
+    f = "{:+.3f}" if signed else "{:.3f}"
+    if est.ci is None:
+        return f.format(est.value) + " (no CI: 1 run)"
+    return f"{f.format(est.value)} [{f.format(est.ci[0])}, {f.format(est.ci[1])}]"
+
+
+def few_runs_warning(table: Sequence[GameRow]) -> str | None:
+    few = [t for t in table if t.runs < MIN_RUNS]
+    if not few:
+        return None
+    ones = sum(t.one_run for t in few)
+    return (f"warning: {len(few)} of {len(table)} rows have fewer than {MIN_RUNS} runs ({ones} with 1 run: CI over episodes, "
+            f"evaluation noise only); train more seeds for CIs that cover seed-to-seed spread")  # fmt: skip
+
+
+def table_lines(table: Sequence[GameRow]) -> list[str]:
+    """The per-game table for a terminal: one line per row, 1-run rows labelled, then the warning."""
     if not table:
-        raise RlgenError("no (algo, env) has both train and held-out results; run `rlgen evaluate` with --which train held_out")
-    iqm_train, iqm_held = iqm_across_games(rows, "train", seed=seed), iqm_across_games(rows, "held_out", seed=seed)
+        return []
+    wa, we = max(5, *(len(t.label) for t in table)), max(3, *(len(t.env) for t in table))
+    cells = [(fmt(t.estimate.train), fmt(t.estimate.held_out), fmt(t.estimate.gap, signed=True)) for t in table]
+    w = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(("train", "held-out", "gap (train - held-out)"))]
+    lines = [f"{'agent':<{wa}}  {'env':<{we}}  {'runs':>4}  {'train':<{w[0]}}  {'held-out':<{w[1]}}  {'gap (train - held-out)':<{w[2]}}  CI over"]
+    for t, (a, b, g) in zip(table, cells):
+        over = ONE_RUN if t.one_run else f"{t.runs} runs"
+        lines.append(f"{t.label:<{wa}}  {t.env:<{we}}  {t.runs:>4}  {a:<{w[0]}}  {b:<{w[1]}}  {g:<{w[2]}}  {over}")
+    warning = few_runs_warning(table)
+    return lines + ([warning] if warning else [])
+
+
+def results_table(files: Sequence[Path], seed: int = 0) -> list[str]:
+    """The per-game table of the results in ``files`` (those that exist), for a terminal."""
+    res = load_results([f for f in files if Path(f).is_file()])
+    return [f"warning: {w}" for w in res.warnings] + table_lines(per_game_table(res.rows, seed=seed))
+
+
+@dataclasses.dataclass
+class Report:
+    """What ``make_report`` wrote and computed."""
+
+    path: Path
+    results: Results
+    table: list[GameRow]
+    aggregates: list[Aggregate]
+    improvements: list[Improvement]
+    notes: list[str]
+    plots: list[str]
+
+
+def _markdown(rep: Report, unpaired: dict[str, int]) -> list[str]:
+    res = rep.results
+    lines = ["# rlgen report", "", f"From {len(res.rows)} evaluation rows in {len(res.files)} file(s): " + ", ".join(str(f) for f in res.files) + "."]
+    if res.dropped:
+        lines += ["", f"Latest evaluation wins: {res.dropped} earlier row(s) of runs evaluated again were dropped."]
+    for n in rep.notes:
+        lines += ["", f"> {n}"]
+    lines += ["", "## Per game", "",
+              "Run score: the mean normalized return of a run's episodes (raw return where no normalization exists). With 2 or more runs: "
+              "the mean of run scores with a 95% percentile-bootstrap CI over runs; the gap is train minus held-out of each run, "
+              f"bootstrapped over runs. Rows with 1 run show a CI over that run's episodes: **{ONE_RUN}**.", "",
+              "| agent | env | algorithm | dataset skill | training levels | dataset size | study | runs | train | held-out | gap (train - held-out) | CI over |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    dash = lambda v: "-" if v is None else str(v)  # noqa: E731
+    for t in rep.table:
+        a = t.agent
+        over = f"**{ONE_RUN}**" if t.one_run else f"{t.runs} runs"
+        lines.append(f"| {t.label} | {t.env} | {a.algorithm} | {dash(a.dataset_skill)} | {dash(a.levels)} | {dash(a.dataset_transitions)} | {dash(a.study)} "
+                     f"| {t.runs} | {fmt(t.estimate.train)} | {fmt(t.estimate.held_out)} | {fmt(t.estimate.gap, signed=True)} | {over} |")  # fmt: skip
+    warning = few_runs_warning(rep.table)
+    if warning:
+        lines += ["", f"> {warning}"]
+    for what, n in unpaired.items():
+        lines += ["", f"> {what}: {n} run(s) evaluated on only one of train / held-out levels, left out"]
+    if rep.aggregates:
+        lines += ["", "## Across games (rliable)", "",
+                  "IQM, mean, median and optimality gap (threshold 1) are `rliable.metrics`'; the 95% CIs are a stratified bootstrap over "
+                  "runs within each game (ours, as `rliable.library` does not import here). No CI with 1 run per game.", "",
+                  "| agent | level set | games | runs per game | IQM | mean | median | optimality gap |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for g in rep.aggregates:
+            m = g.metrics
+            og = fmt(m["optimality gap"]) if "optimality gap" in m else "-"
+            runs = f"{g.runs} (first {g.runs} of games with more)" if g.truncated else str(g.runs)
+            lines.append(f"| {g.label} | {g.which.replace('_', '-')} | {len(g.games)} | {runs} | {fmt(m['IQM'])} | {fmt(m['mean'])} | {fmt(m['median'])} | {og} |")
+    computed = [p for p in rep.improvements if p.estimate.ci is not None]
+    if rep.improvements:
+        lines += ["", "## Probability of improvement", "",
+                  "P(X > Y): the probability that a run of X scores higher than a run of Y on a game (ties count half; Mann-Whitney U over "
+                  "runs), averaged over the games both ran (rliable's definition and `rliable.metrics`' value; 95% stratified bootstrap CI, ours). "
+                  "X vs BC on the same dataset, and every agent vs PPO."]  # fmt: skip
+        if computed:
+            lines += ["", "| X | Y | level set | games | runs X / Y | P(X > Y) |", "|---|---|---|---|---|---|"]
+        for p in computed:
+            lines.append(f"| {p.x} | {p.y} | {p.which.replace('_', '-')} | {len(p.games)} | {p.runs_x} / {p.runs_y} | {fmt(p.estimate)} |")
+        if len(computed) < len(rep.improvements):
+            pairs = sorted({f"{p.x} vs {p.y}" for p in rep.improvements if p.estimate.ci is None})
+            lines += ["", f"> Not computed for {len(pairs)} pair(s) with 1 run per game on a side (one comparison of two numbers, "
+                          f"not a probability): {', '.join(pairs)}."]  # fmt: skip
+    return lines
+
+
+def make_report(paths: Sequence[str | Path], out_dir: str | Path | None = None, seed: int = 0) -> Report:
+    """Write ``report.md``, ``per_game.csv``, ``aggregates.csv`` and PNG plots.
+
+    Raises:
+        RlgenError: no results files, or no agent with both train and held-out results.
+    """
+    from rlgen import report_plots
+
+    files = find_results(paths)
+    res = load_results(files)
+    out = Path(out_dir) if out_dir else (Path(paths[0]) if Path(paths[0]).is_dir() else Path(paths[0]).parent) / "report"
+    pg = per_game(res.rows, seed=seed)
+    if not pg.rows:
+        raise RlgenError("no agent has both train and held-out results; run `rlgen evaluate` with --which train held_out")
+    out.mkdir(parents=True, exist_ok=True)
+    aggs, imps = aggregate_table(pg.rows, seed=seed), improvement_table(pg.rows, seed=seed)
+    notes = [f"warning: {w}" for w in res.warnings]
+    notes += [f"{a.label} ({a.which.replace('_', '-')}): games have different run counts; aggregates use the first {a.runs} runs of each"
+              for a in aggs if a.truncated and a.which == "train"]  # fmt: skip
     with (out / "per_game.csv").open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["algo", "env", "runs", "train", "train_lo", "train_hi", "held_out", "held_out_lo", "held_out_hi", "gap", "gap_lo", "gap_hi", "normalized"])
-        for t in table:
-            w.writerow([t.algo, t.env, t.runs, t.train, *t.train_ci, t.held_out, *t.held_out_ci, t.gap, *t.gap_ci, t.normalized])
-    plots = []
-    if iqm_train and iqm_held:
-        _plot_bars(iqm_train, iqm_held, out / "train_vs_held_out.png")
-        plots.append(("Train vs held-out levels, IQM across games", "train_vs_held_out.png"))
-    if _plot_gap_vs(rows, "train_levels", "number of training levels", out / "gap_vs_levels.png"):
-        plots.append(("Generalization gap vs number of training levels", "gap_vs_levels.png"))
-    if _plot_gap_vs(rows, "dataset_transitions", "dataset size (transitions)", out / "gap_vs_size.png"):
-        plots.append(("Generalization gap vs dataset size", "gap_vs_size.png"))
-    lines = ["# rlgen report", "", f"From {len(rows)} evaluation rows in {len(files)} file(s): " + ", ".join(str(f) for f in files), "",
-             "## Per game", "", "Mean normalized return (raw where no normalization exists) with 95% bootstrap CIs over episodes.", "",
-             "| algo | env | runs | train | held-out | gap (train - held-out) |", "|---|---|---|---|---|---|"]  # fmt: skip
-    lines += [f"| {t.algo} | {t.env} | {t.runs} | {_fmt(t.train, t.train_ci)} | {_fmt(t.held_out, t.held_out_ci)} | {_fmt(t.gap, t.gap_ci)} |" for t in table]
-    if iqm_train:
-        lines += ["", "## Across games: IQM of run scores (rliable, 95% stratified bootstrap CIs)", "",
-                  "| algo | train IQM | held-out IQM |", "|---|---|---|"]  # fmt: skip
-        for algo in sorted(iqm_train):
-            h = iqm_held.get(algo)
-            lines.append(f"| {algo} | {_fmt(iqm_train[algo][0], iqm_train[algo][1:])} | {_fmt(h[0], h[1:]) if h else '-'} |")
+        w.writerow(["agent", "env", *(fl.name for fl in dataclasses.fields(Agent)), "runs", "ci_over", "train", "train_lo", "train_hi",
+                    "held_out", "held_out_lo", "held_out_hi", "gap", "gap_lo", "gap_hi", "normalized", "run_ids"])  # fmt: skip
+        for t in pg.rows:
+            e = t.estimate
+            w.writerow([t.label, t.env, *dataclasses.astuple(t.agent), t.runs, ONE_RUN if t.one_run else "runs", e.train.value, *e.train.ci,  # type: ignore[misc]
+                        e.held_out.value, *e.held_out.ci, e.gap.value, *e.gap.ci, t.normalized, " ".join(t.run_ids)])  # type: ignore[misc]  # fmt: skip
+    with (out / "aggregates.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["agent", "level_set", "games", "runs_per_game", "metric", "value", "lo", "hi"])
+        for g in aggs:
+            for name, est in g.metrics.items():
+                w.writerow([g.label, g.which, len(g.games), g.runs, name, est.value, *(est.ci or ("", ""))])
+    plots = report_plots.write_plots(pg.rows, aggs, out, seed=seed)
+    rep = Report(out / "report.md", res, pg.rows, aggs, imps, notes, [p for _, p in plots])
+    lines = _markdown(rep, pg.unpaired)
     for title, png in plots:
         lines += ["", f"## {title}", "", f"![{title}]({png})"]
-    report = out / "report.md"
-    report.write_text("\n".join(lines) + "\n")
-    return report, table, {"iqm_train": iqm_train, "iqm_held_out": iqm_held}
+    rep.path.write_text("\n".join(lines) + "\n")
+    return rep
+
+
+__all__ = ["ONE_RUN", "Agent", "Aggregate", "GameRow", "Improvement", "Report", "agent_labels", "aggregate_table", "find_results",
+           "improvement_table", "make_report", "per_game", "per_game_table", "results_table", "table_lines"]  # fmt: skip

@@ -7,11 +7,9 @@ from rlgen.envs import LevelSplit
 from rlgen.evaluation import (
     EvalResult,
     RandomPolicy,
-    append_results,
     evaluate_on_levels,
     evaluation_levels,
     generalization_gap,
-    read_results,
 )
 from rlgen.errors import RlgenError
 
@@ -73,14 +71,45 @@ def test_gap_uses_normalized_returns():
     assert gap.normalized and gap.gap == pytest.approx(0.5)
 
 
-def test_results_jsonl_round_trip(tmp_path):
-    split = LevelSplit.minigrid("empty-5x5")
-    r = evaluate_on_levels(RandomPolicy(3), split, "held_out", episodes=2)
-    path = append_results(tmp_path / "results.jsonl", [r.to_row(agent="random")])
-    append_results(path, [r.to_row(agent="random")])
-    rows = read_results(path)
-    assert len(rows) == 2 and rows[0]["levels"] == r.levels.tolist() and rows[0]["which"] == "held_out"
-    path.write_text(path.read_text() + "{broken\n")
-    with pytest.raises(RlgenError, match=r"results.jsonl:3: not a JSON row"):
-        read_results(path)
-    json.dumps(rows[0])
+class GlobalRngPolicy:
+    """Samples from torch's, numpy's and Python's global generators, as SB3, d3rlpy's DT sampler and
+    plain scripts do."""
+
+    def act(self, obs, deterministic=False):
+        import random
+
+        import torch
+
+        n = len(obs)
+        a = torch.randint(0, 3, (n,)).numpy() + np.random.randint(0, 2, n) + np.array([random.randint(0, 1) for _ in range(n)])
+        return a % 3
+
+
+def test_evaluation_does_not_depend_on_what_was_evaluated_before():
+    # Before: torch's generator was never seeded, so held-out results changed when train ran first.
+    split = LevelSplit.minigrid("empty-5x5", num_levels=10)
+    alone = evaluate_on_levels(GlobalRngPolicy(), split, "held_out", episodes=8, seed=1, num_envs=4)
+    evaluate_on_levels(GlobalRngPolicy(), split, "train", episodes=8, seed=1, num_envs=4)
+    after = evaluate_on_levels(GlobalRngPolicy(), split, "held_out", episodes=8, seed=1, num_envs=4)
+    assert after.lengths.tolist() == alone.lengths.tolist() and after.returns.tolist() == alone.returns.tolist()
+    assert len(set(alone.lengths.tolist())) > 1  # the policy's randomness does show in the episodes
+
+
+def test_a_policys_own_generator_is_reseeded_and_global_generators_are_restored():
+    import random
+
+    import torch
+
+    split = LevelSplit.minigrid("empty-5x5", num_levels=10)
+    policy = RandomPolicy(3, seed=0)  # its own generator, reseeded through its `reseed` hook
+    first = evaluate_on_levels(policy, split, "held_out", episodes=6, seed=2, num_envs=3)
+    np.random.seed(123)
+    torch.manual_seed(123)
+    random.seed(123)
+    before = (np.random.get_state()[1].copy(), torch.get_rng_state().clone(), random.getstate())
+    second = evaluate_on_levels(policy, split, "held_out", episodes=6, seed=2, num_envs=3)
+    assert second.lengths.tolist() == first.lengths.tolist()
+    # an evaluation inside a training loop leaves the loop's randomness where it was
+    assert np.array_equal(np.random.get_state()[1], before[0]) and torch.equal(torch.get_rng_state(), before[1]) and random.getstate() == before[2]
+    other = evaluate_on_levels(policy, split, "held_out", episodes=6, seed=3, num_envs=3)
+    assert other.lengths.tolist() != first.lengths.tolist()  # the seed still matters

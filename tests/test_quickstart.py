@@ -50,7 +50,13 @@ def test_quickstart_runs_end_to_end(tmp_path, capsys):
     assert "18 stages: 0 up to date, 18 to run" in text and f"report: {out}/report/report.md" in text
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("agent "))
-    table = lines[start:next(i for i, line in enumerate(lines) if line.startswith("stages:"))]
+    table = lines[start:next(i for i, line in enumerate(lines) if line.startswith(("warning:", "stages:")))]
     assert [line.split()[0] for line in table[1:]] == ["bc-expert", "bc-mixed", "cql-expert", "cql-mixed", "dt-expert", "dt-mixed", "ppo", "random"]
+    assert table[0].split()[:4] == ["agent", "env", "runs", "train"] and all(line.endswith("evaluation noise only: 1 run") for line in table[1:])
+    assert "warning: 8 of 8 rows have fewer than 3 runs (8 with 1 run: CI over episodes, evaluation noise only)" in text
+    assert "evaluation noise only: 1 run" in (out / "report" / "report.md").read_text()
     rows = [json.loads(line) for f in out.glob("eval/**/results.jsonl") for line in f.read_text().splitlines()]
     assert {r["which"] for r in rows} == {"train", "held_out"} and all(min(r["levels"]) >= 250 for r in rows if r["which"] == "held_out")
+    assert {(r["algorithm"], r["dataset_skill"], r["dataset_transitions"], r["study"]) for r in rows if r["algorithm"] == "cql"} == {
+        ("cql", "expert", 300, "quickstart"), ("cql", "mixed", 300, "quickstart")}  # fmt: skip
+    assert len({r["run_id"] for r in rows}) == 8

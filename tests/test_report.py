@@ -1,71 +1,222 @@
+"""`rlgen report` on hand-made results.jsonl files: statistics over runs, identity-keyed rows,
+latest evaluation wins, tolerant reading, rliable aggregates, probability of improvement."""
+
+import csv
 import json
 
 import numpy as np
 import pytest
+from rliable import metrics
 
 from rlgen.cli import main
 from rlgen.errors import RlgenError
-from rlgen.report import iqm_across_games, make_report, per_game_table
+from rlgen.report import make_report, per_game_table
+
+# (the newer APIs are imported inside the tests that use them, so that every test of behaviour the
+# old code had runs, and fails, on the old code too)
+
+COINRUN, BIGFISH = "procgen/coinrun", "procgen/bigfish"
 
 
-def row(algo, env, which, scores, seed=0, **extra):
+def row(algo, env, which, scores, seed=0, t=0.0, run_id=None, **extra):
     scores = list(map(float, scores))
-    return {"agent": algo, "algo": algo, "env": env, "which": which, "seed": seed, "run": f"{algo}-{env}-{seed}",
-            "returns": scores, "normalized": scores, "levels": list(range(len(scores))), **extra}  # fmt: skip
+    run_id = run_id or f"{algo}-{env}-{seed}-{extra.get('dataset_transitions')}-{extra.get('dataset_levels')}-{extra.get('dataset_skill')}"
+    return {"agent": algo, "algo": algo, "algorithm": algo, "run_id": run_id, "train_seed": seed, "env": env, "which": which, "seed": 0,
+            "run": run_id, "returns": scores, "normalized": scores, "levels": list(range(len(scores))), "time": t, **extra}  # fmt: skip
 
 
-def write_rows(path, rows):
+def write_rows(path, rows, extra_lines=()):
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + "".join(line + "\n" for line in extra_lines))
     return path
+
+
+def binary(mean, n=100):
+    """``n`` episodes of 0/1 outcomes with exactly this mean."""
+    k = round(mean * n)
+    return [1.0] * k + [0.0] * (n - k)
+
+
+def read_csv(path):
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def three_seeds():
+    """One agent, three training seeds whose held-out means spread from 0.18 to 0.82."""
+    rows = []
+    for seed, (tr, ho) in enumerate([(0.30, 0.18), (0.62, 0.48), (0.95, 0.82)]):
+        rows.append(row("bc", COINRUN, "train", binary(tr), seed, run=f"runs/bc-s{seed}"))
+        rows.append(row("bc", COINRUN, "held_out", binary(ho), seed, run=f"runs/bc-s{seed}"))
+    return rows
+
+
+def test_three_runs_give_a_ci_over_runs_that_covers_the_spread(tmp_path):
+    # Before: episodes pooled across runs gave held-out 0.493 [0.437, 0.550] and gap [0.050, 0.210].
+    write_rows(tmp_path / "r" / "results.jsonl", three_seeds())
+    make_report([tmp_path / "r"], out_dir=tmp_path / "rep")
+    (t,) = read_csv(tmp_path / "rep" / "per_game.csv")
+    assert int(t["runs"]) == 3 and float(t["held_out"]) == pytest.approx((0.18 + 0.48 + 0.82) / 3)
+    # a bootstrap of 3 run means: all three draws of the lowest run have probability 1/27 > 2.5%
+    assert float(t["held_out_lo"]) <= 0.18 + 1e-9 and float(t["held_out_hi"]) >= 0.82 - 1e-9
+    # the gap is paired within each run (0.12, 0.14, 0.13), then bootstrapped over runs
+    assert float(t["gap"]) == pytest.approx(0.13)
+    assert 0.12 - 1e-9 <= float(t["gap_lo"]) <= float(t["gap_hi"]) <= 0.14 + 1e-9
+
+
+def test_two_datasets_give_two_rows(tmp_path):
+    rows = []
+    for size, (tr, ho) in {1000: (0.9, 0.3), 10000: (0.9, 0.7)}.items():
+        for seed in range(2):
+            rows += [row("bc", COINRUN, "train", [tr] * 5, seed, dataset_transitions=size, dataset_skill="expert"),
+                     row("bc", COINRUN, "held_out", [ho] * 5, seed, dataset_transitions=size, dataset_skill="expert")]  # fmt: skip
+    write_rows(tmp_path / "r" / "results.jsonl", rows)
+    rep = make_report([tmp_path / "r"], out_dir=tmp_path / "rep")
+    table = read_csv(tmp_path / "rep" / "per_game.csv")
+    assert len(table) == 2  # before: one row, the two datasets' runs pooled as 4 runs
+    got = {(t["agent"], t["dataset_transitions"]): (int(t["runs"]), float(t["held_out"])) for t in table}
+    assert got == {("bc-1k", "1000"): (2, pytest.approx(0.3)), ("bc-10k", "10000"): (2, pytest.approx(0.7))}
+    assert "gap_vs_size.png" in rep.plots and "gap_vs_levels.png" not in rep.plots
+
+
+def test_gap_plots_hold_the_other_axis_fixed():
+    from rlgen.report_plots import gap_lines
+
+    rows = []
+    for levels in (25, 200):
+        for size in (1000, 10000):
+            gap = 0.4 - levels / 1000 - size / 100000
+            for seed in range(2):
+                extra = {"dataset_levels": levels, "dataset_transitions": size, "dataset_skill": "expert", "train_levels": levels}
+                rows += [row("bc", COINRUN, "train", [0.9] * 4, seed, **extra), row("bc", COINRUN, "held_out", [0.9 - gap] * 4, seed, **extra)]
+    table = per_game_table(rows)
+    assert len(table) == 4
+    by_levels = gap_lines(table, "levels")
+    assert sorted(len(pts) for pts in by_levels.values()) == [2, 2]  # one line per dataset size
+    for pts in by_levels.values():
+        assert len({t.agent.dataset_transitions for _, t in pts}) == 1 and [x for x, _ in pts] == [25, 200]
+        for x, t in pts:  # each point is one table row: its gap and CI are the table's
+            assert t.gap == pytest.approx(0.4 - x / 1000 - t.agent.dataset_transitions / 100000)
+    by_size = gap_lines(table, "size")
+    assert sorted(len({t.agent.levels for _, t in pts}) for pts in by_size.values()) == [1, 1]
+
+
+def test_one_run_rows_are_labelled(tmp_path, capsys):
+    rows = [row("bc", COINRUN, "train", [0.9, 0.8, 1.0], dataset_transitions=1000), row("bc", COINRUN, "held_out", [0.5, 0.4, 0.6], dataset_transitions=1000),
+            row("cql", COINRUN, "train", [0.7] * 3, dataset_transitions=1000), row("cql", COINRUN, "held_out", [0.7] * 3, dataset_transitions=1000)]  # fmt: skip
+    write_rows(tmp_path / "r" / "results.jsonl", rows)
+    assert main(["report", str(tmp_path / "r"), "--out", str(tmp_path / "rep")]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("bc "))
+    assert line.endswith("evaluation noise only: 1 run")
+    assert "warning: 2 of 2 rows have fewer than 3 runs" in out and "P(cql > bc)" not in out
+    text = (tmp_path / "rep" / "report.md").read_text()
+    assert "| **evaluation noise only: 1 run** |" in text and "fewer than 3 runs" in text
+    assert "0.900 (no CI: 1 run)" in text  # the across-games IQM: nothing to resample with one run per game
+    assert "Not computed for 1 pair(s) with 1 run per game on a side" in text  # P(X > Y) of two numbers is no probability
+    assert read_csv(tmp_path / "rep" / "per_game.csv")[0]["ci_over"] == "evaluation noise only: 1 run"
+
+
+def test_latest_evaluation_of_a_run_wins(tmp_path, capsys):
+    rows = [row("bc", COINRUN, "train", [0.2] * 4, t=1.0), row("bc", COINRUN, "held_out", [0.1] * 4, t=1.0),
+            row("bc", COINRUN, "train", [0.8] * 4, t=2.0), row("bc", COINRUN, "held_out", [0.6] * 4, t=2.0)]  # fmt: skip
+    write_rows(tmp_path / "r" / "results.jsonl", rows)
+    assert main(["report", str(tmp_path / "r"), "--out", str(tmp_path / "rep")]) == 0
+    assert "dropped 2 earlier row(s)" in capsys.readouterr().out
+    (t,) = read_csv(tmp_path / "rep" / "per_game.csv")
+    assert (t["runs"], float(t["train"]), float(t["held_out"])) == ("1", pytest.approx(0.8), pytest.approx(0.6))
+
+
+def test_torn_lines_and_incomplete_rows_are_skipped_with_a_warning(tmp_path, capsys):
+    good = three_seeds()
+    no_env = {k: v for k, v in good[0].items() if k != "env"}
+    path = write_rows(tmp_path / "r" / "results.jsonl", good, extra_lines=[json.dumps(no_env), "null", '{"env": "procgen/coinrun", "whi'])
+    assert main(["report", str(tmp_path / "r"), "--out", str(tmp_path / "rep")]) == 0
+    captured = capsys.readouterr()
+    assert f"{path}:7: skipped: missing key 'env'" in captured.err
+    assert f"{path}:8: skipped: not a JSON object (NoneType)" in captured.err
+    assert f"{path}:9: skipped: not a JSON row" in captured.err
+    assert read_csv(tmp_path / "rep" / "per_game.csv")[0]["runs"] == "3"
+    assert f"{path}:9: skipped" in (tmp_path / "rep" / "report.md").read_text()
 
 
 def hand_made():
     rows = []
-    for env, (tr, ho) in {"procgen/coinrun": (0.8, 0.5), "procgen/bigfish": (0.6, 0.2)}.items():
+    for env, (tr, ho) in {COINRUN: (0.8, 0.5), BIGFISH: (0.6, 0.2)}.items():
         for seed in range(4):
             rows.append(row("bc", env, "train", [tr] * 10, seed, train_levels=200, dataset_transitions=1000))
             rows.append(row("bc", env, "held_out", [ho] * 10, seed, train_levels=200, dataset_transitions=1000))
-            rows.append(row("cql", env, "train", [tr - 0.1] * 10, seed, train_levels=50, dataset_transitions=10000))
-            rows.append(row("cql", env, "held_out", [ho - 0.1] * 10, seed, train_levels=50, dataset_transitions=10000))
+            rows.append(row("cql", env, "train", [tr - 0.1 + 0.02 * seed] * 10, seed, train_levels=200, dataset_transitions=1000))
+            rows.append(row("cql", env, "held_out", [ho - 0.1 + 0.02 * seed] * 10, seed, train_levels=200, dataset_transitions=1000))
     return rows
 
 
-def test_per_game_gap_and_iqm_on_known_numbers():
-    rows = hand_made()
-    table = {(t.algo, t.env): t for t in per_game_table(rows)}
-    t = table[("bc", "procgen/coinrun")]
-    assert (t.train, t.held_out, t.gap, t.runs) == pytest.approx((0.8, 0.5, 0.3, 4))
-    assert t.gap_ci == pytest.approx((0.3, 0.3))  # constant scores: no spread
-    assert table[("cql", "procgen/bigfish")].gap == pytest.approx(0.4)
-    held = iqm_across_games(rows, "held_out")
-    # bc held-out run scores: 4 runs x {0.5, 0.2}; the IQM of 8 values, 4 of each, is their mean over the middle half
-    assert held["bc"][0] == pytest.approx(0.35)
-    assert held["cql"][0] == pytest.approx(0.25)
-    assert iqm_across_games(rows, "train")["bc"][0] == pytest.approx(0.7)
+def test_aggregates_are_rliables_metrics_over_run_scores():
+    from rlgen.report import aggregate_table
+
+    table = per_game_table(hand_made())
+    aggs = {(a.label, a.which): a for a in aggregate_table(table)}
+    m = np.array([[0.4 + 0.02 * s, 0.1 + 0.02 * s] for s in range(4)])  # cql held-out run scores, (runs, games): bigfish, coinrun
+    got = aggs[("cql", "held_out")]
+    assert got.games == [BIGFISH, COINRUN] and got.runs == 4
+    for name, fn in (("IQM", metrics.aggregate_iqm), ("mean", metrics.aggregate_mean), ("median", metrics.aggregate_median),
+                     ("optimality gap", metrics.aggregate_optimality_gap)):  # fmt: skip
+        assert got.metrics[name].value == pytest.approx(float(fn(m)))
+        lo, hi = got.metrics[name].ci
+        assert lo <= got.metrics[name].value <= hi
+    assert aggs[("bc", "held_out")].metrics["IQM"].value == pytest.approx(0.35)
+    assert aggs[("bc", "gap")].metrics["mean"].value == pytest.approx(0.35) and "optimality gap" not in aggs[("bc", "gap")].metrics
+    assert aggs[("bc", "train")].metrics["IQM"].ci == pytest.approx((0.7, 0.7))  # identical runs: no spread
+    # the bootstrap replicates are computed in one batch: equal to rliable's functions replicate by replicate
+    from rlgen.run_statistics import BATCHED_METRICS, aggregate_metrics
+
+    reps = np.random.default_rng(0).random((20, 5, 3)) * 1.2
+    for name, fn in aggregate_metrics().items():
+        assert BATCHED_METRICS[name](reps) == pytest.approx([fn(r) for r in reps]), name
 
 
-def test_iqm_trims_outlier_runs():
-    rows = [row("bc", "procgen/coinrun", "held_out", [s], seed) for seed, s in enumerate([0.0, 0.4, 0.5, 0.6, 0.5, 0.4, 0.5, 1.0])]
-    assert iqm_across_games(rows, "held_out")["bc"][0] == pytest.approx(np.mean([0.4, 0.4, 0.5, 0.5]), abs=0.06)
+def test_probability_of_improvement_equals_a_hand_computation():
+    from rlgen.report import improvement_table
+    from rlgen.run_statistics import _pairwise_improvement, probability_of_improvement
+
+    x = np.array([[0.5, 0.2], [0.7, 0.4], [0.9, 0.6]])  # (runs, games)
+    y = np.array([[0.4, 0.4], [0.6, 0.5], [0.8, 0.1]])
+    # game 1: pairs with x > y: 1 + 2 + 3 = 6 of 9; game 2: 1 + (1 + a tie 0.5) + 3 = 5.5 of 9
+    hand = (6 / 9 + 5.5 / 9) / 2
+    est = probability_of_improvement(x, y)
+    assert est.value == pytest.approx(hand) and est.ci[0] <= hand <= est.ci[1] and 0 <= est.ci[0] and est.ci[1] <= 1
+    # the vectorized replicate statistic is rliable's Mann-Whitney definition
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        a, b = rng.integers(0, 4, (5, 3)) / 4, rng.integers(0, 4, (3, 3)) / 4
+        assert _pairwise_improvement(a[None], b[None]).mean() == pytest.approx(metrics.probability_of_improvement(a, b))
+    # through the report: each offline agent against BC on the same data
+    rows = []
+    for g, env in enumerate((COINRUN, BIGFISH)):
+        for s in range(3):
+            for algo, m in (("cql", x), ("bc", y)):
+                rows += [row(algo, env, "train", [1.0], s, dataset_transitions=1000), row(algo, env, "held_out", [m[s, g]], s, dataset_transitions=1000)]
+    (imp,) = [p for p in improvement_table(per_game_table(rows)) if p.which == "held_out"]
+    assert (imp.x, imp.y, imp.runs_x, imp.runs_y, len(imp.games)) == ("cql", "bc", 3, 3, 2)
+    assert imp.estimate.value == pytest.approx(hand)
 
 
 def test_report_files_and_cli(tmp_path, capsys):
     write_rows(tmp_path / "runs" / "a" / "results.jsonl", hand_made())
-    report, table, agg = make_report([tmp_path / "runs"])
-    for name in ("report.md", "per_game.csv", "train_vs_held_out.png", "gap_vs_levels.png", "gap_vs_size.png"):
-        assert (report.parent / name).is_file(), name
-    text = report.read_text()
-    assert "| bc | procgen/coinrun | 4 | 0.800 [0.800, 0.800] | 0.500 [0.500, 0.500] | 0.300 [0.300, 0.300] |" in text
-    assert "![Train vs held-out levels, IQM across games](train_vs_held_out.png)" in text
+    rep = make_report([tmp_path / "runs"])
+    for name in ("report.md", "per_game.csv", "aggregates.csv", "train_vs_held_out.png", "performance_profiles.png"):
+        assert (rep.path.parent / name).is_file(), name
+    text = rep.path.read_text()
+    assert "| bc | procgen/coinrun | bc | - | 200 | 1000 | - | 4 | 0.800 [0.800, 0.800] | 0.500 [0.500, 0.500] | +0.300 [+0.300, +0.300] | 4 runs |" in text
+    assert "## Probability of improvement" in text and "| cql | bc | held-out | 2 | 4 / 4 |" in text
     assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep")]) == 0
     out = capsys.readouterr().out
-    assert "IQM bc" in out and "report:" in out
+    assert "IQM bc" in out and "P(cql > bc) held-out" in out and "report:" in out
 
 
 def test_report_errors(tmp_path):
     with pytest.raises(RlgenError, match="no results.jsonl"):
         make_report([tmp_path])
-    write_rows(tmp_path / "x" / "results.jsonl", [row("bc", "procgen/coinrun", "train", [1.0])])
+    write_rows(tmp_path / "x" / "results.jsonl", [row("bc", COINRUN, "train", [1.0])])
     with pytest.raises(RlgenError, match="both train and held-out"):
         make_report([tmp_path / "x"])

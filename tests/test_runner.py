@@ -254,3 +254,20 @@ def test_one_run_per_study_directory(copy, capsys):
     with _Lock(copy / "study"):
         assert main(["run", "study.yaml"]) == 2
     assert "another `rlgen run` is working on study" in capsys.readouterr().err
+
+
+def test_pipeline_rows_carry_the_identity_rlgen_evaluate_writes(copy, capsys):
+    """The evaluation stage and `rlgen evaluate` name an agent from the same place: the run directory."""
+    from rlgen.results import IDENTITY_FIELDS
+
+    rows = results(copy / "study")
+    offline = copy / "study/offline/empty-5x5-expert-300-s0/bc-s0"
+    bc = rows[("bc", "held_out")]
+    assert bc["run_id"] == json.loads((offline / "run.json").read_text())["run_id"]
+    assert (bc["algorithm"], bc["dataset_skill"], bc["dataset_levels"], bc["dataset_transitions"], bc["study"], bc["train_seed"]) == (
+        "bc", "expert", 20, 300, "tiny", 0)  # fmt: skip
+    assert rows[("ppo", "held_out")]["run_id"] == json.loads((copy / "study/ppo/empty-5x5-s0/run.json").read_text())["run_id"]
+    assert main(["evaluate", str(offline), "--episodes", "3"]) == 0
+    (cli,) = [json.loads(line) for line in (offline / "results.jsonl").read_text().splitlines() if json.loads(line)["which"] == "held_out"]
+    assert {k: cli[k] for k in IDENTITY_FIELDS if k != "study"} == {k: bc[k] for k in IDENTITY_FIELDS if k != "study"}
+

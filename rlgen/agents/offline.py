@@ -37,6 +37,7 @@ from rlgen.agents.quiet import silence_gym_banner
 from rlgen.agents.run_dir import locks_run_dir
 from rlgen.config import OfflineConfig, config_to_dict, write_resolved_config
 from rlgen.errors import ConfigError, RlgenError
+from rlgen.run_identity import dataset_identity
 
 silence_gym_banner()
 
@@ -142,6 +143,10 @@ class D3rlpyAgent:
                 return torch.multinomial(probs.cpu(), 1, generator=self._generator).squeeze(1).numpy().astype(np.int64)
         return np.asarray(self.algo.predict(np.asarray(obs)), dtype=np.int64)
 
+    def reseed(self, seed: int) -> None:
+        """Evaluation's seeding hook (``rlgen.evaluation``): BC samples from its own generator."""
+        self._generator.manual_seed(seed)
+
     def reset(self, keys: Sequence[int]) -> None:
         """Not episodic: nothing to do."""
 
@@ -230,6 +235,10 @@ class TorchAgent:
             return np.asarray(self.impl.act(obs, deterministic=deterministic, keys=keys), dtype=np.int64)
         return np.asarray(self.impl.act(obs, deterministic=deterministic), dtype=np.int64)
 
+    def reseed(self, seed: int) -> None:
+        """Evaluation's seeding hook (``rlgen.evaluation``): IQL, BCT and DT sample from their own generator."""
+        self.impl.generator.manual_seed(seed)
+
     def reset(self, keys: Sequence[int]) -> None:
         if self.episodic:
             self.impl.reset(keys)
@@ -310,8 +319,8 @@ def train_offline(cfg: OfflineConfig) -> Path:
     if resuming:
         _check_same_offline_config(run_dir, cfg)
         state = read_state(checkpoint)
-    write_resolved_config(cfg, run_dir, extra={"split": split.to_dict(), "dataset": {"path": str(cfg.dataset), "name": ds.name,
-                          "transitions": ds.num_transitions, "best_return": best_return}, "dt_target_return": target_return})  # fmt: skip
+    write_resolved_config(cfg, run_dir, extra={"split": split.to_dict(), "dataset": {"path": str(cfg.dataset), **dataset_identity(ds),
+                          "best_return": best_return}, "dt_target_return": target_return})  # fmt: skip
     agent = build_agent(cfg, ds.observation_shape, ds.num_actions, device, target_return)
     rng = np.random.default_rng(cfg.seed)
     step = 0

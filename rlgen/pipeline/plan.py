@@ -168,14 +168,13 @@ class _Planner:
             ppo = self._ppo(env, slug, base_fields) if s.ppo is not None else {}
             if s.ppo is not None and s.evaluation.ppo:
                 for seed, stage in ppo.items():
-                    evals.append(self._evaluate("ppo", stage, env, seed, label="ppo", extra_row={}).id)
+                    evals.append(self._evaluate("ppo", stage, env, label="ppo").id)
             datasets = self._datasets(env, slug, base_fields, ppo) if s.datasets is not None else []
             if s.offline is not None:
                 for stage, variant in self._offline(env, base_fields, datasets):
-                    evals.append(self._evaluate("offline", stage, env, variant["seed"], label=variant["label"], extra_row=variant["row"],
-                                                first_levels=variant["levels"]).id)  # fmt: skip
+                    evals.append(self._evaluate("offline", stage, env, label=variant["label"], first_levels=variant["levels"]).id)
             if s.evaluation.random_baseline:
-                evals.append(self._evaluate("random", None, env, 0, label="random", extra_row={}, sid=f"eval/random/{slug}").id)
+                evals.append(self._evaluate("random", None, env, label="random", sid=f"eval/random/{slug}").id)
         if s.report.enabled and evals:
             results = [{"file": str(Path(self.stages[e].dir) / "results.jsonl"), "stage_hash": self.stages[e].hash} for e in evals]
             self.add("report", "report", {"results": results, "seed": s.report.seed}, evals)
@@ -276,13 +275,10 @@ class _Planner:
                     cfg = self.stage_config(o, "offline", OfflineConfig, decided, fields, extra=o.per_algo.get(algo), extra_key=f"offline.per_algo.{algo}")
                     stage = self.add("offline", sid, config_to_dict(cfg), [ds_stage.id])
                     label = f"{algo}-{variant['skill']}" if several_skills else algo
-                    row = {"algorithm": algo, "dataset": variant["name"], "dataset_skill": variant["skill"], "dataset_transitions": variant["transitions"],
-                           "dataset_levels": variant["levels"]}  # fmt: skip
-                    out.append((stage, {"seed": seed, "label": label, "row": row, "levels": variant["levels"]}))
+                    out.append((stage, {"seed": seed, "label": label, "levels": variant["levels"]}))
         return out
 
-    def _evaluate(self, agent: str, source: Stage | None, env: str, seed: int, label: str, extra_row: dict[str, Any],
-                  first_levels: int | None = None, sid: str | None = None) -> Stage:  # fmt: skip
+    def _evaluate(self, agent: str, source: Stage | None, env: str, label: str, first_levels: int | None = None, sid: str | None = None) -> Stage:
         e = self.study.evaluation
         if sid is None:
             assert source is not None
@@ -291,7 +287,9 @@ class _Planner:
             "agent": agent, "run_dir": source.dir if source is not None else None, "env": env, "split": self.split_data(),
             "first_levels": first_levels, "which": list(e.which), "episodes": e.episodes, "seed": e.seed, "num_envs": e.num_envs,
             "deterministic": e.deterministic, "device": self.study.device,
-            "row": {"agent": label, "algo": label, "train_seed": seed, "study": self.study.name, "algorithm": "ppo" if agent == "ppo" else agent, **extra_row},
+            # what the agent is (run id, algorithm, dataset, seed) its evaluation reads from the run
+            # directory, as `rlgen evaluate` does; the study adds its name and the label it prints
+            "row": {"agent": label, "study": self.study.name},
         }  # fmt: skip
         return self.add("evaluate", sid, config, [source.id] if source is not None else [])
 

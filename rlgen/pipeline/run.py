@@ -104,17 +104,8 @@ def summary_lines(result: StudyResult) -> list[str]:
 
 
 def results_table(files: Sequence[Path], seed: int = 0) -> list[str]:
-    """The per-agent table (train, held-out, gap with 95% CI) printed at the end of a run."""
-    from rlgen.evaluation import read_results
-    from rlgen.report import per_game_table
+    """The per-game table (train, held-out, gap with 95% CIs, runs, 1-run rows labelled) printed at
+    the end of a run."""
+    from rlgen.report import results_table as table
 
-    rows = [r for f in files if f.is_file() for r in read_results(f)]
-    table = per_game_table(rows, seed=seed)
-    if not table:
-        return []
-    width = max(len(t.algo) for t in table)
-    env_width = max(len(t.env) for t in table)
-    lines = [f"{'agent':<{width}}  {'env':<{env_width}}  {'runs':>4}  {'train':>6}  {'held-out':>8}  {'gap':>7}  gap 95% CI"]
-    for t in table:
-        lines.append(f"{t.algo:<{width}}  {t.env:<{env_width}}  {t.runs:>4}  {t.train:>6.3f}  {t.held_out:>8.3f}  {t.gap:>+7.3f}  [{t.gap_ci[0]:+.3f}, {t.gap_ci[1]:+.3f}]")
-    return lines
+    return table(files, seed=seed)

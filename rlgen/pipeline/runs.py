@@ -17,14 +17,17 @@ class LoadedRun:
     """A run directory's agent and what it was trained on.
 
     Attributes:
+        run_dir: the directory it was loaded from.
         algo: ``ppo``, ``ppo_jax`` or the offline algorithm.
         agent: has ``act(obs, deterministic=)`` (and ``reset``/``observe`` for DT and BCT).
-        split: the run's resolved LevelSplit (for offline runs: their dataset's).
+        split: the run's resolved LevelSplit (for offline runs: their dataset's, with the training
+            levels narrowed to those the data was collected on, so "train" means levels it saw).
         config: the run's validated config (``TrainConfig``, ``JaxPPOConfig`` or ``OfflineConfig``).
         resolved: the ``resolved`` block of its ``config.yaml`` (split, dataset facts...).
         num_actions: size of the discrete action space.
     """
 
+    run_dir: Path
     algo: str
     agent: Any
     split: Any
@@ -41,8 +44,8 @@ def load_run(run_dir: str | Path, checkpoint: str | None = None, device: str | N
     """
     import yaml
 
-    from rlgen.config import schema_for_algo, validate_config
-    from rlgen.envs import LevelSplit
+    from rlgen.config import ONLINE_SCHEMAS, schema_for_algo, validate_config
+    from rlgen.envs import LevelSet, LevelSplit
 
     run = Path(run_dir)
     config_path = run / "config.yaml"
@@ -58,6 +61,12 @@ def load_run(run_dir: str | Path, checkpoint: str | None = None, device: str | N
     algo = data.get("algo", "ppo")
     cfg = validate_config(data, schema_for_algo(algo, source=str(config_path)), source=str(config_path))
     split = LevelSplit.from_dict(resolved["split"]) if "split" in resolved else cfg.level_split()
+    if algo not in ONLINE_SCHEMAS:
+        from rlgen.results import dataset_facts
+
+        facts = dataset_facts(resolved) or {}
+        if facts.get("train_levels"):
+            split = narrow_train_levels(split, LevelSet(facts["train_levels"]))
     device = device or cfg.device
     if algo == "ppo_jax":
         import jax
@@ -78,7 +87,7 @@ def load_run(run_dir: str | Path, checkpoint: str | None = None, device: str | N
 
         agent = load_offline_agent(run, device=device)
         num_actions = _num_actions(split)
-    return LoadedRun(algo, agent, split, cfg, resolved, num_actions)
+    return LoadedRun(run, algo, agent, split, cfg, resolved, num_actions)
 
 
 def _num_actions(split: Any) -> int:
@@ -96,12 +105,21 @@ def study_split(env: str, split: dict[str, Any], first_levels: int | None = None
     asked for); with ``first_levels``, training levels narrowed to the first N (a dataset collected
     on fewer levels is evaluated on exactly the levels it saw)."""
     from rlgen.config import RlgenConfig, validate_config
-    from rlgen.envs import LevelSplit
 
     s = validate_config({"env": env, "split": split}, RlgenConfig).level_split()
     if first_levels is None or first_levels >= len(s.train):
         return s
-    return LevelSplit.from_dict({**s.to_dict(), "train": str(s.train.first(first_levels))})
+    return narrow_train_levels(s, s.train.first(first_levels))
+
+
+def narrow_train_levels(split: Any, levels: Any) -> Any:
+    """``split`` with training levels ``levels`` (a LevelSet) when they are a strict subset of its
+    training levels; ``split`` unchanged otherwise."""
+    from rlgen.envs import LevelSplit
+
+    if len(levels) == 0 or len(levels) >= len(split.train) or not levels.issubset(split.train):
+        return split
+    return LevelSplit.from_dict({**split.to_dict(), "train": str(levels)})
 
 
 def random_policy(split: Any, seed: int = 0) -> Any:

@@ -187,37 +187,25 @@ def _run_offline(stage: Stage, progress: bool) -> dict[str, Any]:
 
 
 def _run_evaluate(stage: Stage, progress: bool) -> dict[str, Any]:
-    from rlgen.evaluation import append_results, evaluate_on_levels
+    from rlgen.evaluation import evaluate_on_levels
     from rlgen.pipeline.runs import load_run, random_policy, study_split
+    from rlgen.results import agent_identity, random_identity, write_rows
 
     c = stage.config
-    _seed_everything(c["seed"])  # sampled actions draw from torch's and numpy's global generators
     split = study_split(c["env"], c["split"], first_levels=c["first_levels"])
     if c["agent"] == "random":
         agent: Any = random_policy(split, seed=c["seed"])
+        identity = random_identity(split, c["seed"], study=c["row"]["study"])
     else:
-        agent = load_run(c["run_dir"], device=c["device"]).agent
+        run = load_run(c["run_dir"], device=c["device"])
+        agent = run.agent
+        identity = agent_identity(run.run_dir, run.algo, run.config, run.resolved, split, study=c["row"]["study"])
     rows = []
-    for which in c["which"]:
+    for which in c["which"]:  # each evaluation seeds the policy's generators from (seed, which) itself
         r = evaluate_on_levels(agent, split, which, episodes=c["episodes"], seed=c["seed"], num_envs=c["num_envs"], deterministic=c["deterministic"])
-        rows.append(r.to_row(**c["row"], run=c["run_dir"], train_levels=len(split.train), stage=stage.id))
-    out = Path(stage.dir) / "results.jsonl"
-    tmp = out.with_name("results.jsonl.tmp")  # a kill mid-evaluation must not leave half the rows
-    tmp.unlink(missing_ok=True)
-    append_results(tmp, rows)
-    os.replace(tmp, out)
+        rows.append(r.to_row(**identity, agent=c["row"]["agent"], stage=stage.id))
+    out = write_rows(Path(stage.dir) / "results.jsonl", rows)  # atomic: a kill mid-evaluation leaves no half file
     return {"results": str(out), **{f"mean_{r['which']}": r["mean_normalized"] if r["mean_normalized"] is not None else r["mean_return"] for r in rows}}
-
-
-def _seed_everything(seed: int) -> None:
-    import random
-
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def _run_report(stage: Stage, progress: bool) -> dict[str, Any]:
@@ -233,8 +221,8 @@ def _run_report(stage: Stage, progress: bool) -> dict[str, Any]:
         (present if current and Path(item["file"]).is_file() else missing).append(item["file"])
     if not present:
         raise RlgenError("no evaluation results to report on")
-    report, _, _ = make_report(present, out_dir=stage.dir, seed=stage.config["seed"])
-    return {"report": str(report), "missing": missing}
+    report = make_report(present, out_dir=stage.dir, seed=stage.config["seed"])
+    return {"report": str(report.path), "missing": missing}
 
 
 _RUNNERS = {
