@@ -36,9 +36,13 @@ _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 #: The largest seed: numpy's legacy seeding (used by SB3 and Gymnasium) takes 32-bit seeds.
 MAX_SEED = 2**32 - 1
-#: The most envs stepped at once, per suite (``default`` for the others). CPU suites create one env
+#: The most envs stepped at once, per suite (``default`` for the others), and why. CPU suites create one env
 #: object (MiniGrid) or one EnvPool slot (Procgen) each; XLand-MiniGrid's envs are rows of a JAX batch.
-MAX_NUM_ENVS = {"xland": 65_536, "default": 4_096}
+#: A schema may lower these for its command (``RlgenConfig.num_envs_limits``; collection does).
+MAX_NUM_ENVS: dict[str, tuple[int, str]] = {
+    "xland": (65_536, "XLand-MiniGrid's envs are rows of one JAX batch"),
+    "default": (4_096, "each env is an env object or an EnvPool slot in host memory"),
+}
 
 
 class StrictModel(BaseModel):
@@ -100,6 +104,8 @@ class RlgenConfig(StrictModel):
 
     #: ``load_config`` names a config after its file unless the file sets ``name``.
     name_from_file: ClassVar[bool] = True
+    #: suite -> (most envs at once, why); ``default`` for suites not listed.
+    num_envs_limits: ClassVar[dict[str, tuple[int, str]]] = MAX_NUM_ENVS
 
     name: str = Field(default="rlgen", min_length=1, description="a name, not a path (see out_dir)")
     env: str = Field(default="procgen/coinrun", description="SUITE/ENV, e.g. procgen/coinrun, minigrid/doorkey-5x5")
@@ -133,11 +139,12 @@ class RlgenConfig(StrictModel):
             self.out_dir = str(Path("runs") / self.name)
         check_out_dir(self.out_dir)
         suite = self.env.split("/", 1)[0]
-        limit = MAX_NUM_ENVS.get(suite, MAX_NUM_ENVS["default"])
+        limits = self.num_envs_limits
+        limit, why = limits.get(suite, limits["default"])
         for key in ("num_envs", "eval_num_envs"):
             n = getattr(self, key, None)
             if n is not None and n > limit:
-                raise ValueError(f"key `{key}` = {n}: at most {limit:,} envs at once for {suite} (rlgen.config.MAX_NUM_ENVS)")
+                raise ValueError(f"key `{key}`: {key}={n} is more than {limit:,} envs at once for {suite} ({why})")
         try:
             self.level_split(check_duplicates=False)  # overlaps, unknown options: fail now
         except RlgenError as e:
@@ -463,6 +470,12 @@ class CollectConfig(RlgenConfig):
     """
 
     name_from_file: ClassVar[bool] = False
+    #: lower than training's: beyond these, collection's memory grows without any gain in speed.
+    num_envs_limits: ClassVar[dict[str, tuple[int, str]]] = {
+        "default": (1024, "rlgen collect: each env holds its running episode in host memory (Procgen: up to 1,000 frames "
+                          "of 12 KB), and more envs than CPU threads do not collect faster"),
+        "xland": (16384, "rlgen collect: each device call returns 2 x 128 steps of every env's observations (0.7 GB at 16,384 envs)"),
+    }
 
     policy_run: str | None = Field(default=None, description="run directory of `rlgen train` (its ladder.json); not needed for skill=random")
     skill: Literal["expert", "medium", "mixed", "random"] = "expert"
@@ -503,19 +516,7 @@ class CollectConfig(RlgenConfig):
             raise ValueError("give exactly one of `transitions` and `episodes`")
         if self.skill != "random" and not self.policy_run:
             raise ValueError(f"skill={self.skill} needs policy_run: the run directory of `rlgen train` (skill=random needs none)")
-        suite = self.env.split("/", 1)[0]
-        limit, why = MAX_COLLECT_ENVS.get(suite, MAX_COLLECT_ENVS["*"])
-        if self.num_envs > limit:
-            raise ValueError(f"num_envs={self.num_envs} is more than rlgen collect allows for {suite} envs ({limit}): {why}")
         return self
-
-
-#: ``rlgen collect``'s most envs per suite, and why: beyond them memory grows without any gain in speed.
-MAX_COLLECT_ENVS: dict[str, tuple[int, str]] = {
-    "*": (1024, "each env holds its running episode in host memory (Procgen: up to 1,000 frames of 12 KB), and more envs "
-                "than CPU threads do not collect faster"),
-    "xland": (16384, "each device call returns 2 x 128 steps of every env's observations (0.7 GB at 16,384 envs)"),
-}
 
 
 # --- offline training ----------------------------------------------------------------------------

@@ -117,6 +117,7 @@ def run_dir_lock(run_dir: str | Path) -> Iterator[None]:
     within one process (a pipeline stage that trains in-process, then resumes).
     """
     root = Path(run_dir)
+    created = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
     key = root.resolve()
     if key in _HELD:
@@ -137,7 +138,16 @@ def run_dir_lock(run_dir: str | Path) -> Iterator[None]:
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode(), 0)
         _HELD[key] = fd
-        yield
+        try:
+            yield
+        except BaseException:
+            # A command that failed before writing anything (bad batch_size, missing dataset...) leaves no
+            # directory behind: nothing to confuse its corrected retry. Nobody waits on a non-blocking lock,
+            # and we still hold it, so removing the lock file races with no one.
+            if created and [p.name for p in root.iterdir()] == [LOCK]:
+                (root / LOCK).unlink()
+                root.rmdir()
+            raise
     finally:
         _HELD.pop(key, None)
         os.close(fd)  # releases the lock; the file stays (deleting it would race with a waiting locker)
