@@ -144,7 +144,7 @@ class RlgenConfig(StrictModel):
         for key in ("num_envs", "eval_num_envs"):
             n = getattr(self, key, None)
             if n is not None and n > limit:
-                raise ValueError(f"key `{key}`: {key}={n} is more than {limit:,} envs at once for {suite} ({why})")
+                raise ValueError(f"key `{key}` = {n}: at most {limit:,} envs at once for {suite} ({why})")
         try:
             self.level_split(check_duplicates=False)  # overlaps, unknown options: fail now
         except RlgenError as e:

@@ -73,7 +73,7 @@ def test_out_dir_that_is_a_file_and_too_many_envs_are_one_line_errors(tmp_path, 
     assert "is a file" in one_line_error(capsys) and f.read_text() == "x"
     assert main(["collect", CONFIG, *SMALL, "skill=random", "num_envs=100000", f"out_dir={tmp_path / 'n'}"]) == 2
     err = one_line_error(capsys)
-    assert "num_envs=100000" in err and "1,024" in err
+    assert "`num_envs` = 100000" in err and "1,024" in err
     assert not (tmp_path / "n").exists()
 
 
