@@ -6,6 +6,9 @@ layout is a function of the level id alone. Observations are channel-first uint8
 
 * ``view="partial"`` (default): the agent's 7x7 egocentric view, MiniGrid's symbolic encoding
   (object, colour, state), shape ``(3, 7, 7)``;
+* ``view="full"``: the whole grid in the same symbolic encoding, the agent drawn as its own object
+  with its direction as state (MiniGrid's ``FullyObsWrapper``), shape ``(3, W, H)``: a layout is seen
+  whole, so a policy can memorise it (more room for a generalization gap than the egocentric view);
 * ``view="partial_rgb"``: the same view rendered, ``(3, 7*tile, 7*tile)``;
 * ``view="full_rgb"``: the whole grid rendered, ``(3, H*tile, W*tile)``.
 
@@ -28,7 +31,7 @@ from rlgen.errors import SplitError
 
 NAME = "minigrid"
 
-VIEWS: tuple[str, ...] = ("partial", "partial_rgb", "full_rgb")
+VIEWS: tuple[str, ...] = ("partial", "full", "partial_rgb", "full_rgb")
 
 DEFAULT_OPTIONS: dict[str, Any] = {
     "view": "partial",
@@ -151,11 +154,18 @@ class MiniGridVectorEnv(gym.vector.SyncVectorEnv):
 
 def make_single_env(env: str, options: Mapping[str, Any]) -> gym.Env:
     """One MiniGrid env with rlgen's observation wrappers (no level sampling)."""
-    from minigrid.wrappers import ImgObsWrapper, RGBImgObsWrapper, RGBImgPartialObsWrapper  # noqa: PLC0415
+    from minigrid.wrappers import (  # noqa: PLC0415
+        FullyObsWrapper,
+        ImgObsWrapper,
+        RGBImgObsWrapper,
+        RGBImgPartialObsWrapper,
+    )
 
     kwargs = {"max_steps": options["max_steps"]} if options["max_steps"] is not None else {}
     e = gym.make(env, **kwargs)
-    if options["view"] == "partial_rgb":
+    if options["view"] == "full":
+        e = FullyObsWrapper(e)
+    elif options["view"] == "partial_rgb":
         e = RGBImgPartialObsWrapper(e, tile_size=options["tile_size"])
     elif options["view"] == "full_rgb":
         e = RGBImgObsWrapper(e, tile_size=options["tile_size"])
