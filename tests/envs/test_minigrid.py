@@ -46,6 +46,30 @@ def test_full_view_is_the_whole_symbolic_grid_with_the_agent_and_its_direction()
     assert obs2[2, x, y] == (base.agent_dir) and (obs2 != obs).sum() == 1
 
 
+@pytest.mark.filterwarnings("error::UserWarning")  # gym's env checker: observations must lie in the declared space
+@pytest.mark.parametrize("env_id", ["MiniGrid-DoorKey-6x6-v0", "MiniGrid-MultiRoom-N2-S4-v0", "MiniGrid-KeyCorridorS3R1-v0"])
+def test_full_view_equals_minigrids_fully_obs_wrapper_step_for_step(env_id):
+    import gymnasium as gym  # noqa: PLC0415
+    from minigrid.wrappers import FullyObsWrapper, ImgObsWrapper  # noqa: PLC0415
+
+    ours = make_single_env(env_id, {"view": "full", "tile_size": 8, "max_steps": 40})
+    ref = ImgObsWrapper(FullyObsWrapper(gym.make(env_id, max_steps=40)))
+    actions = np.random.default_rng(0).integers(0, 6, size=400)
+    a, _ = ours.reset(seed=11)
+    b, _ = ref.reset(seed=11)
+    episodes = 0
+    for t, action in enumerate(actions):
+        np.testing.assert_array_equal(a, b.transpose(2, 0, 1), err_msg=f"step {t}")
+        a, ra, ta, tra, _ = ours.step(int(action))
+        b, rb, tb, trb, _ = ref.step(int(action))
+        assert (ra, ta, tra) == (rb, tb, trb)
+        if ta or tra:
+            episodes += 1
+            a, _ = ours.reset(seed=100 + t)
+            b, _ = ref.reset(seed=100 + t)
+    assert episodes >= 5  # resets are covered too
+
+
 def test_vector_env_reports_levels_from_the_chosen_set():
     split = LevelSplit.minigrid("empty-5x5", num_levels=10)
     env = make_env(split, "held_out", num_envs=4, seed=0)
