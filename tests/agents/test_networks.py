@@ -29,6 +29,8 @@ def test_unknown_encoder_names_the_allowed_ones():
         networks.make_encoder("resnet", (3, 64, 64))
 
 
-@pytest.mark.parametrize(("view", "expected"), [("partial", "minigrid_cnn"), ("full", "minigrid_cnn"), ("full_rgb", "impala")])
+@pytest.mark.parametrize(
+    ("view", "expected"), [("partial", "minigrid_cnn"), ("full", "minigrid_cnn"), ("full_rgb", "impala")]
+)
 def test_minigrid_symbolic_views_default_to_the_small_cnn(view, expected):
     assert networks.default_encoder("minigrid", {"view": view}) == expected

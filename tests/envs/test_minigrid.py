@@ -47,7 +47,9 @@ def test_full_view_is_the_whole_symbolic_grid_with_the_agent_and_its_direction()
 
 
 @pytest.mark.filterwarnings("error::UserWarning")  # gym's env checker: observations must lie in the declared space
-@pytest.mark.parametrize("env_id", ["MiniGrid-DoorKey-6x6-v0", "MiniGrid-MultiRoom-N2-S4-v0", "MiniGrid-KeyCorridorS3R1-v0"])
+@pytest.mark.parametrize(
+    "env_id", ["MiniGrid-DoorKey-6x6-v0", "MiniGrid-MultiRoom-N2-S4-v0", "MiniGrid-KeyCorridorS3R1-v0"]
+)
 def test_full_view_equals_minigrids_fully_obs_wrapper_step_for_step(env_id):
     import gymnasium as gym  # noqa: PLC0415
     from minigrid.wrappers import FullyObsWrapper, ImgObsWrapper  # noqa: PLC0415
