@@ -136,9 +136,9 @@ class MiniGridEncoder(ConvDenseEncoder):
 
 
 def default_encoder(suite: str, options: dict) -> str:
-    """IMPALA for Procgen and rendered MiniGrid views; the small CNN for MiniGrid's symbolic view and
+    """IMPALA for Procgen and rendered MiniGrid views; the small CNN for MiniGrid's symbolic views and
     XLand-MiniGrid's small symbolic grids."""
-    if suite == "minigrid" and options.get("view", "partial") == "partial":
+    if suite == "minigrid" and options.get("view", "partial") in ("partial", "full"):
         return "minigrid_cnn"
     if suite == "xland":
         return "minigrid_cnn"

@@ -27,3 +27,10 @@ def test_nature_encoder_refuses_images_too_small_for_its_strides():
 def test_unknown_encoder_names_the_allowed_ones():
     with pytest.raises(ConfigError, match="unknown network 'resnet'; allowed: auto, impala, nature, minigrid_cnn"):
         networks.make_encoder("resnet", (3, 64, 64))
+
+
+@pytest.mark.parametrize(
+    ("view", "expected"), [("partial", "minigrid_cnn"), ("full", "minigrid_cnn"), ("full_rgb", "impala")]
+)
+def test_minigrid_symbolic_views_default_to_the_small_cnn(view, expected):
+    assert networks.default_encoder("minigrid", {"view": view}) == expected
