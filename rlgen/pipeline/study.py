@@ -6,8 +6,9 @@ the report. Every list is a sweep axis: ``envs x seeds`` PPO runs, ``x skills x 
 transitions`` datasets, ``x algos`` offline agents. Each stage config starts from an optional base
 file (``config:``, e.g. ``configs/offline/{algo}.yaml``), takes the keys the study decides (env,
 split, seed, device, out_dir, ...) and then the study's ``set:`` overrides, and is validated
-against the stage's own schema (``TrainConfig``, ``CollectConfig``, ``OfflineConfig``) before any
-work starts.
+against the stage's own schema (its algorithm's, from ``rlgen.agents.registry``, or ``CollectConfig``)
+before any work starts. The online stage trains any registered online algorithm (``ppo.algo``: ppo,
+ppo_jax...), the offline stages any registered offline one.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from rlgen.config import _DEVICE, MAX_SEED, OFFLINE_ALGOS, SKILLS, SplitConfig, StrictModel, check_name, check_out_dir
-from rlgen.envs.suites import parse_env_id
+from rlgen.agents import available_algorithms
+from rlgen.config import MAX_SEED, SKILLS, SplitConfig, StrictModel, check_name, check_out_dir
+from rlgen.devices import check_device_name
+from rlgen.envs import parse_env_id
 
 #: Stage kinds that use compute, with their resources in ``resources``.
 STAGE_KINDS = ("ppo", "collect", "subset", "offline", "evaluate", "report")
@@ -41,9 +44,16 @@ class StageSection(StrictModel):
 
 
 class PPOSection(StageSection):
-    """Online PPO on each env's training levels (``rlgen train`` with ``algo: ppo``)."""
+    """The online policy on each env's training levels (``rlgen train`` with an online ``algo``): the behaviour
+    policy whose skill ladder the datasets come from."""
 
+    algo: str = Field(default="ppo", description="a registered online algorithm: ppo (SB3), ppo_jax (xland envs), ...")
     reuse: str | None = Field(default=None, description="existing run directories to use instead of training, e.g. runs/ppo-{game}-s{seed}")
+
+    @field_validator("algo")
+    @classmethod
+    def _algo(cls, v: str) -> str:
+        return _registered(v, "online")
 
     @model_validator(mode="after")
     def _reuse_or_train(self) -> "PPOSection":
@@ -85,18 +95,13 @@ class OfflineSection(StageSection):
     @field_validator("algos")
     @classmethod
     def _algos(cls, v: list[str]) -> list[str]:
-        v = _unique_nonempty([str(a).lower() for a in v], "algos")
-        bad = [a for a in v if a not in OFFLINE_ALGOS]
-        if bad:
-            raise ValueError(f"unknown algorithm {bad[0]!r}; allowed: {', '.join(OFFLINE_ALGOS)}")
-        return v
+        return [_registered(a, "offline") for a in _unique_nonempty([str(a).lower() for a in v], "algos")]
 
     @field_validator("per_algo")
     @classmethod
     def _per_algo(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        bad = [a for a in v if a not in OFFLINE_ALGOS]
-        if bad:
-            raise ValueError(f"unknown algorithm {bad[0]!r}; allowed: {', '.join(OFFLINE_ALGOS)}")
+        for a in v:
+            _registered(a, "offline")
         return v
 
 
@@ -184,9 +189,7 @@ class StudyConfig(StrictModel):
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:
-        if not _DEVICE.match(v):
-            raise ValueError(f"device {v!r} is not one of: auto, cpu, cuda, cuda:N")
-        return v
+        return check_device_name(v)
 
     @field_validator("workers")
     @classmethod
@@ -223,6 +226,13 @@ class StudyConfig(StrictModel):
 
     def stage_seeds(self, section: StageSection | None) -> list[int]:
         return list(section.seeds) if section is not None and section.seeds is not None else list(self.seeds)
+
+
+def _registered(algo: str, kind: str) -> str:
+    allowed = available_algorithms(kind)  # type: ignore[arg-type]
+    if algo not in allowed:
+        raise ValueError(f"unknown algorithm {algo!r}; allowed: {', '.join(allowed)}")
+    return algo
 
 
 def _unique_nonempty(values: list[Any], key: str, minimum: int | None = None, maximum: int | None = None) -> list[Any]:

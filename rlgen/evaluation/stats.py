@@ -1,4 +1,5 @@
-"""Statistics over runs (training seeds), the unit that varies, following rliable (Agarwal et al., 2021).
+"""Statistics over runs (training seeds), the unit that varies, following rliable (Agarwal et al., 2021);
+and the generalization gap of one run (:func:`generalization_gap`, evaluation noise only).
 
 A *run score* on a level set is the mean normalized return of that run's episodes. Per game:
 
@@ -24,8 +25,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 
+from typing import Any
+
 import numpy as np
 import scipy.stats
+
+from rlgen.errors import RlgenError
+from rlgen.evaluation.episodes import EvalResult
 
 CONFIDENCE = 0.95
 
@@ -62,6 +68,51 @@ def episode_gap_ci(train: np.ndarray, held_out: np.ndarray, n_boot: int = 10_000
     rng = np.random.default_rng(seed)
     boot = a[rng.integers(0, len(a), size=(n_boot, len(a)))].mean(axis=1) - b[rng.integers(0, len(b), size=(n_boot, len(b)))].mean(axis=1)
     return _interval(boot, confidence)
+
+
+@dataclasses.dataclass(frozen=True)
+class Gap:
+    """Generalization gap = mean train score - mean held-out score, with a bootstrap CI."""
+
+    train_mean: float
+    held_out_mean: float
+    gap: float
+    ci_low: float
+    ci_high: float
+    confidence: float
+    normalized: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def generalization_gap(
+    train: EvalResult | np.ndarray,
+    held_out: EvalResult | np.ndarray,
+    n_boot: int = 10_000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Gap:
+    """Gap of normalized returns (raw returns where no normalization exists), with a percentile
+    bootstrap CI that resamples the train and held-out episodes independently.
+
+    This is the gap of one run, and its CI measures evaluation noise only; across training seeds
+    use :func:`game_estimate` (what ``rlgen report`` does)."""
+    normalized = not (isinstance(train, EvalResult) and train.normalized is None)
+    a = np.asarray(train.scores if isinstance(train, EvalResult) else train, dtype=np.float64)
+    b = np.asarray(held_out.scores if isinstance(held_out, EvalResult) else held_out, dtype=np.float64)
+    if len(a) == 0 or len(b) == 0:
+        raise RlgenError("generalization_gap needs at least one train and one held-out episode")
+    low, high = episode_gap_ci(a, b, n_boot, confidence, seed)
+    return Gap(
+        train_mean=float(a.mean()),
+        held_out_mean=float(b.mean()),
+        gap=float(a.mean() - b.mean()),
+        ci_low=low,
+        ci_high=high,
+        confidence=confidence,
+        normalized=normalized,
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """``results.jsonl``: one evaluation per row, who it is about, and which rows count.
 
 A row is ``EvalResult.to_row(**identity)``: the per-episode returns of one evaluation plus the
-identity of the agent (:func:`agent_identity`, :func:`random_identity`; ``rlgen evaluate`` and the
-pipeline's evaluation stage both call these, so their rows carry the same fields).
+identity of the agent, given as data (:data:`IDENTITY_FIELDS`: ``rlgen.agents.run_dir.agent_identity``
+for a trained run, :func:`random_identity` for the random baseline).
 
 The latest evaluation wins: per (run id, checkpoint, greedy or sampled, level set) only the most
 recent row counts. ``rlgen evaluate`` replaces such rows in the run's ``results.jsonl`` (atomically,
@@ -20,64 +20,21 @@ import fcntl
 import hashlib
 import json
 import math
-import os
-import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from rlgen.atomic_files import write_lines_atomic
 from rlgen.envs import WHICH
 from rlgen.errors import RlgenError
-from rlgen.run_identity import dataset_identity, read_run_id
+
+#: ``run_id_of(run_dir) -> run id``: how rows from before run ids find the run of the directory they were
+#: written in (``rlgen.agents.run_dir.read_run_id``); without it, such rows are told apart by their fields.
+RunIdOf = Callable[[Path], str]
 
 #: The fields that say which agent a row is about (``env`` and ``which`` come with every row).
 IDENTITY_FIELDS = ("run_id", "algorithm", "env", "train_levels", "train_seed", "checkpoint", "study", "dataset", "dataset_skill",
                    "dataset_levels", "dataset_transitions")  # fmt: skip
-
-
-def dataset_facts(resolved: dict[str, Any]) -> dict[str, Any] | None:
-    """The ``rlgen.run_identity.dataset_identity`` facts of an offline run's dataset, from its
-    config's ``resolved.dataset`` block; None for runs without a dataset (PPO).
-
-    Runs trained before those facts were recorded get them from the dataset when it is still at the
-    recorded path; otherwise only the name and measured size are known.
-    """
-    d = resolved.get("dataset")
-    if not isinstance(d, dict):
-        return None
-    if "size" in d:
-        return d
-    try:
-        from rlgen.data import load_dataset
-
-        return {**d, **dataset_identity(load_dataset(d["path"]))}
-    except (RlgenError, KeyError, OSError, TypeError, ValueError):
-        return {"name": d.get("name"), "skill": None, "levels": None, "size": None, "transitions": d.get("transitions"),
-                "distinct_levels": None, "train_levels": None}  # fmt: skip
-
-
-def agent_identity(run_dir: str | Path, algo: str, config: Any, resolved: dict[str, Any], split: Any,
-                   checkpoint: str | None = None, study: str | None = None) -> dict[str, Any]:  # fmt: skip
-    """Row fields naming a trained agent: run id, algorithm, env, training levels it is evaluated on,
-    train seed, checkpoint (None: the final policy), study label, and its dataset's name, skill,
-    levels and size (nominal, see ``dataset_identity``; None for online agents)."""
-    facts = dataset_facts(resolved) or {}
-    return {
-        "run_id": read_run_id(run_dir),
-        "algorithm": algo,
-        "env": split.id,
-        "train_levels": len(split.train),
-        "train_seed": int(getattr(config, "seed", 0)),
-        "checkpoint": checkpoint,
-        "study": study,
-        "dataset": facts.get("name"),
-        "dataset_skill": facts.get("skill"),
-        "dataset_levels": facts.get("levels"),
-        "dataset_transitions": facts.get("size"),
-        "dataset_transitions_measured": facts.get("transitions"),
-        "dataset_distinct_levels": facts.get("distinct_levels"),
-        "run": str(run_dir),
-    }
 
 
 def random_identity(split: Any, seed: int, study: str | None = None) -> dict[str, Any]:
@@ -100,48 +57,35 @@ def row_algorithm(row: dict[str, Any]) -> str:
     return str(row.get("algorithm") or row.get("algo") or row.get("agent") or "?")
 
 
-def row_run_id(row: dict[str, Any], source: Path | None = None) -> str:
+def row_run_id(row: dict[str, Any], source: Path | None = None, run_id_of: RunIdOf | None = None) -> str:
     """The run a row belongs to. Rows from before run ids: one written by ``rlgen evaluate`` into a
-    run directory belongs to that directory's run (so a later evaluation replaces it); others are
-    told apart by what they recorded (run path, agent, env, seed)."""
+    run directory belongs to that directory's run (``run_id_of(directory)``, so a later evaluation
+    replaces it); others are told apart by what they recorded (run path, agent, env, seed)."""
     if row.get("run_id"):
         return str(row["run_id"])
     algo = row_algorithm(row)
-    if source is not None and algo != "random" and (source.parent / "config.yaml").is_file():
-        return read_run_id(source.parent)
+    if run_id_of is not None and source is not None and algo != "random" and (source.parent / "config.yaml").is_file():
+        return run_id_of(source.parent)
     key = json.dumps([row.get("run"), algo, row.get("agent"), row.get("env"), row.get("train_seed"), row.get("dataset"), row.get("seed")], default=str)
     return "legacy-" + hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-def evaluation_key(row: dict[str, Any], source: Path | None = None) -> tuple[str, str | None, bool, str]:
+def evaluation_key(row: dict[str, Any], source: Path | None = None, run_id_of: RunIdOf | None = None) -> tuple[str, str | None, bool, str]:
     """(run id, checkpoint, greedy, level set): rows with the same key evaluate the same policy the
     same way, and only the latest counts."""
-    return (row_run_id(row, source), row.get("checkpoint"), bool(row.get("deterministic", False)), str(row["which"]))
+    return (row_run_id(row, source, run_id_of), row.get("checkpoint"), bool(row.get("deterministic", False)), str(row["which"]))
 
 
 # --- writing ---------------------------------------------------------------------------------------
 
 
-def _write_lines_atomic(path: Path, lines: Iterable[str]) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with tmp.open("w") as f:
-        for line in lines:
-            f.write(line + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def write_rows(path: str | Path, rows: Iterable[dict[str, Any]]) -> Path:
     """Write ``rows`` as the whole of ``path`` (temporary file, then rename: a kill leaves the old
     file or the new one, never half of one)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    _write_lines_atomic(p, (json.dumps(r) for r in rows))
-    return p
+    return write_lines_atomic(path, (json.dumps(r) for r in rows), fsync=True)
 
 
-def record_results(path: str | Path, rows: Sequence[dict[str, Any]]) -> tuple[Path, int, list[str]]:
+def record_results(path: str | Path, rows: Sequence[dict[str, Any]], run_id_of: RunIdOf | None = None) -> tuple[Path, int, list[str]]:
     """Add ``rows`` to ``path``, replacing earlier rows with the same :func:`evaluation_key`.
 
     The file is rewritten atomically under an exclusive lock (two ``rlgen evaluate`` of one run at
@@ -152,12 +96,12 @@ def record_results(path: str | Path, rows: Sequence[dict[str, Any]]) -> tuple[Pa
     """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    new_keys = {evaluation_key(r, p) for r in rows}
+    new_keys = {evaluation_key(r, p, run_id_of) for r in rows}
     with (p.parent / f"{p.name}.lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or by the kernel if we die
         warnings: list[str] = []
         old = read_results(p, warnings) if p.is_file() else []
-        kept = [r for r in old if evaluation_key(r, p) not in new_keys]
+        kept = [r for r in old if evaluation_key(r, p, run_id_of) not in new_keys]
         write_rows(p, [*kept, *rows])
     return p, len(old) - len(kept), warnings
 
@@ -235,7 +179,7 @@ class Results:
     warnings: list[str]
 
 
-def keep_latest(rows: Iterable[tuple[dict[str, Any], Path | None]]) -> tuple[list[dict[str, Any]], int]:
+def keep_latest(rows: Iterable[tuple[dict[str, Any], Path | None]], run_id_of: RunIdOf | None = None) -> tuple[list[dict[str, Any]], int]:
     """Per :func:`evaluation_key`, the latest row (by ``time``; among rows without one, the last
     given), each with ``run_id`` filled in. ``rows`` pairs each row with the file it came from.
 
@@ -246,7 +190,7 @@ def keep_latest(rows: Iterable[tuple[dict[str, Any], Path | None]]) -> tuple[lis
     total = 0
     for order, (row, source) in enumerate(rows):
         total += 1
-        key = evaluation_key(row, source)
+        key = evaluation_key(row, source, run_id_of)
         t = row.get("time")
         rank = (float(t) if isinstance(t, (int, float)) else -math.inf, order)
         if key not in latest or rank > latest[key][0]:
@@ -255,9 +199,9 @@ def keep_latest(rows: Iterable[tuple[dict[str, Any], Path | None]]) -> tuple[lis
     return kept, total - len(kept)
 
 
-def load_results(files: Sequence[str | Path]) -> Results:
+def load_results(files: Sequence[str | Path], run_id_of: RunIdOf | None = None) -> Results:
     """Read ``files`` and keep only the latest evaluation of each run (:func:`keep_latest`)."""
     warnings: list[str] = []
     paths = [Path(f) for f in files]
-    kept, dropped = keep_latest((row, path) for path in paths for row in read_results(path, warnings))
+    kept, dropped = keep_latest(((row, path) for path in paths for row in read_results(path, warnings)), run_id_of)
     return Results(kept, paths, dropped, warnings)

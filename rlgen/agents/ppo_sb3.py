@@ -1,8 +1,8 @@
-"""Online PPO through stable-baselines3, with a skill ladder of checkpoints and resume.
+"""``algo: ppo``: online PPO through stable-baselines3, with a skill ladder of checkpoints and resume.
 
 Run directory (``out_dir``)::
 
-    config.yaml                  resolved config, with the resolved LevelSplit
+    config.yaml, run.json        resolved config (with the resolved LevelSplit) and run id (``rlgen.agents.run_dir``)
     checkpoints/latest.pt        policy + optimizer + reward-normalization statistics + step counter (resumable)
     checkpoints/state.json       env steps done, whether training finished
     ladder/step_<N>.pt           skill-ladder checkpoints (policy at N env steps)
@@ -11,7 +11,7 @@ Run directory (``out_dir``)::
     results.jsonl                evaluation rows (``rlgen evaluate``)
     .lock                        held by the process training in the directory
 
-Checkpoints are weights only (``rlgen.agents.ppo_policy``): loading one never runs code from it.
+Checkpoints are weights only (``rlgen.agents.ppo_sb3_policy``): loading one never runs code from it.
 ``rlgen train`` on a directory that holds ``checkpoints/latest.pt`` continues from it: same step
 counter, same TensorBoard curve (events after the checkpoint are purged from it). A resumable
 checkpoint is written at least every tenth of ``total_steps``. SIGINT/SIGTERM stop at the next env
@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlgen.agents import networks
-from rlgen.agents.ppo_policy import (
+from rlgen.agents.networks import encoder_for
+from rlgen.agents.ppo_sb3_policy import (
     EncoderExtractor,  # noqa: F401 - re-exported: the features extractor of rlgen's PPO
     arch_for,
     build_policy,
@@ -41,24 +41,28 @@ from rlgen.agents.ppo_policy import (
     save_checkpoint_file,
 )
 from rlgen.agents.run_dir import (
-    LADDER,
-    TrainingInterrupted,
-    check_same_config,
-    inside_run_dir,
+    final_checkpoint,
+    interrupted,
+    keep_rung,
+    ladder_or_new,
     locks_run_dir,
-    read_ladder,
-    read_state,
+    read_run_config,
+    resume_preamble,
     stop_on_signals,
+    tensorboard_writer,
+    write_resolved_config,
+    write_state,
 )
-from rlgen.agents.run_dir import write_json_atomic as _write_json
-from rlgen.config import TrainConfig, validate_config, write_resolved_config
+from rlgen.config import PPOConfig, validate_config
+from rlgen.devices import torch_device
 from rlgen.envs import LevelSplit, make_env
 from rlgen.errors import RlgenError
+from rlgen.evaluation import evaluate_on_levels
+from rlgen.progress import ProgressBar
 
 from stable_baselines3 import PPO  # noqa: E402
 from stable_baselines3.common.callbacks import BaseCallback  # noqa: E402
 from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat  # noqa: E402
-from stable_baselines3.common.utils import get_device  # noqa: E402
 from stable_baselines3.common.vec_env import VecNormalize  # noqa: E402
 
 from rlgen.agents.sb3_vec_env import RlgenVecEnv  # noqa: E402
@@ -70,26 +74,20 @@ LEGACY_LATEST = "checkpoints/latest.zip"
 TB_DIR = "tb/ppo_1"  # the name SB3 gave the first run; kept so older run directories continue their curve
 
 
-def sb3_device(device: str) -> str:
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RlgenError(f"device={device!r} but CUDA is not available here; use device=auto or device=cpu")
-    return device
-
-
 class PPOAgent:
-    """PPO behind rlgen's Agent interface: ``fit``, ``act``, ``save``, ``load``.
+    """An SB3 PPO policy behind rlgen's ``Agent`` protocol: ``act``, ``save``, ``load``.
 
     Args:
         policy: an SB3 actor-critic policy of architecture ``arch``.
-        arch: its plain-data description (``rlgen.agents.ppo_policy.arch_for``).
-        model: the SB3 ``PPO`` that trains ``policy`` (only while training; ``fit`` needs it).
-    Use ``PPOAgent.load``, ``load_run_agent`` or ``train_ppo`` to get one.
+        arch: its plain-data description (``rlgen.agents.ppo_sb3_policy.arch_for``).
+    Use ``PPOAgent.load``, ``load_run`` or ``train_ppo`` to get one.
     """
 
-    def __init__(self, policy: Any, arch: dict[str, Any], model: PPO | None = None) -> None:
+    episodic = False
+
+    def __init__(self, policy: Any, arch: dict[str, Any]) -> None:
         self.policy = policy
         self.arch = arch
-        self.model = model
 
     @property
     def num_actions(self) -> int:
@@ -107,12 +105,12 @@ class PPOAgent:
     @classmethod
     def load(cls, path: str | Path, device: str = "auto", arch: dict[str, Any] | None = None) -> "PPOAgent":
         """The policy in ``path``: a ``.pt`` of rlgen's, or an older rlgen's SB3 ``.zip`` (whose
-        architecture ``arch`` must then come from its run's config: use ``load_run_agent``).
+        architecture ``arch`` must then come from its run's config: use ``load_run``).
         Nothing in the file is unpickled beyond tensors and plain data."""
         p = Path(path)
         if not p.is_file():
             raise RlgenError(f"no PPO checkpoint at {str(p)!r}")
-        dev = get_device(sb3_device(device))
+        dev = torch_device(device)
         if is_legacy_zip(p):
             if arch is None:
                 raise RlgenError(f"{p} is an SB3 .zip of an older rlgen: load it with its run directory (rlgen evaluate RUN_DIR)")
@@ -124,22 +122,13 @@ class PPOAgent:
         load_weights(policy, state, p)
         return cls(policy, arch)
 
-    def fit(self, total_steps: int, callback: BaseCallback | None = None, resume: bool = False) -> "PPOAgent":
-        """Train until the model has taken ``total_steps`` env steps in all."""
-        if self.model is None:
-            raise RlgenError("this PPOAgent was loaded for acting; train with train_ppo (rlgen train)")
-        remaining = total_steps - self.model.num_timesteps
-        if remaining > 0:
-            self.model.learn(remaining, callback=callback, reset_num_timesteps=not resume)
-        return self
-
 
 class LadderCallback(BaseCallback):
     """Every ``ladder.every_steps`` env steps: evaluate on training levels and keep a checkpoint (a rung).
     Every ``checkpoint_every`` env steps: save the resumable ``latest`` checkpoint. Stops training
     when a stop signal arrived. Shows progress."""
 
-    def __init__(self, cfg: TrainConfig, split: LevelSplit, run_dir: Path, stop_flag: dict[str, bool], arch: dict[str, Any], tb: Any = None) -> None:
+    def __init__(self, cfg: PPOConfig, split: LevelSplit, run_dir: Path, stop_flag: dict[str, bool], arch: dict[str, Any], tb: Any = None) -> None:
         super().__init__()
         self.cfg = cfg
         self.arch = arch
@@ -149,8 +138,7 @@ class LadderCallback(BaseCallback):
         self.stop_flag = stop_flag
         self.next_rung = 0
         self.next_checkpoint = 0
-        self.progress: Any = None
-        self.task: Any = None
+        self.bar: ProgressBar | None = None
         self._t0 = time.perf_counter()
         self._steps0 = 0
         self._last_return: float | None = None
@@ -162,15 +150,8 @@ class LadderCallback(BaseCallback):
         self.next_checkpoint = (n // ck + 1) * ck
         self._steps0 = n
         self._t0 = time.perf_counter()
-        if self.cfg.progress:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.progress = Progress(
-                TextColumn("[bold]PPO[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[sps]} steps/s  return {task.fields[ret]}"), TimeRemainingColumn(),
-            )  # fmt: skip
-            self.progress.start()
-            self.task = self.progress.add_task(self.split.id, total=self.cfg.total_steps, completed=n, sps="-", ret="-")
+        self.bar = ProgressBar(f"[bold]PPO[/] {self.split.id}", total=self.cfg.total_steps, completed=n,
+                               fields={"sps": "steps/s", "ret": ""}, enabled=self.cfg.progress)  # fmt: skip
 
     def _on_step(self) -> bool:
         for info in self.locals.get("infos", ()):
@@ -184,25 +165,25 @@ class LadderCallback(BaseCallback):
             save_checkpoint(self.model, self.run_dir, finished=False)
             ck = self.cfg.checkpoint_interval()
             self.next_checkpoint = (n // ck + 1) * ck
-        if self.progress is not None and n % (self.cfg.num_envs * 16) < self.cfg.num_envs:
+        if self.cfg.progress and n % (self.cfg.num_envs * 16) < self.cfg.num_envs:
             self._update_progress()
         return not self.stop_flag["stop"]
 
     def _update_progress(self) -> None:
         sps = (self.num_timesteps - self._steps0) / max(time.perf_counter() - self._t0, 1e-9)
-        ret = f"{self._last_return:.2f}" if self._last_return is not None else "-"
-        self.progress.update(self.task, completed=self.num_timesteps, sps=f"{sps:,.0f}", ret=ret)
+        ret = f"return {self._last_return:.2f}" if self._last_return is not None else "return -"
+        if self.bar is not None:
+            self.bar.update(completed=self.num_timesteps, sps=f"{sps:,.0f}", ret=ret)
         self.logger.record("time/steps_per_second", sps)
 
     def _on_training_end(self) -> None:
-        if self.progress is not None:
+        if self.cfg.progress:
             self._update_progress()
-            self.progress.stop()
+        if self.bar is not None:
+            self.bar.close()
 
     def add_rung(self) -> dict[str, Any]:
-        from rlgen.evaluation import evaluate_on_levels
-
-        agent = PPOAgent(self.model.policy, self.arch, self.model)
+        agent = PPOAgent(self.model.policy, self.arch)
         result = evaluate_on_levels(
             agent, self.split, "train", episodes=self.cfg.ladder.episodes, seed=self.cfg.seed,
             num_envs=self.cfg.eval_num_envs, deterministic=self.cfg.ladder.deterministic,
@@ -210,31 +191,7 @@ class LadderCallback(BaseCallback):
         step = int(self.model.num_timesteps)
         rel = f"ladder/step_{step:010d}.pt"
         agent.save(self.run_dir / rel, num_timesteps=step)
-        rung = {
-            "step": step,
-            "checkpoint": rel,
-            "mean_return": result.mean_return,
-            "mean_normalized": result.mean_normalized,
-            "episodes": len(result.returns),
-            "levels": "train",
-            "deterministic": self.cfg.ladder.deterministic,
-            "time": time.time(),
-        }
-        ladder = _load_ladder(self.run_dir, self.split)
-        ladder["rungs"] = [r for r in ladder["rungs"] if r["step"] != step] + [rung]
-        _write_json(self.run_dir / LADDER, ladder)
-        if self.tb is not None:
-            self.tb.add_scalar("eval/train_levels/mean_return", result.mean_return, step)
-            if result.mean_normalized is not None:
-                self.tb.add_scalar("eval/train_levels/mean_normalized", result.mean_normalized, step)
-            self.tb.flush()
-        return rung
-
-
-def _load_ladder(run_dir: Path, split: LevelSplit) -> dict[str, Any]:
-    if (run_dir / LADDER).is_file():
-        return read_ladder(run_dir)
-    return {"env": split.id, "split": split.to_dict(), "rungs": []}
+        return keep_rung(self.run_dir, self.split, step, rel, result, self.cfg.ladder.deterministic, tb=self.tb)
 
 
 def save_checkpoint(model: PPO, run_dir: Path, finished: bool) -> None:
@@ -251,7 +208,7 @@ def save_checkpoint(model: PPO, run_dir: Path, finished: bool) -> None:
         "arch": arch, "policy": model.policy.state_dict(), "optimizer": model.policy.optimizer.state_dict(),
         "num_timesteps": int(model.num_timesteps), "n_updates": int(model._n_updates), "ret_rms": ret_rms,
     })  # fmt: skip
-    _write_json(run_dir / STATE, {"num_timesteps": int(model.num_timesteps), "finished": finished, "time": time.time()})
+    write_state(run_dir, STATE, model.num_timesteps, finished)
 
 
 def _encoder(model: PPO) -> str:
@@ -275,7 +232,7 @@ def _restore(model: PPO, payload: dict[str, Any], path: Path) -> None:
         raise RlgenError(f"{path} is not a resumable checkpoint ({type(e).__name__}: {str(e)[:160]})") from None
 
 
-def build_model(cfg: TrainConfig, venv: Any, run_dir: Path) -> PPO:
+def build_model(cfg: PPOConfig, venv: Any, run_dir: Path) -> PPO:
     p = cfg.ppo
     return PPO(
         "CnnPolicy",
@@ -293,39 +250,34 @@ def build_model(cfg: TrainConfig, venv: Any, run_dir: Path) -> PPO:
         max_grad_norm=p.max_grad_norm,
         policy_kwargs=policy_kwargs(encoder_of(cfg)),
         seed=cfg.seed,
-        device=sb3_device(cfg.device),
+        device=torch_device(cfg.device),
         verbose=0,
     )
 
 
-def encoder_of(cfg: TrainConfig) -> str:
+def encoder_of(cfg: PPOConfig) -> str:
     """The encoder a config trains: ``ppo.network``, or the suite's default for ``auto``."""
-    suite = cfg.env.split("/", 1)[0]
-    return cfg.ppo.network if cfg.ppo.network != "auto" else networks.default_encoder(suite, cfg.split.options)
+    return encoder_for(cfg.ppo.network, cfg.env, cfg.split.options)
 
 
 class _PurgingTensorBoard(TensorBoardOutputFormat):
-    """SB3's TensorBoard output, whose writer starts with ``purge_step``: readers (TensorBoard,
-    ``EventAccumulator``) drop the events an earlier, killed process wrote at or after that step, so
-    a resumed run shows one curve with each step once."""
+    """SB3's TensorBoard output on rlgen's writer (``run_dir.tensorboard_writer``), so a resumed run
+    shows one curve with each step once."""
 
-    def __init__(self, folder: str, purge_step: int) -> None:  # noqa: D107 - SB3's __init__ would open a writer without purge_step
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.writer = SummaryWriter(log_dir=folder, purge_step=purge_step)
+    def __init__(self, folder: str, resumed_at: int | None) -> None:  # noqa: D107 - SB3's __init__ would open a writer without purge_step
+        self.writer = tensorboard_writer(Path(folder), resumed_at)
         self._is_closed = False
 
 
 def _logger(run_dir: Path, resumed_at: int | None) -> Logger:
     """TensorBoard in ``tb/ppo_1`` for every attempt. A fresh start purges everything an earlier
     attempt without a checkpoint logged; a resume keeps the steps up to its checkpoint."""
-    purge = 0 if resumed_at is None else resumed_at + 1
     folder = str(run_dir / TB_DIR)
-    return Logger(folder, [_PurgingTensorBoard(folder, purge)])
+    return Logger(folder, [_PurgingTensorBoard(folder, resumed_at)])
 
 
 @locks_run_dir
-def train_ppo(cfg: TrainConfig) -> Path:
+def train_ppo(cfg: PPOConfig) -> Path:
     """Train (or resume) PPO as ``cfg`` says; returns the run directory.
 
     Raises:
@@ -333,36 +285,34 @@ def train_ppo(cfg: TrainConfig) -> Path:
     """
     run_dir = Path(cfg.out_dir or "runs/ppo")
     split = cfg.level_split()
-    state = read_state(run_dir, STATE)
-    if state.get("finished") and isinstance(state.get("num_timesteps"), int) and state["num_timesteps"] >= cfg.total_steps:
-        check_same_config(run_dir, cfg)
+    resume = resume_preamble(run_dir, cfg, LATEST, STATE, cfg.total_steps)
+    if resume.finished:
         return run_dir  # nothing left to do
-    resuming = (run_dir / LATEST).is_file()
-    if not resuming and (run_dir / LEGACY_LATEST).is_file():
+    if not resume.resuming and (run_dir / LEGACY_LATEST).is_file():
         raise RlgenError(f"{run_dir / LEGACY_LATEST} was written by an older rlgen (an SB3 zip with pickled fields); it can be "
                          "evaluated and collected from, but not resumed without unpickling it: train into a new out_dir")  # fmt: skip
-    if resuming:
-        check_same_config(run_dir, cfg)
-        payload = read_checkpoint_file(run_dir / LATEST, get_device(sb3_device(cfg.device)))  # before any write
-        _load_ladder(run_dir, split)  # a torn ladder fails now, not after the training it would follow
+    if resume.resuming:
+        payload = read_checkpoint_file(run_dir / LATEST, torch_device(cfg.device))  # before any write
+        ladder_or_new(run_dir, split)  # a torn ladder fails now, not after the training it would follow
     write_resolved_config(cfg, run_dir, extra={"split": split.to_dict()})
 
     venv: Any = RlgenVecEnv(make_env(split, "train", num_envs=cfg.num_envs, seed=cfg.seed))
     if cfg.ppo.normalize_reward:
         venv = VecNormalize(venv, norm_obs=False, norm_reward=True, gamma=cfg.ppo.gamma)
     model = build_model(cfg, venv, run_dir)
-    if resuming:
+    if resume.resuming:
         _restore(model, payload, run_dir / LATEST)
-    logger = _logger(run_dir, model.num_timesteps if resuming else None)
+    logger = _logger(run_dir, model.num_timesteps if resume.resuming else None)
     model.set_logger(logger)
 
     flag = {"stop": False}
     arch = arch_for(encoder_of(cfg), model.observation_space, model.action_space)
     callback = LadderCallback(cfg, split, run_dir, flag, arch, tb=logger.output_formats[0].writer)
-    agent = PPOAgent(model.policy, arch, model)
     try:
         with stop_on_signals(flag):
-            agent.fit(cfg.total_steps, callback=callback, resume=resuming)
+            remaining = cfg.total_steps - model.num_timesteps
+            if remaining > 0:
+                model.learn(remaining, callback=callback, reset_num_timesteps=not resume.resuming)
         finished = model.num_timesteps >= cfg.total_steps and not flag["stop"]
         if finished:
             if getattr(callback, "model", None) is None:  # nothing left to learn (killed after its last checkpoint)
@@ -373,14 +323,11 @@ def train_ppo(cfg: TrainConfig) -> Path:
         logger.close()
         venv.close()
     if flag["stop"]:
-        raise TrainingInterrupted(
-            f"stopped by signal at {model.num_timesteps:,} env steps; checkpoint saved in {run_dir / LATEST}; "
-            "run the same command again to resume"
-        )
+        raise interrupted(f"{model.num_timesteps:,} env steps", run_dir / LATEST)
     return run_dir
 
 
-def load_run_agent(run_dir: str | Path, checkpoint: str | None = None, device: str = "auto") -> PPOAgent:
+def load_run(run_dir: str | Path, checkpoint: str | None = None, device: str = "auto") -> PPOAgent:
     """The agent of a run directory: the last ladder rung (the final policy) unless ``checkpoint`` names one.
 
     Paths from ``ladder.json`` (and ``checkpoint``) must stay inside the run directory. Checkpoints
@@ -388,34 +335,18 @@ def load_run_agent(run_dir: str | Path, checkpoint: str | None = None, device: s
     ``policy.pth`` weights alone.
     """
     run = Path(run_dir)
-    if checkpoint is not None:
-        path = inside_run_dir(run, checkpoint, "checkpoint")
-    elif (run / LADDER).is_file() and read_ladder(run)["rungs"]:
-        last = max(read_ladder(run)["rungs"], key=lambda r: r["step"])
-        path = inside_run_dir(run, last["checkpoint"], run / LADDER)
-    elif (run / LATEST).is_file() or not (run / LEGACY_LATEST).is_file():  # stopped before its first rung
-        path = run / LATEST
-    else:
-        path = run / LEGACY_LATEST
+    path = final_checkpoint(run, checkpoint, LATEST)
+    if checkpoint is None and path == run / LATEST and not path.is_file() and (run / LEGACY_LATEST).is_file():
+        path = run / LEGACY_LATEST  # an older rlgen's run stopped before its first rung
     arch = legacy_arch(run) if path.is_file() and is_legacy_zip(path) else None
     return PPOAgent.load(path, device=device, arch=arch)
 
 
 def legacy_arch(run_dir: Path) -> dict[str, Any]:
     """The architecture of an older rlgen's run, from its ``config.yaml`` (encoder) and its env (spaces)."""
-    import yaml
-
-    config_path = run_dir / "config.yaml"
-    if not config_path.is_file():
-        raise RlgenError(f"{run_dir} has an SB3 .zip checkpoint but no config.yaml to rebuild its policy from")
-    try:
-        data = yaml.safe_load(config_path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise RlgenError(f"{config_path} is not valid YAML ({getattr(e, 'problem', e)})") from None
-    if not isinstance(data, dict):
-        raise RlgenError(f"{config_path}: expected a mapping of config keys")
+    data = read_run_config(run_dir)
     resolved = data.pop("resolved", None) or {}
-    cfg = validate_config(data, TrainConfig, source=str(config_path))
+    cfg = validate_config(data, PPOConfig, source=str(run_dir / "config.yaml"))
     split = LevelSplit.from_dict(resolved["split"]) if isinstance(resolved, dict) and "split" in resolved else cfg.level_split()
     probe = make_env(split, "train", num_envs=1, levels=[split.train.min])
     try:

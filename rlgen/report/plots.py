@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from rlgen.report import Aggregate, GameRow, agent_matrices
-from rlgen.run_statistics import performance_profile
+from rlgen.config import human_count
+from rlgen.evaluation.stats import performance_profile
+from rlgen.report.tables import Aggregate, GameRow, agent_matrices
 
 ONE_RUN_NOTE = "1 run"
 
@@ -95,8 +96,6 @@ def plot_gap_vs(table: Sequence[GameRow], axis: str, path: Path) -> bool:
     """Gap against training levels (``axis="levels"``) or dataset size (``"size"``), one line per
     agent with everything else fixed (:func:`gap_lines`), one panel per game; error bars are the
     table's gap CIs. False when no line has two points."""
-    from rlgen.config import human_count
-
     lines = gap_lines(table, axis)
     if not lines:
         return False

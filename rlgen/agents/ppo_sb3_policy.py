@@ -1,4 +1,4 @@
-"""The SB3 PPO policy of rlgen: its architecture, and saving and loading it as weights only.
+"""The SB3 PPO policy of rlgen (``rlgen.agents.ppo_sb3``): its architecture, and saving and loading it as weights only.
 
 A run directory may come from someone else, and SB3's own ``model.save`` zip holds cloudpickled
 fields (``data``: schedules, spaces, the policy class) that run code when ``PPO.load`` reads them.
@@ -22,7 +22,6 @@ the run's ``config.yaml`` (:func:`arch_for`), never from the zip's ``data``.
 from __future__ import annotations
 
 import io
-import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 
 from rlgen.agents import networks
+from rlgen.atomic_files import write_bytes_atomic
 from rlgen.agents.quiet import silence_gym_banner
 from rlgen.errors import RlgenError
 
@@ -93,11 +93,9 @@ def build_policy(arch: dict[str, Any], device: torch.device | str = "cpu") -> Ac
 def save_checkpoint_file(path: Path, payload: dict[str, Any]) -> Path:
     """``torch.save`` of ``payload`` (plus ``format``) to ``path``, atomically: a kill mid-save leaves
     the previous file whole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save({"format": FORMAT, **payload}, tmp)
-    os.replace(tmp, path)
-    return path
+    buf = io.BytesIO()
+    torch.save({"format": FORMAT, **payload}, buf)
+    return write_bytes_atomic(path, buf.getvalue())
 
 
 # --- reading ------------------------------------------------------------------------------------

@@ -1,11 +1,15 @@
-"""Evaluate any policy on a split's training, validation or held-out levels; the generalization gap.
+"""Evaluate any policy on a split's training, validation or held-out levels, one episode per level of a fixed list.
 
 ``evaluate_on_levels`` runs complete episodes on a fixed list of levels drawn (seeded) from the
 chosen level set, several envs at once, and records return, length and level of every episode.
-The policy is any object with ``act(obs, deterministic=...) -> actions`` taking a batch of
-observations ``(B, *obs_shape)`` and returning ``(B,)`` integer actions. Policies with
-``episodic = True`` (DT, BCT) also get ``reset(keys)`` when episodes start, ``keys=`` in ``act``
-naming each row's episode, and ``observe(keys, rewards)`` after each step.
+The policy may be any of (:func:`as_policy` turns each into a :class:`DrivenPolicy`):
+
+* an object with ``act(obs, deterministic=False) -> actions`` (a :class:`Policy`): a batch of
+  observations ``(B, *obs_shape)`` in, ``(B,)`` integer actions out. One that is also an
+  :class:`EpisodicPolicy` with ``episodic = True`` (DT, BCT) gets ``reset(keys)`` when episodes
+  start, ``keys=`` in ``act`` naming each row's episode, and ``observe(keys, rewards)`` after each step;
+* a plain function ``obs -> actions`` (greedy or not is the function's business);
+* a stable-baselines3 model or policy (``predict(obs, deterministic=...) -> (actions, state)``).
 
 An evaluation is a function of (policy, level set, seed) alone, whatever was evaluated before it:
 the generators sampled actions come from are seeded from (seed, level set) for the evaluation and
@@ -19,26 +23,100 @@ import dataclasses
 import math
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from rlgen.envs import WHICH, LevelSplit, get_suite, make_env
+from rlgen.envs import WHICH, LevelSplit, make_env, normalize_returns
 from rlgen.errors import RlgenError
-from rlgen.run_statistics import bootstrap_mean_ci, episode_gap_ci
-
-__all__ = ["EvalResult", "Gap", "Policy", "RandomPolicy", "bootstrap_mean_ci", "evaluate_on_levels", "evaluation_levels",
-           "generalization_gap", "policy_seed", "seeded_policy_rngs"]  # fmt: skip
 
 
+@runtime_checkable
 class Policy(Protocol):
+    """Acts on a batch: observations ``(B, *obs_shape)`` as the env gives them -> ``(B,)`` integer actions."""
+
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray: ...
 
 
+@runtime_checkable
+class EpisodicPolicy(Protocol):
+    """A policy that conditions on the episode so far (DT, BCT): evaluation tells it where episodes start
+    (``reset``), which episode each row is (``keys``) and what rewards arrived (``observe``).
+    ``episodic`` says whether it uses them (the offline agents all have the methods)."""
+
+    episodic: bool
+
+    def act(self, obs: np.ndarray, deterministic: bool = False, keys: Sequence[int] | None = None) -> np.ndarray: ...
+    def reset(self, keys: Sequence[int]) -> None: ...
+    def observe(self, keys: Sequence[int], rewards: np.ndarray) -> None: ...
+
+
+@runtime_checkable
+class Reseedable(Protocol):
+    """A policy that samples from a generator of its own: evaluation seeds it (``reseed(seed)``)."""
+
+    def reseed(self, seed: Any) -> None: ...
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    """stable-baselines3's ``BaseAlgorithm`` and ``BasePolicy``: ``predict(obs, deterministic=) -> (actions, state)``."""
+
+    def predict(self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = False) -> tuple[Any, Any]: ...
+
+
+class DrivenPolicy:
+    """Any accepted policy behind one interface: ``act(obs, deterministic, keys)``, ``reset``, ``observe``,
+    ``reseed`` (no-ops where the policy has none) and ``episodic``."""
+
+    def __init__(self, act: Callable[[np.ndarray, bool, Sequence[int] | None], np.ndarray], source: Any, episodic: bool = False) -> None:
+        self._act = act
+        self.source = source
+        self.episodic = episodic
+
+    def act(self, obs: np.ndarray, deterministic: bool = False, keys: Sequence[int] | None = None) -> np.ndarray:
+        return np.asarray(self._act(obs, deterministic, keys))
+
+    def reset(self, keys: Sequence[int]) -> None:
+        if self.episodic:
+            self.source.reset(keys)
+
+    def observe(self, keys: Sequence[int], rewards: np.ndarray) -> None:
+        if self.episodic:
+            self.source.observe(keys, rewards)
+
+    def reseed(self, seed: Any) -> None:
+        if isinstance(self.source, Reseedable):
+            self.source.reseed(seed)
+
+
+def as_policy(policy: Any) -> DrivenPolicy:
+    """``policy`` (an object with ``act``, an SB3 model or policy with ``predict``, or a function ``obs ->
+    actions``) as a :class:`DrivenPolicy`.
+
+    Raises:
+        RlgenError: ``policy`` is none of these.
+    """
+    if isinstance(policy, DrivenPolicy):
+        return policy
+    if isinstance(policy, EpisodicPolicy) and policy.episodic:
+        return DrivenPolicy(lambda obs, det, keys: policy.act(obs, deterministic=det, keys=keys), policy, episodic=True)
+    if isinstance(policy, Policy):
+        return DrivenPolicy(lambda obs, det, keys: policy.act(obs, deterministic=det), policy)
+    if isinstance(policy, Predictor):
+        return DrivenPolicy(lambda obs, det, keys: policy.predict(obs, deterministic=det)[0], policy)
+    if callable(policy):
+        return DrivenPolicy(lambda obs, det, keys: policy(obs), policy)
+    raise RlgenError(f"cannot evaluate a {type(policy).__name__}: give an object with act(obs, deterministic=...), "
+                     "a stable-baselines3 model (predict), or a function obs -> actions")  # fmt: skip
+
+
 class RandomPolicy:
-    """Uniform random actions: the floor every agent must beat."""
+    """Uniform random actions: the floor every agent must beat. ``rlgen.evaluation.jax`` runs it on device."""
+
+    episodic = False
 
     def __init__(self, num_actions: int, seed: int = 0) -> None:
         self.num_actions = num_actions
@@ -127,7 +205,7 @@ def policy_seed(seed: int, which: str) -> int:
 
 
 @contextmanager
-def seeded_policy_rngs(agent: Any, seed: int) -> Iterator[None]:
+def seeded_policy_rngs(policy: Any, seed: int) -> Iterator[None]:
     """Seed every generator a policy may sample actions from, and restore the global ones afterwards.
 
     Seeded: Python's ``random``, numpy's global generator (d3rlpy's DT sampler draws from it), torch's
@@ -145,9 +223,8 @@ def seeded_policy_rngs(agent: Any, seed: int) -> Iterator[None]:
             random.seed(seed)
             np.random.seed(seed)
             torch.manual_seed(seed)
-            reseed = getattr(agent, "reseed", None)
-            if callable(reseed):
-                reseed(seed)
+            if isinstance(policy, Reseedable):
+                policy.reseed(seed)
             yield
         finally:
             random.setstate(py_state)
@@ -155,7 +232,7 @@ def seeded_policy_rngs(agent: Any, seed: int) -> Iterator[None]:
 
 
 def evaluate_on_levels(
-    agent: Policy,
+    policy: Any,
     split: LevelSplit,
     which: str = "held_out",
     episodes: int = 100,
@@ -167,7 +244,8 @@ def evaluate_on_levels(
     """Run ``episodes`` complete episodes, one per entry of the level list, ``num_envs`` at a time.
 
     Args:
-        agent: anything with ``act(obs, deterministic=...)``.
+        policy: an object with ``act(obs, deterministic=...)``, a stable-baselines3 model, or a function
+            ``obs -> actions`` (see :func:`as_policy`).
         split: the level split; ``which`` picks ``"train"``, ``"validation"`` or ``"held_out"``.
         episodes: number of episodes (and entries in the level list).
         seed: fixes the level list, the envs' randomness and (with ``which``) the policy's sampled actions.
@@ -179,19 +257,24 @@ def evaluate_on_levels(
     Returns:
         ``EvalResult`` with arrays in the order of the level list.
     """
+    driven = as_policy(policy)
+    level_list = level_list_of(split, which, episodes, seed, levels)
+    with seeded_policy_rngs(driven, policy_seed(seed, which)):
+        returns, lengths = _run_episodes(driven, split, which, level_list, seed, num_envs, deterministic)
+    return EvalResult(split.id, which, seed, deterministic, level_list, returns, lengths, normalize_returns(split, returns))
+
+
+def level_list_of(split: LevelSplit, which: str, episodes: int, seed: int, levels: Sequence[int] | None = None) -> np.ndarray:
+    """The evaluation's level list: ``levels`` when given (each must be a ``which`` level), else
+    :func:`evaluation_levels`."""
     level_list = np.asarray(levels if levels is not None else evaluation_levels(split, which, episodes, seed), dtype=np.int64)
-    allowed = split.levels(which)
-    outside = ~allowed.contains(level_list)
+    outside = ~split.levels(which).contains(level_list)
     if outside.any():
         raise RlgenError(f"levels {level_list[outside][:5].tolist()} are not {which} levels of {split.id}")
-    with seeded_policy_rngs(agent, policy_seed(seed, which)):
-        returns, lengths = _run_episodes(agent, split, which, level_list, seed, num_envs, deterministic)
-    suite = get_suite(split.suite)
-    normalized = suite.normalize_returns(split.env, returns, split.options)
-    return EvalResult(split.id, which, seed, deterministic, level_list, returns, lengths, normalized)
+    return level_list
 
 
-def _run_episodes(agent: Policy, split: LevelSplit, which: str, level_list: np.ndarray, seed: int, num_envs: int,
+def _run_episodes(agent: DrivenPolicy, split: LevelSplit, which: str, level_list: np.ndarray, seed: int, num_envs: int,
                   deterministic: bool) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Returns and lengths, shape ``(len(level_list),)``, of one episode per entry of the level list."""
     n = len(level_list)
@@ -204,7 +287,7 @@ def _run_episodes(agent: Policy, split: LevelSplit, which: str, level_list: np.n
     next_episode = 0
     # Sequence models (DT, BCT) condition on the episode so far: tell them where episodes start
     # (reset), which episode each row is (keys) and the rewards that came back (observe).
-    episodic = bool(getattr(agent, "episodic", False))
+    episodic = agent.episodic
 
     def start(slot: dict[str, Any] | None) -> dict[str, Any] | None:
         nonlocal next_episode
@@ -216,8 +299,7 @@ def _run_episodes(agent: Policy, split: LevelSplit, which: str, level_list: np.n
         next_episode += 1
         env = make_env(split, which, num_envs=1, seed=seed * 100_003 + k, levels=[int(level_list[k])])
         obs, info = env.reset()
-        if episodic:
-            agent.reset([k])  # type: ignore[attr-defined]
+        agent.reset([k])
         if int(info["level"][0]) != level_list[k]:  # pragma: no cover - guards the suites' level control
             raise RuntimeError(f"env started level {int(info['level'][0])}, expected {level_list[k]}")
         return {"env": env, "episode": k, "obs": obs[0], "return": 0.0, "length": 0}
@@ -227,11 +309,8 @@ def _run_episodes(agent: Policy, split: LevelSplit, which: str, level_list: np.n
     active = [s for s in slots if s is not None]
     while active:
         batch = np.stack([s["obs"] for s in active])
-        if episodic:
-            keys = [s["episode"] for s in active]
-            actions = np.asarray(agent.act(batch, deterministic=deterministic, keys=keys))  # type: ignore[call-arg]
-        else:
-            actions = np.asarray(agent.act(batch, deterministic=deterministic))
+        keys = [s["episode"] for s in active]
+        actions = agent.act(batch, deterministic=deterministic, keys=keys if episodic else None)
         still: list[dict[str, Any]] = []
         step_rewards = []
         for s, a in zip(active, actions):
@@ -248,52 +327,6 @@ def _run_episodes(agent: Policy, split: LevelSplit, which: str, level_list: np.n
             else:
                 s["obs"] = obs[0]
                 still.append(s)
-        if episodic:
-            agent.observe(keys, np.asarray(step_rewards))  # type: ignore[attr-defined]
+        agent.observe(keys, np.asarray(step_rewards))
         active = still
     return returns, lengths
-
-
-@dataclasses.dataclass(frozen=True)
-class Gap:
-    """Generalization gap = mean train score - mean held-out score, with a bootstrap CI."""
-
-    train_mean: float
-    held_out_mean: float
-    gap: float
-    ci_low: float
-    ci_high: float
-    confidence: float
-    normalized: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-def generalization_gap(
-    train: EvalResult | np.ndarray,
-    held_out: EvalResult | np.ndarray,
-    n_boot: int = 10_000,
-    confidence: float = 0.95,
-    seed: int = 0,
-) -> Gap:
-    """Gap of normalized returns (raw returns where no normalization exists), with a percentile
-    bootstrap CI that resamples the train and held-out episodes independently.
-
-    This is the gap of one run, and its CI measures evaluation noise only; across training seeds
-    use ``rlgen.run_statistics.game_estimate`` (what ``rlgen report`` does)."""
-    normalized = not (isinstance(train, EvalResult) and train.normalized is None)
-    a = np.asarray(train.scores if isinstance(train, EvalResult) else train, dtype=np.float64)
-    b = np.asarray(held_out.scores if isinstance(held_out, EvalResult) else held_out, dtype=np.float64)
-    if len(a) == 0 or len(b) == 0:
-        raise RlgenError("generalization_gap needs at least one train and one held-out episode")
-    low, high = episode_gap_ci(a, b, n_boot, confidence, seed)
-    return Gap(
-        train_mean=float(a.mean()),
-        held_out_mean=float(b.mean()),
-        gap=float(a.mean() - b.mean()),
-        ci_low=low,
-        ci_high=high,
-        confidence=confidence,
-        normalized=normalized,
-    )

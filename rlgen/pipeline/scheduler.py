@@ -1,4 +1,4 @@
-"""Run a study's stages: in order of their dependencies, side by side where resources allow.
+"""The scheduler: run a study's stages in order of their dependencies, side by side where resources allow.
 
 Three ways to run a stage, one scheduler:
 
@@ -28,17 +28,14 @@ from multiprocessing.connection import wait as wait_connections
 from pathlib import Path
 from typing import Any, Protocol
 
-from rlgen.errors import RlgenError
+from rlgen.errors import StudyInterrupted
 from rlgen.pipeline.plan import Stage
 from rlgen.pipeline.stages import execute_safely, stage_state
 from rlgen.pipeline.study import StudyConfig, local_cpus
+from rlgen.progress import status_line
 
 #: Seconds between "running: ..." lines when the output is not a terminal (no live status line).
 HEARTBEAT_S = 60.0
-
-
-class StudyInterrupted(RlgenError):
-    """Ctrl-C or SIGTERM stopped the study; running stages saved their checkpoints."""
 
 
 @dataclasses.dataclass
@@ -252,7 +249,7 @@ def make_executor(study: StudyConfig, runner: str | None = None) -> Executor:
     log_dir = Path(study.out_dir or "runs/study") / "logs"
     kind = runner or study.runner
     if kind == "ray":
-        from rlgen.pipeline.ray_runner import RayExecutor  # Ray is imported only for runner=ray
+        from rlgen.pipeline.ray_scheduler import RayExecutor  # Ray is imported only for runner=ray
 
         return RayExecutor(log_dir, study.ray.address, study.ray.connect_timeout_s)
     if study.workers == 1:
@@ -288,9 +285,7 @@ def run_stages(stages: list[Stage], executor: Executor, console: Any) -> list[Ou
     last_heartbeat = time.time()
     interrupted = False
     old_term = signal.signal(signal.SIGTERM, _raise_terminated)
-    status = console.status("", spinner="dots") if not executor.foreground and console.is_terminal else None
-    if status is not None:
-        status.start()
+    status = status_line(console, enabled=not executor.foreground)
     try:
         while todo or executor.running():
             started_any = False

@@ -1,6 +1,6 @@
-"""``rlgen collect`` for xland envs: JAX policies rolled out on device into the rlgen dataset format.
+"""``rlgen collect`` for ``ppo_jax`` runs (and random actions on xland envs): rolled out on device.
 
-The skill semantics are those of ``rlgen.data.collect`` (Procgen/MiniGrid): ``expert`` is the last
+The skill semantics are those of ``rlgen.collect.skills``: ``expert`` is the last
 ladder rung of a ``ppo_jax`` run, ``medium`` the earlier rung whose train-level return is nearest
 ``medium_fraction`` of the expert's, ``mixed`` draws expert or medium per episode (expert with
 probability ``mixed_expert_fraction``), ``random`` acts uniformly. ``num_envs`` envs step together
@@ -24,8 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from rlgen.data.collect import check_collect_config, check_policies, collect_config_record, resolve_skill, return_vs_expert
+from rlgen.agents.ppo_jax import JaxPPOAgent
+from rlgen.collect.manifest import check_collect_config, dataset_manifest
+from rlgen.collect.skills import check_policies, resolve_skill
+from rlgen.data import DatasetWriter, Episode
 from rlgen.data.format import MANIFEST
+from rlgen.devices import jax_device
+from rlgen.envs.xland import LevelSampler, jax_env_for_split, rulesets_info
+from rlgen.progress import ProgressBar
 
 #: Steps per env per device call.
 CHUNK_STEPS = 128
@@ -63,15 +69,13 @@ def _rollout_program(jenv: Any, network: Any, num_envs: int, steps: int, determi
     return jax.jit(chunk)
 
 
-def _load_agents(cfg: Any, specs: list[dict[str, Any]], split: Any) -> list[Any]:
+def _load_agents(cfg: Any, specs: list[dict[str, Any]], split: Any) -> list[JaxPPOAgent]:
     """The ``ppo_jax`` agents behind ``specs`` (none for random), checked against ``split``."""
-    from rlgen.agents.ppo_jax import JaxPPOAgent  # noqa: PLC0415
-
     if [s["label"] for s in specs] == ["random"]:
         return []
     agents = [JaxPPOAgent.load(Path(cfg.policy_run) / s["checkpoint"]) for s in specs]
     for a in agents:
-        a._check_env(split)
+        a.check_env(split)
     return agents
 
 
@@ -79,9 +83,6 @@ def _episodes(cfg: Any, split: Any, specs: list[dict[str, Any]], stats: dict[str
     """Complete episodes in a fixed order (by end step, then env): every episode that starts before the
     target is reached. ``agents``: ``_load_agents``' (loaded here when not given)."""
     import jax  # noqa: PLC0415
-
-    from rlgen.data import Episode  # noqa: PLC0415
-    from rlgen.envs.xland import LevelSampler, jax_env_for_split  # noqa: PLC0415
 
     jenv = jax_env_for_split(split)
     levels = split.levels("train").first(cfg.levels) if cfg.levels else split.levels("train")
@@ -101,7 +102,7 @@ def _episodes(cfg: Any, split: Any, specs: list[dict[str, Any]], stats: dict[str
     state, obs = jax.vmap(lambda k: jenv.reset_sampled(k, sampler))(jax.random.split(k_reset, n))
     choice = jax.numpy.where(jax.random.uniform(k_choice, (n,)) < expert_prob, 0, 1)
     carry = (state, obs, choice, rng)
-    # Which episodes are kept must not depend on their length (as in rlgen.data.collect): an episode is
+    # Which episodes are kept must not depend on their length (as in rlgen.collect.rollout): an episode is
     # recorded if it *starts* while the target is not met, and every recorded episode runs to its end.
     # Transitions: episodes start until the finished ones hold the target, then the running ones finish
     # (at most one more episode per env). Episodes: exactly the target number start.
@@ -151,83 +152,45 @@ def _episodes(cfg: Any, split: Any, specs: list[dict[str, Any]], stats: dict[str
             partial[i].append({k: v[start[i] :, i] for k, v in traj.items()})
 
 
-def collect_xland(cfg: Any) -> Path:
+def collect_jax(cfg: Any) -> Path:
     """Collect the dataset ``cfg`` (a ``CollectConfig`` with an ``xland/...`` env) describes; returns its directory."""
     import jax  # noqa: PLC0415
-
-    from rlgen.agents.ppo_jax import jax_device  # noqa: PLC0415
-    from rlgen.data import DatasetWriter  # noqa: PLC0415
-    from rlgen.envs.xland import jax_env_for_split, rulesets_info  # noqa: PLC0415
 
     root = Path(cfg.out_dir or f"data/{cfg.name}")
     check_collect_config(root, cfg, write=False)  # the generic collector's rule: same config resumes, another is refused
     if (root / MANIFEST).is_file():
         return root  # already collected with this config
-    record = collect_config_record(cfg)
     # as in the generic collector, everything is checked before anything is written
     split = cfg.level_split()
     jenv = jax_env_for_split(split)
     specs = resolve_skill(cfg)
     check_policies(cfg, specs)
     agents = _load_agents(cfg, specs, split)
+    device = jax_device(cfg.device)
     check_collect_config(root, cfg)
     unit, total = ("transitions", cfg.transitions) if cfg.transitions is not None else ("episodes", cfg.episodes)
-    stats: dict[str, Any] = {"episodes": 0, "transitions": 0, "progress": None}
-    progress = None
-    if cfg.progress:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn  # noqa: PLC0415
-
-        progress = Progress(TextColumn(f"[bold]collect[/] {cfg.name} ({cfg.skill})"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn(unit), TimeRemainingColumn())  # fmt: skip
-        task = progress.add_task("collect", total=total)
-        progress.start()
-        stats["progress"] = lambda length: progress.advance(task, length if unit == "transitions" else 1)
+    progress = ProgressBar(f"[bold]collect[/] {cfg.name} ({cfg.skill})", total=total, unit=unit, enabled=cfg.progress)
+    stats: dict[str, Any] = {"episodes": 0, "transitions": 0,
+                             "progress": lambda length: progress.update(advance=length if unit == "transitions" else 1)}  # fmt: skip
     t0 = time.perf_counter()
-    rows: list[tuple[str, float]] = []
-
-    def tracked() -> Iterator[Any]:
-        for e in _episodes(cfg, split, specs, stats, agents):
-            rows.append((e.policy, e.total_return))
-            yield e
-
-    manifest: dict[str, Any] = {
-        "env": cfg.env,
-        "split": split.to_dict(),
-        "skill": cfg.skill,
-        "policies": [dict(s, run=cfg.policy_run) if s["label"] != "random" else s for s in specs],
-        "observation_space": {"shape": list(jenv.obs_shape), "dtype": "uint8"},
-        "action_space": {"n": int(jenv.num_actions)},
-        "rulesets": rulesets_info(split),
-        "config": record,
-    }
     if (root / "shards").is_dir():  # an interrupted collection: redo it from the start
         for f in (root / "shards").glob("shard_*.zst"):
             f.unlink()
     try:
-        with jax.default_device(jax_device(cfg.device)):
-            writer = DatasetWriter(root, manifest, shard_transitions=cfg.shard_transitions)
-            for e in tracked():
+        with jax.default_device(device):
+            writer = DatasetWriter(root, {"action_space": {"n": int(jenv.num_actions)}}, shard_transitions=cfg.shard_transitions)
+            rows: list[dict[str, Any]] = []
+            for e in _episodes(cfg, split, specs, stats, agents):
+                rows.append({"policy": e.policy, "return": e.total_return})
                 writer.add(e)
-            returns: dict[str, dict[str, Any]] = {}
-            for label in sorted({p for p, _ in rows}):
-                sel = [r for p, r in rows if p == label]
-                returns[label] = {"episodes": len(sel), "mean_return": float(np.mean(sel))}
             levels = split.levels("train").first(cfg.levels) if cfg.levels else split.levels("train")
-            vs_expert = return_vs_expert(cfg, specs, [{"policy": p, "return": r} for p, r in rows])
-            if vs_expert is not None:
-                writer.manifest["return_vs_expert"] = vs_expert
-            writer.manifest.update({
-                "returns_by_policy": returns,
-                "mean_return": float(np.mean([r for _, r in rows])),
-                "collection": {
-                    "levels": levels.describe(), "num_envs": cfg.num_envs, "seed": cfg.seed,
-                    "deterministic": cfg.deterministic, unit: total,
-                    "episodes_kept": "every episode started before the target was reached, run to its end (terminated or time-limit truncated); none dropped for its length",
-                    "device": str(jax_device(cfg.device)), "seconds": time.perf_counter() - t0,
-                },
-            })  # fmt: skip
+            writer.manifest = dataset_manifest(
+                cfg, split, specs, rows, {"shape": list(jenv.obs_shape), "dtype": "uint8"}, int(jenv.num_actions),
+                {"levels": levels.describe(), "num_envs": cfg.num_envs, "seed": cfg.seed, unit: total, "device": str(device),
+                 "seconds": time.perf_counter() - t0},
+                rulesets=rulesets_info(split),
+            )  # fmt: skip
             writer.close()  # shards, then episodes.jsonl, then manifest.json
     finally:
-        if progress is not None:
-            progress.stop()
+        progress.close()
     return root

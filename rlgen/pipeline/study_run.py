@@ -1,4 +1,4 @@
-"""``rlgen run``: load a study, plan its stages, run those not up to date, summarize."""
+"""``rlgen run``: load a study, plan its stages, run those not up to date (``scheduler``), summarize."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 from rlgen.config import load_config
 from rlgen.errors import RlgenError
 from rlgen.pipeline.plan import Stage, plan_study
-from rlgen.pipeline.runners import Outcome, make_executor, run_stages
+from rlgen.pipeline.scheduler import Outcome, make_executor, run_stages
 from rlgen.pipeline.study import StudyConfig
 
 
