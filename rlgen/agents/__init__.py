@@ -8,6 +8,8 @@ maps an ``algo`` to its config schema, trainer and loader.
 Importing this package imports no torch, SB3, d3rlpy or JAX; the algorithm modules do, when used.
 """
 
+from rlgen.agents.quiet import silence_gym_banner
+
 from rlgen.agents.base import Agent, EpisodicAgent, OfflineLearner, Trainer
 from rlgen.agents.registry import (
     Algorithm,
@@ -20,6 +22,8 @@ from rlgen.agents.registry import (
     train,
     train_schema,
 )
+
+silence_gym_banner()  # SB3 and d3rlpy import the old gym, whose import prints a banner; keep the terminal clean
 
 __all__ = ["Agent", "Algorithm", "EpisodicAgent", "LoadedAgent", "OfflineLearner", "Trainer", "available_algorithms", "get_algorithm",
            "load_agent", "register_algorithm", "schema_for_algo", "train", "train_schema"]  # fmt: skip

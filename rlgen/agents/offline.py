@@ -22,6 +22,7 @@ the run's ``config.yaml`` and the env's spaces. The training loop is ``rlgen.age
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,6 +35,7 @@ from rlgen.agents import networks
 from rlgen.agents.offline_checkpoint import decode_bytes, encode_bytes, load_into, load_weights
 from rlgen.agents.quiet import silence_gym_banner
 from rlgen.agents.run_dir import config_dict, read_json, read_run_config
+from rlgen.atomic_files import write_bytes_atomic
 from rlgen.config import OfflineConfig, validate_config
 from rlgen.devices import torch_device
 from rlgen.envs import LevelSplit, get_suite, make_env
@@ -81,7 +83,36 @@ def _register_factory() -> None:
         _registered = True
 
 
-class D3rlpyAgent:
+class ModelDirAgent:
+    """What both kinds of offline agent share: a model directory (``save``/``load``) of ``MODEL_FILE`` (the
+    subclass's ``state_dict()``) and ``agent.json`` (``spec``: config, shapes, target return)."""
+
+    MODEL_FILE = ""
+    spec: dict[str, Any]
+
+    def state_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def save(self, directory: str | Path) -> Path:
+        """The model file and ``agent.json`` into ``directory``; returns it."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / AGENT_FILE).write_text(json.dumps(self.spec))
+        buf = io.BytesIO()
+        torch.save(self.state_dict(), buf)
+        write_bytes_atomic(d / self.MODEL_FILE, buf.getvalue())
+        return d
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto") -> Any:
+        """The agent ``save(path)`` wrote (weights only, no optimizer state)."""
+        agent = load_model_dir(path, device)
+        if not isinstance(agent, cls):
+            raise RlgenError(f"{path} holds a {agent.kind} model, not a {cls.__name__}")
+        return agent
+
+
+class D3rlpyAgent(ModelDirAgent):
     """BC, BCQ or CQL from d3rlpy, updated with rlgen batches.
 
     Files: ``model.d3``, d3rlpy's format (``{module name: state dict}``, optimizer included), written
@@ -155,18 +186,9 @@ class D3rlpyAgent:
     def _modules(self) -> dict[str, Any]:
         return self.algo.impl.modules.create_checkpointer(self.device).modules  # name -> nn.Module or optimizer wrapper
 
-    def save(self, directory: str | Path) -> Path:
-        """``model.d3`` and ``agent.json`` into ``directory``."""
-        d = _save_spec(Path(directory), self.spec)
-        tmp = d / (self.MODEL_FILE + ".tmp")
-        torch.save({k: v.state_dict() for k, v in self._modules().items()}, tmp)
-        tmp.replace(d / self.MODEL_FILE)
-        return d
-
-    @classmethod
-    def load(cls, path: str | Path, device: str = "auto") -> "D3rlpyAgent":
-        """The agent ``save(path)`` wrote (weights only, no optimizer state)."""
-        return _typed(load_model_dir(path, device), cls, path)
+    def state_dict(self) -> dict[str, Any]:
+        """What ``model.d3`` holds: d3rlpy's format, ``{module name: state dict}`` (optimizers included)."""
+        return {k: v.state_dict() for k, v in self._modules().items()}
 
     def load_weights(self, directory: Path, with_optimizer: bool = True) -> None:
         """Put the weights (and optimizer state) of ``directory``'s model file into this agent."""
@@ -196,7 +218,7 @@ OLD_DT_MESSAGE = (
 )
 
 
-class OwnTorchAgent:
+class OwnTorchAgent(ModelDirAgent):
     """IQL, BCT or DT: rlgen's own PyTorch implementations (d3rlpy has no discrete IQL or BCT, and its DT
     cannot mask padding). Files: ``model.pt`` (the state dict, weights only) and ``agent.json``."""
 
@@ -257,18 +279,9 @@ class OwnTorchAgent:
         if self.episodic:
             self.impl.observe(keys, rewards)
 
-    def save(self, directory: str | Path) -> Path:
-        """``model.pt`` and ``agent.json`` into ``directory``."""
-        d = _save_spec(Path(directory), self.spec)
-        tmp = d / (self.MODEL_FILE + ".tmp")
-        torch.save(self.impl.state_dict(), tmp)
-        tmp.replace(d / self.MODEL_FILE)
-        return d
-
-    @classmethod
-    def load(cls, path: str | Path, device: str = "auto") -> "OwnTorchAgent":
-        """The agent ``save(path)`` wrote (weights only, no optimizer state)."""
-        return _typed(load_model_dir(path, device), cls, path)
+    def state_dict(self) -> dict[str, Any]:
+        """What ``model.pt`` holds: the implementation's state dict (optimizer included)."""
+        return self.impl.state_dict()
 
     def load_weights(self, directory: Path, with_optimizer: bool = True) -> None:
         """Put the weights (and optimizer state) of ``directory``'s model file into this agent."""
@@ -313,18 +326,6 @@ def build_agent(cfg: OfflineConfig, observation_shape: tuple[int, ...], num_acti
 def _spec(cfg: OfflineConfig, observation_shape: tuple[int, ...], num_actions: int, target_return: float) -> dict[str, Any]:
     return {"format": AGENT_FORMAT, "config": config_dict(cfg), "observation_shape": [int(x) for x in observation_shape],
             "num_actions": int(num_actions), "target_return": float(target_return)}  # fmt: skip
-
-
-def _save_spec(directory: Path, spec: dict[str, Any]) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / AGENT_FILE).write_text(json.dumps(spec))
-    return directory
-
-
-def _typed(agent: OfflineAgent, cls: type, path: str | Path) -> Any:
-    if not isinstance(agent, cls):
-        raise RlgenError(f"{path} holds a {agent.kind} model, not one of {cls.__name__}")
-    return agent
 
 
 def build_from_spec(spec: Any, source: Path, device: str) -> OfflineAgent:

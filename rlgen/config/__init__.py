@@ -12,6 +12,7 @@ from rlgen.config.base import (
     MAX_NUM_ENVS,
     MAX_SEED,
     LadderSettings,
+    OnlineConfig,
     RlgenConfig,
     SplitConfig,
     StrictModel,
@@ -29,6 +30,6 @@ from rlgen.config.ppo_jax import JaxPPOConfig, JaxPPOSettings
 from rlgen.errors import ConfigError
 
 __all__ = ["ENCODER_NAMES", "MAX_NUM_ENVS", "MAX_SEED", "OFFLINE_ALGOS", "SKILLS", "CollectConfig", "ConfigError", "JaxPPOConfig",
-           "JaxPPOSettings", "LadderSettings", "OfflineConfig", "OfflineEvalSettings", "PPOConfig", "PPOSettings", "RlgenConfig",
+           "JaxPPOSettings", "LadderSettings", "OfflineConfig", "OfflineEvalSettings", "OnlineConfig", "PPOConfig", "PPOSettings", "RlgenConfig",
            "SplitConfig", "StrictModel", "check_name", "check_network_name", "check_out_dir", "checkpoint_interval", "config_to_dict",
            "human_count", "load_config", "merge", "parse_overrides", "read_yaml", "validate_config"]  # fmt: skip

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, ClassVar, Union
+from typing import Annotated, Any, ClassVar, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rlgen.devices import check_device_name
 from rlgen.envs.leakage import drop_duplicates
@@ -58,6 +58,24 @@ def check_out_dir(v: str) -> str:
     return v
 
 
+#: The image encoders of ``rlgen.agents.networks`` by name (``network:`` keys take these or ``auto``);
+#: kept here so that checking a config imports no torch (a test checks ``networks.ENCODERS`` equals it).
+ENCODER_NAMES: tuple[str, ...] = ("impala", "nature", "minigrid_cnn")
+
+
+def check_network_name(name: str) -> str:
+    """Config validation: ``auto`` or one of ``ENCODER_NAMES``."""
+    if name != "auto" and name not in ENCODER_NAMES:
+        raise ValueError(f"network {name!r} is not one of: auto, {', '.join(ENCODER_NAMES)}")
+    return name
+
+
+#: Field types that check themselves: a name (not a path), a device, a network.
+Name = Annotated[str, AfterValidator(check_name)]
+DeviceName = Annotated[str, AfterValidator(check_device_name)]
+NetworkName = Annotated[str, AfterValidator(check_network_name)]
+
+
 class SplitConfig(StrictModel):
     """Which levels to train on and hold out. Empty fields take the suite's defaults
     (Procgen and MiniGrid: train 0-199, validation 200-249, held-out 250-).
@@ -96,29 +114,19 @@ class RlgenConfig(StrictModel):
     #: suite -> (most envs at once, why); ``default`` for suites not listed.
     num_envs_limits: ClassVar[dict[str, tuple[int, str]]] = MAX_NUM_ENVS
 
-    name: str = Field(default="rlgen", min_length=1, description="a name, not a path (see out_dir)")
+    name: Name = Field(default="rlgen", min_length=1, description="a name, not a path (see out_dir)")
     env: str = Field(default="procgen/coinrun", description="SUITE/ENV, e.g. procgen/coinrun, minigrid/doorkey-5x5")
     split: SplitConfig = Field(default_factory=SplitConfig)
     num_envs: int = Field(default=64, ge=1, description="envs stepped at once; at most MAX_NUM_ENVS of the suite")
     seed: int = Field(default=0, ge=0, le=MAX_SEED)
-    device: str = "auto"
+    device: DeviceName = "auto"
     out_dir: str | None = Field(default=None, description="default: runs/<name>")
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        return check_name(v)
 
     @field_validator("env")
     @classmethod
     def _env(cls, v: str) -> str:
         suite, env = parse_env_id(v)
         return f"{suite}/{env}"
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, v: str) -> str:
-        return check_device_name(v)
 
     @model_validator(mode="after")
     def _defaults_and_split(self) -> "RlgenConfig":
@@ -157,17 +165,6 @@ class RlgenConfig(StrictModel):
         return drop_duplicates(split) if s.drop_duplicates and check_duplicates else split
 
 
-#: The image encoders of ``rlgen.agents.networks`` by name (``network:`` keys take these or ``auto``);
-#: kept here so that checking a config imports no torch (a test checks ``networks.ENCODERS`` equals it).
-ENCODER_NAMES: tuple[str, ...] = ("impala", "nature", "minigrid_cnn")
-
-
-def check_network_name(name: str) -> str:
-    """Config validation: ``auto`` or one of ``ENCODER_NAMES``."""
-    if name != "auto" and name not in ENCODER_NAMES:
-        raise ValueError(f"network {name!r} is not one of: auto, {', '.join(ENCODER_NAMES)}")
-    return name
-
 
 def human_count(n: int) -> str:
     """1000000 -> '1M', 200000 -> '200k', 1234 -> '1234'."""
@@ -194,3 +191,36 @@ def checkpoint_interval(checkpoint_every: int | None, total_steps: int) -> int:
     would otherwise never checkpoint)."""
     tenth = max(1, math.ceil(total_steps / 10))
     return tenth if checkpoint_every is None else min(checkpoint_every, tenth)
+
+
+class OnlineConfig(RlgenConfig):
+    """What the online algorithms' configs share: a length in env steps, a skill ladder, resumable
+    checkpoints. A subclass names its ``algo`` (``ALGO``) and what it is (``WHAT``, for the error)."""
+
+    ALGO: ClassVar[str] = ""
+    WHAT: ClassVar[str] = ""
+
+    algo: str = ""
+    total_steps: int = Field(default=25_000_000, ge=1, description="environment steps")
+    ladder: LadderSettings = Field(default_factory=LadderSettings)
+    checkpoint_every: int | None = Field(default=None, ge=1, description=CHECKPOINT_EVERY_HELP)
+    eval_num_envs: int = Field(default=16, ge=1, description="episodes run at once in evaluations")
+    progress: bool = True
+
+    def checkpoint_interval(self) -> int:
+        """Env steps between resumable checkpoints (see :func:`checkpoint_interval`)."""
+        return checkpoint_interval(self.checkpoint_every, self.total_steps)
+
+    @field_validator("algo")
+    @classmethod
+    def _algo(cls, v: str) -> str:
+        if v != cls.ALGO:
+            raise ValueError(f"algo {v!r} is not one of: {cls.ALGO} (this schema is {cls.WHAT}'s)")
+        return v
+
+    def check_rollout(self, section: str, n_steps: int, num_minibatches: int) -> None:
+        """``num_envs * n_steps`` must split into ``num_minibatches`` equal minibatches."""
+        batch = self.num_envs * n_steps
+        if batch % num_minibatches:
+            raise ValueError(f"num_envs * {section}.n_steps = {self.num_envs} * {n_steps} = {batch} must be divisible by "
+                             f"{section}.num_minibatches = {num_minibatches}")  # fmt: skip

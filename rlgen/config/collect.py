@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 from pydantic import Field, model_validator
 
 from rlgen.config.base import RlgenConfig, human_count
 
 #: What a dataset's ``skill`` may be (see ``rlgen.collect.skills``).
-SKILLS = ("expert", "medium", "mixed", "random")
 Skill = Literal["expert", "medium", "mixed", "random"]
+SKILLS: tuple[str, ...] = get_args(Skill)
 
 
 

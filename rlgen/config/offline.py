@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from rlgen.config.base import RlgenConfig, StrictModel, check_network_name
+from rlgen.config.base import NetworkName, RlgenConfig, StrictModel
 from rlgen.envs.levels import LevelSet
 
 
@@ -38,7 +38,7 @@ class OfflineConfig(RlgenConfig):
     batch_size: int = Field(default=256, ge=1)
     learning_rate: float = Field(default=5e-4, gt=0)
     gamma: float = Field(default=0.99, gt=0, le=1)
-    network: str = Field(default="auto", description="auto | impala | nature | minigrid_cnn")
+    network: NetworkName = Field(default="auto", description="auto | impala | nature | minigrid_cnn")
     # BCQ
     bcq_threshold: float = Field(default=0.5, ge=0, le=1, description="BCQ: keep actions with pi(a|s)/max pi >= threshold")
     bcq_beta: float = Field(default=0.01, ge=0, description="BCQ: imitator loss + bcq_beta * mean(logits^2) (the reference's 1e-2)")
@@ -94,11 +94,6 @@ class OfflineConfig(RlgenConfig):
         if v not in OFFLINE_ALGOS:
             raise ValueError(f"algo {v!r} is not one of: {', '.join(OFFLINE_ALGOS)} (or ppo, ppo_jax for online training)")
         return v
-
-    @field_validator("network")
-    @classmethod
-    def _network(cls, v: str) -> str:
-        return check_network_name(v)
 
     @model_validator(mode="after")
     def _offline_checks(self) -> "OfflineConfig":

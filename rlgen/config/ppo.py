@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator, model_validator
+from typing import ClassVar
 
-from rlgen.config.base import CHECKPOINT_EVERY_HELP, LadderSettings, RlgenConfig, StrictModel, check_network_name, checkpoint_interval
+from pydantic import Field, model_validator
+
+from rlgen.config.base import NetworkName, OnlineConfig, StrictModel
 
 
 class PPOSettings(StrictModel):
@@ -22,42 +24,19 @@ class PPOSettings(StrictModel):
     vf_coef: float = Field(default=0.5, ge=0)
     max_grad_norm: float = Field(default=0.5, gt=0)
     normalize_reward: bool = True
-    network: str = Field(default="auto", description="auto | impala | nature | minigrid_cnn")
-
-    @field_validator("network")
-    @classmethod
-    def _network(cls, v: str) -> str:
-        return check_network_name(v)
+    network: NetworkName = Field(default="auto", description="auto | impala | nature | minigrid_cnn")
 
 
-class PPOConfig(RlgenConfig):
+class PPOConfig(OnlineConfig):
     """``rlgen train`` config of stable-baselines3's PPO (``algo: ppo``)."""
 
+    ALGO: ClassVar[str] = "ppo"
+    WHAT: ClassVar[str] = "the SB3 PPO"
+
     algo: str = "ppo"
-    total_steps: int = Field(default=25_000_000, ge=1, description="environment steps")
     ppo: PPOSettings = Field(default_factory=PPOSettings)
-    ladder: LadderSettings = Field(default_factory=LadderSettings)
-    checkpoint_every: int | None = Field(default=None, ge=1, description=CHECKPOINT_EVERY_HELP)
-    eval_num_envs: int = Field(default=16, ge=1, description="episodes run at once in evaluations")
-    progress: bool = True
-
-    def checkpoint_interval(self) -> int:
-        """Env steps between resumable checkpoints (see :func:`checkpoint_interval`)."""
-        return checkpoint_interval(self.checkpoint_every, self.total_steps)
-
-    @field_validator("algo")
-    @classmethod
-    def _algo(cls, v: str) -> str:
-        if v != "ppo":
-            raise ValueError(f"algo {v!r} is not one of: ppo (this schema is the SB3 PPO's)")
-        return v
 
     @model_validator(mode="after")
     def _rollout_fits(self) -> "PPOConfig":
-        batch = self.num_envs * self.ppo.n_steps
-        if batch % self.ppo.num_minibatches:
-            raise ValueError(
-                f"num_envs * ppo.n_steps = {self.num_envs} * {self.ppo.n_steps} = {batch} must be divisible by "
-                f"ppo.num_minibatches = {self.ppo.num_minibatches}"
-            )
+        self.check_rollout("ppo", self.ppo.n_steps, self.ppo.num_minibatches)
         return self

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator, model_validator
+from typing import ClassVar
 
-from rlgen.config.base import CHECKPOINT_EVERY_HELP, LadderSettings, RlgenConfig, StrictModel, checkpoint_interval
+from pydantic import Field, model_validator
+
+from rlgen.config.base import CHECKPOINT_EVERY_HELP, OnlineConfig, StrictModel
 
 
 class JaxPPOSettings(StrictModel):
@@ -26,9 +28,12 @@ class JaxPPOSettings(StrictModel):
     embed_dim: int = Field(default=16, ge=1, description="embedding size of tile, colour and goal codes")
 
 
-class JaxPPOConfig(RlgenConfig):
+class JaxPPOConfig(OnlineConfig):
     """``rlgen train`` config for the JAX PPO (``algo: ppo_jax``) on ``xland/...`` envs: env stepping and
     learning in one jitted ``lax.scan``, vmapped over ``num_envs`` envs, on GPU when JAX has one."""
+
+    ALGO: ClassVar[str] = "ppo_jax"
+    WHAT: ClassVar[str] = "the JAX PPO"
 
     algo: str = "ppo_jax"
     env: str = Field(default="xland/XLand-MiniGrid-R1-9x9", description="an xland/... env")
@@ -36,31 +41,13 @@ class JaxPPOConfig(RlgenConfig):
     total_steps: int = Field(default=10_000_000, ge=1, description="environment steps")
     ppo_jax: JaxPPOSettings = Field(default_factory=JaxPPOSettings)
     log_every_steps: int = Field(default=1_000_000, ge=1, description="env steps between host syncs (TensorBoard, progress); ladder and checkpoints happen at these syncs")
-    ladder: LadderSettings = Field(default_factory=LadderSettings)
     checkpoint_every: int | None = Field(default=None, ge=1, description=CHECKPOINT_EVERY_HELP + " (taken at the next host sync)")
     eval_num_envs: int = Field(default=1024, ge=1, description="episodes run at once in evaluations")
-    progress: bool = True
-
-    def checkpoint_interval(self) -> int:
-        """Env steps between resumable checkpoints (see :func:`checkpoint_interval`)."""
-        return checkpoint_interval(self.checkpoint_every, self.total_steps)
-
-    @field_validator("algo")
-    @classmethod
-    def _algo(cls, v: str) -> str:
-        if v != "ppo_jax":
-            raise ValueError(f"algo {v!r} is not ppo_jax (this schema is the JAX PPO's)")
-        return v
 
     @model_validator(mode="after")
     def _jax_checks(self) -> "JaxPPOConfig":
         suite = self.env.split("/", 1)[0]
         if suite != "xland":
             raise ValueError(f"algo ppo_jax trains on xland/... envs only, got env {self.env!r}; use algo ppo for {suite}")
-        batch = self.num_envs * self.ppo_jax.n_steps
-        if batch % self.ppo_jax.num_minibatches:
-            raise ValueError(
-                f"num_envs * ppo_jax.n_steps = {self.num_envs} * {self.ppo_jax.n_steps} = {batch} must be divisible by "
-                f"ppo_jax.num_minibatches = {self.ppo_jax.num_minibatches}"
-            )
+        self.check_rollout("ppo_jax", self.ppo_jax.n_steps, self.ppo_jax.num_minibatches)
         return self

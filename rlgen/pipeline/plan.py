@@ -159,7 +159,7 @@ class _Planner:
             ppo = self._ppo(env, slug, base_fields) if s.ppo is not None else {}
             if s.ppo is not None and s.evaluation.ppo:
                 for seed, stage in ppo.items():
-                    evals.append(self._evaluate("ppo", stage, env, label="ppo").id)
+                    evals.append(self._evaluate("ppo", stage, env, label=s.ppo.algo).id)
             datasets = self._datasets(env, slug, base_fields, ppo) if s.datasets is not None else []
             if s.offline is not None:
                 for stage, variant in self._offline(env, base_fields, datasets):

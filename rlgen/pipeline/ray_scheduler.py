@@ -16,8 +16,7 @@ from typing import Any
 
 from rlgen.errors import DependencyError, RlgenError
 from rlgen.pipeline.plan import Stage
-from rlgen.pipeline.scheduler import log_path
-from rlgen.pipeline.stages import error_line, execute_safely
+from rlgen.pipeline.stages import error_line, execute_safely, log_path
 
 
 class RayExecutor:

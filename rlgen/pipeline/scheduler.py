@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from rlgen.errors import StudyInterrupted
 from rlgen.pipeline.plan import Stage
-from rlgen.pipeline.stages import execute_safely, stage_state
+from rlgen.pipeline.stages import execute_safely, log_path, stage_state
 from rlgen.pipeline.study import StudyConfig, local_cpus
 from rlgen.progress import status_line
 
@@ -241,10 +241,6 @@ class LocalPoolExecutor:
         self.workers = []
 
 
-def log_path(log_dir: Path, stage: Stage) -> Path:
-    return log_dir / (stage.id.replace("/", "__") + ".log")
-
-
 def make_executor(study: StudyConfig, runner: str | None = None) -> Executor:
     log_dir = Path(study.out_dir or "runs/study") / "logs"
     kind = runner or study.runner
@@ -406,7 +402,8 @@ def _outcome_line(o: Outcome) -> str:
 def describe_info(kind: str, info: dict[str, Any]) -> str:
     """A few facts about a finished stage, for its line in the terminal."""
     if kind == "ppo" and info.get("final_train_return") is not None:
-        return f"{info['env_steps']:,} env steps, final policy's return on training levels {info['final_train_return']:.3f}"
+        steps = f"{info['env_steps']:,} env steps, " if isinstance(info.get("env_steps"), int) else ""
+        return f"{steps}final policy's return on training levels {info['final_train_return']:.3f}"
     if kind in ("collect", "subset"):
         return f"{info['episodes']:,} episodes, {info['transitions']:,} transitions on {info['levels']} levels, mean return {info['mean_return']:.3f}"
     if kind == "offline":

@@ -77,6 +77,11 @@ def execute(stage: Stage, progress: bool = True) -> dict[str, Any]:
     return info
 
 
+def log_path(log_dir: Path, stage: Stage) -> Path:
+    """Where a worker process or Ray task writes a stage's output."""
+    return log_dir / (stage.id.replace("/", "__") + ".log")
+
+
 def error_line(e: BaseException) -> str:
     """One line for the summary: the exception type and the first line of its message."""
     msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
@@ -148,7 +153,7 @@ def _run_ppo(stage: Stage, progress: bool) -> dict[str, Any]:
     run = algorithm.trainer()(cfg)
     rungs = read_ladder(run)["rungs"]
     final = max(rungs, key=lambda r: r["step"]) if rungs else {}
-    return {"env_steps": cfg.total_steps, "final_train_return": final.get("mean_return")}
+    return {"env_steps": getattr(cfg, "total_steps", None), "final_train_return": final.get("mean_return")}
 
 
 def _dataset_info(path: Path) -> dict[str, Any]:

@@ -20,8 +20,9 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from rlgen.agents import available_algorithms
-from rlgen.config import MAX_SEED, SKILLS, SplitConfig, StrictModel, check_name, check_out_dir
-from rlgen.devices import check_device_name
+from rlgen.config import MAX_SEED, SplitConfig, StrictModel, check_out_dir
+from rlgen.config.base import DeviceName, Name
+from rlgen.config.collect import Skill
 from rlgen.envs import parse_env_id
 
 #: Stage kinds that use compute, with their resources in ``resources``.
@@ -65,7 +66,7 @@ class PPOSection(StageSection):
 class DatasetSection(StageSection):
     """Datasets collected from the PPO policies (``rlgen collect``)."""
 
-    skills: list[Literal["expert", "medium", "mixed", "random"]] = Field(default_factory=lambda: ["expert"])
+    skills: list[Skill] = Field(default_factory=lambda: ["expert"])
     transitions: list[int] = Field(default_factory=lambda: [1_000_000], description="dataset sizes")
     levels: list[int | None] = Field(default_factory=lambda: [None], description="collect on the first N training levels (null: all of them)")
     subset_sizes: bool = Field(default=True, description="smaller sizes are seeded subsets of the largest collection (false: collect each size)")
@@ -146,12 +147,12 @@ class StudyConfig(StrictModel):
 
     name_from_file: ClassVar[bool] = True
 
-    name: str = Field(default="study", min_length=1)
+    name: Name = Field(default="study", min_length=1)
     out_dir: str | None = Field(default=None, description="default: runs/<name>")
     envs: list[str] = Field(default_factory=lambda: ["procgen/coinrun"], description="SUITE/ENV ids; a sweep axis")
     split: SplitConfig = Field(default_factory=SplitConfig, description="the level split, the same for every env and stage")
     seeds: list[int] = Field(default_factory=lambda: [0], description="a sweep axis; each stage section may narrow it")
-    device: str = "auto"
+    device: DeviceName = "auto"
     ppo: PPOSection | None = None
     datasets: DatasetSection | None = None
     offline: OfflineSection | None = None
@@ -180,16 +181,6 @@ class StudyConfig(StrictModel):
     @classmethod
     def _seeds(cls, v: list[int]) -> list[int]:
         return _unique_nonempty(v, "seeds", minimum=0, maximum=MAX_SEED)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        return check_name(v)
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, v: str) -> str:
-        return check_device_name(v)
 
     @field_validator("workers")
     @classmethod
@@ -258,4 +249,4 @@ def local_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-__all__ = ["SKILLS", "STAGE_KINDS", "StudyConfig", "local_cpus"]
+__all__ = ["STAGE_KINDS", "StudyConfig", "local_cpus"]
