@@ -10,10 +10,13 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from rlgen.agents import load_agent
 from rlgen.cli import main
 from rlgen.data import load_dataset
+from rlgen.envs import LevelSplit, make_env
 
 FIXTURES = Path(__file__).parent / "fixtures" / "old_runs"
 RUNS = ["ppo", "bc", "iql", "dt", "ppo_jax"]
@@ -45,28 +48,15 @@ def test_an_old_run_evaluates_to_the_same_episodes(old_runs, run):
 
 @pytest.mark.parametrize("run", ["bc", "iql", "dt"])
 def test_an_old_offline_run_loads_without_its_dataset(old_runs, run):
-    # A checkpoint is self-contained: shapes come from the run, never from reopening the dataset.
-    from rlgen.agents import load_agent
-
+    # A checkpoint is self-contained: shapes come from the run, never from reopening the dataset (before: DatasetError).
+    split = LevelSplit.from_dict(json.loads((old_runs / "dataset" / "manifest.json").read_text())["split"])
     shutil.rmtree(old_runs / "dataset")
     agent = load_agent(old_runs / run)
     assert agent.num_actions == 7 and agent.algo == run
-    obs = load_obs(old_runs)
-    assert agent.act(obs, deterministic=True).shape == (len(obs),)
-
-
-def load_obs(root: Path):
-    import numpy as np
-
-    from rlgen.envs import make_env
-
-    from rlgen.envs import LevelSplit
-
-    split = LevelSplit.from_dict(json.loads((FIXTURES / "dataset" / "manifest.json").read_text())["split"])
     env = make_env(split, "train", num_envs=3, seed=0)
     obs, _ = env.reset()
     env.close()
-    return np.asarray(obs)
+    assert agent.act(np.asarray(obs), deterministic=True).shape == (3,)
 
 
 def test_an_old_dataset_loads_verifies_and_samples(old_runs):

@@ -77,7 +77,7 @@ def train_offline(cfg: OfflineConfig) -> Path:
             return run_dir  # nothing left to do
     if device != "cpu":
         ds.to_device(device)
-    windows = cfg.algo in ("dt", "bct")
+    windows = agent.episodic  # the sequence agents (DT, BCT) learn from trajectory windows
     tb = tensorboard_writer(run_dir / "tb", step if resume.resuming else None)
     flag = {"stop": False}
     bar = ProgressBar(f"[bold]{cfg.algo.upper()}[/] {Path(cfg.dataset).name}", total=cfg.steps, completed=step,

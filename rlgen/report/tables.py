@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from rlgen.agents import available_algorithms
 from rlgen.agents.run_dir import read_run_id
 from rlgen.config import human_count
 from rlgen.errors import RlgenError
@@ -289,6 +290,7 @@ def _baselines(agent: Agent, others: Iterable[Agent]) -> list[Agent]:
     """What ``agent`` is compared with: BC on the same dataset (for other offline agents), and PPO
     of the same study (for every other agent)."""
     out = []
+    online = available_algorithms("online")  # PPO, the JAX PPO, and any online algorithm registered
     for b in others:
         if b == agent or b.study != agent.study or b.deterministic != agent.deterministic or b.checkpoint is not None:
             continue
@@ -297,7 +299,7 @@ def _baselines(agent: Agent, others: Iterable[Agent]) -> list[Agent]:
             agent.dataset_skill, agent.dataset_levels, agent.dataset_transitions, agent.train_levels)  # fmt: skip
         if b.algorithm == "bc" and agent.algorithm != "bc" and has_data and same_data:
             out.append(b)
-        elif b.algorithm in ("ppo", "ppo_jax") and agent.algorithm not in ("ppo", "ppo_jax"):
+        elif b.algorithm in online and agent.algorithm not in online:
             out.append(b)
     return out
 
