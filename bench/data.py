@@ -26,7 +26,7 @@ import torch
 from rlgen.agents.networks import ImpalaEncoder
 from rlgen.config import CollectConfig, validate_config
 from rlgen.data import load_dataset
-from rlgen.data.collect import collect
+from rlgen.collect import collect
 from rlgen.envs import LevelSplit, make_env
 
 
@@ -46,7 +46,7 @@ def bc_updates_per_second(batch: dict, updates: int) -> float:
     head = torch.nn.Linear(encoder.features_dim, 15)
     opt = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=5e-4)
     obs = torch.as_tensor(np.asarray(batch["obs"]))
-    act = torch.as_tensor(np.asarray(batch["action"]))
+    act = torch.as_tensor(np.asarray(batch["actions"]))
     times = []
     for _ in range(updates + 1):
         start = time.perf_counter()

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rlgen.agents.ppo import EncoderExtractor, build_model
+from rlgen.agents.ppo_sb3 import EncoderExtractor, build_model
 from rlgen.agents.sb3_vec_env import RlgenVecEnv
-from rlgen.config import TrainConfig, validate_config
+from rlgen.config import PPOConfig, validate_config
 from rlgen.envs import make_env
 from rlgen.envs.minigrid import make_single_env
 
@@ -28,11 +28,11 @@ from stable_baselines3 import PPO  # noqa: E402  (rlgen.agents silenced gym's ba
 from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor  # noqa: E402
 
 
-def config(env: str, num_envs: int, n_steps: int, network: str) -> TrainConfig:
+def config(env: str, num_envs: int, n_steps: int, network: str) -> PPOConfig:
     return validate_config({
         "env": env, "num_envs": num_envs, "device": "cpu", "progress": False,
         "ppo": {"n_steps": n_steps, "num_minibatches": 4, "n_epochs": 2, "normalize_reward": False, "network": network},
-    }, TrainConfig)  # fmt: skip
+    }, PPOConfig)  # fmt: skip
 
 
 def timed_learn(model: PPO, steps: int) -> float:
@@ -42,12 +42,12 @@ def timed_learn(model: PPO, steps: int) -> float:
     return steps / (time.perf_counter() - start)
 
 
-def rlgen_model(cfg: TrainConfig, tmp: Path) -> PPO:
+def rlgen_model(cfg: PPOConfig, tmp: Path) -> PPO:
     split = cfg.level_split()
     return build_model(cfg, RlgenVecEnv(make_env(split, "train", num_envs=cfg.num_envs, seed=0)), tmp)
 
 
-def plain_sb3_minigrid(cfg: TrainConfig, tmp: Path) -> PPO:
+def plain_sb3_minigrid(cfg: PPOConfig, tmp: Path) -> PPO:
     split = cfg.level_split()
     venv = VecMonitor(DummyVecEnv([lambda: make_single_env(split.env, split.options)] * cfg.num_envs))
     p = cfg.ppo

@@ -14,9 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rlgen import __version__
-from rlgen.agents.run_dir import TrainingInterrupted
-from rlgen.errors import RlgenError
-
+from rlgen.errors import RlgenError, TrainingInterrupted
 
 
 def _config_from_target(target: str, overrides: Sequence[str]):  # -> RlgenConfig
@@ -72,26 +70,16 @@ def cmd_splits_check(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from rlgen.config import JaxPPOConfig, OfflineConfig, TrainConfig, load_config, train_schema
+    from rlgen.agents import get_algorithm, train_schema
+    from rlgen.config import load_config
 
-    schema = train_schema(args.config, args.overrides)
-    cfg = load_config(args.config, args.overrides, schema=schema)
-    if isinstance(cfg, JaxPPOConfig):
-        from rlgen.agents.ppo_jax import train_ppo_jax  # JAX is imported only for this algo
-
-        run_dir = train_ppo_jax(cfg)
-        print(f"trained {cfg.algo} on {cfg.env} for {cfg.total_steps:,} env steps; run directory {run_dir}")
-    elif isinstance(cfg, TrainConfig):
-        from rlgen.agents.ppo import train_ppo  # heavy imports only after the config is valid
-
-        run_dir = train_ppo(cfg)
-        print(f"trained {cfg.algo} on {cfg.env} for {cfg.total_steps:,} env steps; run directory {run_dir}")
+    cfg = load_config(args.config, args.overrides, schema=train_schema(args.config, args.overrides))
+    algorithm = get_algorithm(cfg.algo)  # type: ignore[attr-defined]
+    run_dir = algorithm.trainer()(cfg)  # heavy imports (torch, SB3, d3rlpy, JAX) only after the config is valid
+    if algorithm.kind == "offline":
+        print(f"trained {cfg.algo} on {cfg.dataset} for {cfg.steps:,} gradient steps; run directory {run_dir}")  # type: ignore[attr-defined]
     else:
-        assert isinstance(cfg, OfflineConfig)
-        from rlgen.agents.offline import train_offline
-
-        run_dir = train_offline(cfg)
-        print(f"trained {cfg.algo} on {cfg.dataset} for {cfg.steps:,} gradient steps; run directory {run_dir}")
+        print(f"trained {cfg.algo} on {cfg.env} for {cfg.total_steps:,} env steps; run directory {run_dir}")  # type: ignore[attr-defined]
     print(f"next: rlgen evaluate {run_dir} --episodes 100")
     return 0
 
@@ -99,41 +87,33 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         raise RlgenError(f"--episodes must be >= 1, got {args.episodes}")
-    from rlgen.evaluation import RandomPolicy, evaluate_on_levels, generalization_gap
-    from rlgen.pipeline.runs import load_run
-    from rlgen.results import agent_identity, random_identity, record_results
+    from rlgen.agents import load_agent
+    from rlgen.evaluation import generalization_gap
+    from rlgen.pipeline.evaluate_run import evaluate_and_record, run_candidates
 
     run_dir = Path(args.run_dir)
-    run = load_run(run_dir, checkpoint=args.checkpoint, device=args.device)
-    algo, split, cfg = run.algo, run.split, run.config
-    policies = [(algo, run.agent, agent_identity(run_dir, algo, cfg, run.resolved, split, checkpoint=args.checkpoint))]
-    if args.random_baseline:
-        random_policy: type = RandomPolicy
-        if algo == "ppo_jax":
-            from rlgen.agents.ppo_jax import JaxRandomPolicy as random_policy  # batched on device like the agent
-        policies.append(("random", random_policy(run.num_actions, seed=args.seed), random_identity(split, args.seed)))
+    run = load_agent(run_dir, checkpoint=args.checkpoint, device=args.device)
+    num_envs = int(getattr(run.config, "eval_num_envs", 16))
+
+    def show(name: str, which: str, r) -> None:  # noqa: ANN001 - an EvalResult
+        norm = f"{r.mean_normalized:.3f}" if r.mean_normalized is not None else "-"
+        print(f"{name:<8} {which:<10} {len(r.returns):>8} {r.mean_return:>8.3f} {norm:>10}")
+
     print(f"{'agent':<8} {'levels':<10} {'episodes':>8} {'return':>8} {'normalized':>10}")
     replaced = 0
-    for name, policy, identity in policies:
-        results = {}
-        for which in args.which:
-            # JAX policies bring their own batched evaluator (same level list, same EvalResult rows)
-            evaluate = getattr(policy, "evaluate_on_levels", None) or (lambda *a, **k: evaluate_on_levels(policy, *a, **k))
-            r = evaluate(split, which, episodes=args.episodes, seed=args.seed,
-                         num_envs=cfg.eval_num_envs, deterministic=args.deterministic)
-            results[which] = r
-            norm = f"{r.mean_normalized:.3f}" if r.mean_normalized is not None else "-"
-            print(f"{name:<8} {which:<10} {len(r.returns):>8} {r.mean_return:>8.3f} {norm:>10}")
-            # written per level set, so a kill keeps what finished; an earlier evaluation of the same
-            # run, policy and level set is replaced (the latest evaluation wins)
-            path, n, warnings = record_results(run_dir / "results.jsonl", [r.to_row(**identity, agent=name)])
-            replaced += n
-            for w in warnings:
-                print(f"rlgen: warning: {w}", file=sys.stderr)
+    for candidate in run_candidates(run, random_baseline=args.random_baseline, random_seed=args.seed):
+        # written per level set, so a kill keeps what finished; an earlier evaluation of the same
+        # run, policy and level set is replaced (the latest evaluation wins)
+        done = evaluate_and_record([candidate], run.split, args.which, run_dir / "results.jsonl", episodes=args.episodes, seed=args.seed,
+                                   num_envs=num_envs, deterministic=args.deterministic, on_result=show)  # fmt: skip
+        replaced += done.replaced
+        for w in done.warnings:
+            print(f"rlgen: warning: {w}", file=sys.stderr)
+        results = done.results[candidate.name]
         if "train" in results and "held_out" in results:
             g = generalization_gap(results["train"], results["held_out"], seed=args.seed)
             kind = "normalized" if g.normalized else "raw"
-            print(f"{name:<8} gap ({kind} train - held-out) {g.gap:+.3f}  95% CI [{g.ci_low:+.3f}, {g.ci_high:+.3f}] (evaluation noise of this run only)")
+            print(f"{candidate.name:<8} gap ({kind} train - held-out) {g.gap:+.3f}  95% CI [{g.ci_low:+.3f}, {g.ci_high:+.3f}] (evaluation noise of this run only)")
     print(f"wrote to {run_dir / 'results.jsonl'}" + (f"; replaced {replaced} earlier row(s) of the same evaluations" if replaced else ""))
     return 0
 
@@ -142,17 +122,11 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from rlgen.config import CollectConfig, load_config
 
     cfg = load_config(args.config, args.overrides, schema=CollectConfig)
+    from rlgen.collect import collect
     from rlgen.data.dataset import load_dataset
 
     t0 = time.perf_counter()
-    if cfg.env.startswith("xland/"):  # JAX envs and policies: rolled out on device
-        from rlgen.agents.xland_collect import collect_xland
-
-        root = collect_xland(cfg)
-    else:
-        from rlgen.data.collect import collect
-
-        root = collect(cfg)
+    root = collect(cfg)  # the policy run's algorithm's collector (JAX policies roll out on device)
     info = load_dataset(root).describe()
     print(f"{root}: {info['episodes']:,} episodes, {info['transitions']:,} transitions on {info['levels']} levels, "
           f"mean return {info['mean_return']:.3f} ({time.perf_counter() - t0:.0f}s)")
@@ -232,7 +206,7 @@ def cmd_datasets_verify(args: argparse.Namespace) -> int:
             print(f"FAIL {p}")
         print(f"{args.path}: {len(problems)} problem(s)")
         return 1
-    base = ds._base
+    base = ds.base
     old = " (schema 1: shards without frame checksums, no manifest digest)" if base.manifest.get("schema_version") == 1 else ""
     print(f"{args.path}: OK ({len(base.manifest['shards'])} shards, {ds.num_episodes:,} episodes, "
           f"{ds.num_transitions:,} transitions; checksums, shapes and counts match{old})")
@@ -358,8 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", metavar="PATH", help="write the full report as JSON")
     check.set_defaults(func=cmd_splits_check)
 
-    train = sub.add_parser("train", help="train an agent from a config", description="Train an agent (algo: ppo) on the "
-                           "split's training levels. Re-running on an existing out_dir resumes it.")
+    train = sub.add_parser("train", help="train an agent from a config", description="Train an agent on the split's training levels "
+                           "(online: algo ppo, ppo_jax) or on a dataset (offline: bc, bcq, cql, iql, dt, bct; any registered "
+                           "algorithm). Re-running on an existing out_dir resumes it.")
     train.add_argument("config", help="YAML config, e.g. configs/ppo/minigrid_doorkey.yaml")
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. total_steps=200000")
     train.set_defaults(func=cmd_train)

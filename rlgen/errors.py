@@ -1,7 +1,7 @@
 """Errors a user can cause and fix.
 
 Everything raised for bad input derives from :class:`RlgenError`; the CLI prints such errors as
-one line and exits with status 2, and never shows a traceback for them.
+one line and exits with status 2 (130 for the two interruptions), and never shows a traceback for them.
 """
 
 from __future__ import annotations
@@ -22,3 +22,14 @@ class SplitError(RlgenError, ValueError):
 class DependencyError(RlgenError, ImportError):
     """An optional system or Python dependency is missing; the message says what to install."""
 
+
+class DatasetError(RlgenError):
+    """A dataset is missing, corrupt, or not what the caller expected."""
+
+
+class TrainingInterrupted(RlgenError):
+    """Training stopped by SIGINT/SIGTERM after saving a checkpoint (the CLI exits 130)."""
+
+
+class StudyInterrupted(RlgenError):
+    """Ctrl-C or SIGTERM stopped a study; running stages saved their checkpoints (the CLI exits 130)."""

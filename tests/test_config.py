@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rlgen.config import RlgenConfig, load_config, parse_overrides, write_resolved_config
+from rlgen.agents.run_dir import write_resolved_config
+from rlgen.config import RlgenConfig, load_config, parse_overrides
 from rlgen.envs import LevelSet
 from rlgen.errors import ConfigError
 
@@ -109,10 +110,10 @@ def _float_keys(model: type, prefix: str = "") -> list[str]:
 
 
 def _schemas():
-    from rlgen.config import CollectConfig, JaxPPOConfig, OfflineConfig, TrainConfig
+    from rlgen.config import CollectConfig, JaxPPOConfig, OfflineConfig, PPOConfig
 
     return {
-        TrainConfig: [], JaxPPOConfig: ["env=xland/XLand-MiniGrid-R1-9x9"], OfflineConfig: ["dataset=data/x"],
+        PPOConfig: [], JaxPPOConfig: ["env=xland/XLand-MiniGrid-R1-9x9"], OfflineConfig: ["dataset=data/x"],
         CollectConfig: ["skill=random"],
     }  # fmt: skip
 
@@ -146,10 +147,10 @@ def test_the_float_sweep_covers_the_learning_rates():
     ],
 )
 def test_train_config_bad_values(override, match):
-    from rlgen.config import TrainConfig
+    from rlgen.config import PPOConfig
 
     with pytest.raises(ConfigError) as info:
-        load_config(CONFIGS / "ppo/minigrid_doorkey.yaml", [override], schema=TrainConfig)
+        load_config(CONFIGS / "ppo/minigrid_doorkey.yaml", [override], schema=PPOConfig)
     assert "\n" not in str(info.value) and match in str(info.value)
 
 
@@ -173,7 +174,7 @@ def test_out_dir_that_is_a_file_or_under_one(tmp_path):
 
 @pytest.mark.parametrize("algo", ["[ppo]", "{a: 1}", "3"])
 def test_algo_that_is_not_a_name(algo):
-    from rlgen.config import train_schema
+    from rlgen.agents import train_schema
 
     with pytest.raises(ConfigError) as info:
         train_schema(None, [f"algo={algo}"])

@@ -113,3 +113,29 @@ def test_a_policys_own_generator_is_reseeded_and_global_generators_are_restored(
     assert np.array_equal(np.random.get_state()[1], before[0]) and torch.equal(torch.get_rng_state(), before[1]) and random.getstate() == before[2]
     other = evaluate_on_levels(policy, split, "held_out", episodes=6, seed=3, num_envs=3)
     assert other.lengths.tolist() != first.lengths.tolist()  # the seed still matters
+
+
+def test_any_policy_evaluates_an_object_a_function_and_an_sb3_model():
+    # Before: a function or an SB3 model reached `agent.act` and raised a raw AttributeError.
+    from stable_baselines3 import PPO
+
+    from rlgen.agents.sb3_vec_env import RlgenVecEnv
+    from rlgen.envs import make_env
+
+    split = LevelSplit.minigrid("empty-5x5")
+
+    class Forward:
+        def act(self, obs, deterministic=False):
+            return np.full(len(obs), 2)
+
+    by_object = evaluate_on_levels(Forward(), split, "train", episodes=3, num_envs=2)
+    by_function = evaluate_on_levels(lambda obs: np.full(len(obs), 2), split, "train", episodes=3, num_envs=2)
+    assert by_function.lengths.tolist() == by_object.lengths.tolist() == [100, 100, 100]
+
+    model = PPO("MlpPolicy", RlgenVecEnv(make_env(split, "train", num_envs=1)), n_steps=8, batch_size=8, seed=0, device="cpu")
+    by_model = evaluate_on_levels(model, split, "held_out", episodes=4, seed=1, num_envs=2, deterministic=True)
+    again = evaluate_on_levels(model.policy, split, "held_out", episodes=4, seed=1, num_envs=2, deterministic=True)  # an SB3 policy too
+    assert by_model.lengths.tolist() == again.lengths.tolist() and split.held_out.contains(by_model.levels).all()
+
+    with pytest.raises(RlgenError, match="cannot evaluate a int: give an object with act"):
+        evaluate_on_levels(3, split, "train", episodes=1)

@@ -80,7 +80,7 @@ def test_two_datasets_give_two_rows(tmp_path):
 
 
 def test_gap_plots_hold_the_other_axis_fixed():
-    from rlgen.report_plots import gap_lines
+    from rlgen.report.plots import gap_lines
 
     rows = []
     for levels in (25, 200):
@@ -168,7 +168,7 @@ def test_aggregates_are_rliables_metrics_over_run_scores():
     assert aggs[("bc", "gap")].metrics["mean"].value == pytest.approx(0.35) and "optimality gap" not in aggs[("bc", "gap")].metrics
     assert aggs[("bc", "train")].metrics["IQM"].ci == pytest.approx((0.7, 0.7))  # identical runs: no spread
     # the bootstrap replicates are computed in one batch: equal to rliable's functions replicate by replicate
-    from rlgen.run_statistics import BATCHED_METRICS, aggregate_metrics
+    from rlgen.evaluation.stats import BATCHED_METRICS, aggregate_metrics
 
     reps = np.random.default_rng(0).random((20, 5, 3)) * 1.2
     for name, fn in aggregate_metrics().items():
@@ -177,7 +177,7 @@ def test_aggregates_are_rliables_metrics_over_run_scores():
 
 def test_probability_of_improvement_equals_a_hand_computation():
     from rlgen.report import improvement_table
-    from rlgen.run_statistics import _pairwise_improvement, probability_of_improvement
+    from rlgen.evaluation.stats import _pairwise_improvement, probability_of_improvement
 
     x = np.array([[0.5, 0.2], [0.7, 0.4], [0.9, 0.6]])  # (runs, games)
     y = np.array([[0.4, 0.4], [0.6, 0.5], [0.8, 0.1]])

@@ -6,13 +6,14 @@ import threading
 import numpy as np
 import pytest
 
-from rlgen.config import RlgenConfig, load_config, write_resolved_config
-from rlgen.data import Episode, load_dataset, write_dataset
+from rlgen.agents.run_dir import RUN_FILE, ensure_run_id, path_run_id, read_run_id, write_resolved_config
+from rlgen.config import RlgenConfig, load_config
+from rlgen.data import Episode, dataset_identity, load_dataset, write_dataset
 from rlgen.envs import LevelSplit
 from rlgen.errors import RlgenError
 from rlgen.evaluation import RandomPolicy, evaluate_on_levels
-from rlgen.results import keep_latest, load_results, read_results, record_results
-from rlgen.run_identity import RUN_FILE, dataset_identity, ensure_run_id, path_run_id, read_run_id
+from rlgen.evaluation.results import read_results, record_results
+from rlgen.report import keep_latest, load_results
 
 
 def test_run_id_is_written_once_and_kept_across_resumes(tmp_path):

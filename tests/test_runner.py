@@ -249,7 +249,7 @@ def test_reuse_an_existing_ppo_run(finished, tmp_path, monkeypatch):
 
 
 def test_one_run_per_study_directory(copy, capsys):
-    from rlgen.pipeline.run import _Lock
+    from rlgen.pipeline.study_run import _Lock
 
     with _Lock(copy / "study"):
         assert main(["run", "study.yaml"]) == 2
@@ -258,7 +258,7 @@ def test_one_run_per_study_directory(copy, capsys):
 
 def test_pipeline_rows_carry_the_identity_rlgen_evaluate_writes(copy, capsys):
     """The evaluation stage and `rlgen evaluate` name an agent from the same place: the run directory."""
-    from rlgen.results import IDENTITY_FIELDS
+    from rlgen.evaluation.results import IDENTITY_FIELDS
 
     rows = results(copy / "study")
     offline = copy / "study/offline/empty-5x5-expert-300-s0/bc-s0"

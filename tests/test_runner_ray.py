@@ -45,7 +45,7 @@ def test_ray_runner_runs_two_runs(tmp_path, monkeypatch, capsys):
 def test_without_an_address_a_fresh_local_ray_starts_with_its_dashboard_off(tmp_path, monkeypatch):
     """``address="local"``: Ray then ignores ``RAY_ADDRESS`` and the cluster an earlier ``ray start``
     recorded in its temp dir (attaching to a dead one hung for over 10 minutes)."""
-    from rlgen.pipeline.ray_runner import RayExecutor
+    from rlgen.pipeline.ray_scheduler import RayExecutor
 
     calls = []
     monkeypatch.setattr(ray, "is_initialized", lambda: False)

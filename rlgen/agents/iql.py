@@ -122,9 +122,9 @@ class DiscreteIQL:
         """
         obs = as_tensor(batch["obs"], self.device)  # (B, C, H, W) uint8
         next_obs = as_tensor(batch["next_obs"], self.device)  # (B, C, H, W) uint8
-        action = as_tensor(batch["action"], self.device).long()[:, None]  # (B, 1)
-        reward = as_tensor(batch["reward"], self.device).float()  # (B,)
-        not_done = 1.0 - as_tensor(batch["done"], self.device).float()  # (B,)
+        action = as_tensor(batch["actions"], self.device).long()[:, None]  # (B, 1)
+        reward = as_tensor(batch["rewards"], self.device).float()  # (B,)
+        not_done = 1.0 - as_tensor(batch["terminated"], self.device).float()  # (B,)
 
         with torch.no_grad():
             # Clipped double Q: the min of the two targets counters Q's overestimation.

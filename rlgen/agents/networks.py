@@ -15,9 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from rlgen.config import ENCODER_NAMES
 from rlgen.errors import ConfigError
-
-ENCODERS: tuple[str, ...] = ("impala", "nature", "minigrid_cnn")
 
 
 def as_tensor(x: Any, device: torch.device) -> torch.Tensor:
@@ -25,13 +24,6 @@ def as_tensor(x: Any, device: torch.device) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
         return x.to(device)
     return torch.as_tensor(np.asarray(x), device=device)
-
-
-def check_network_name(name: str) -> str:
-    """Config validation: ``auto`` or one of ``ENCODERS``."""
-    if name != "auto" and name not in ENCODERS:
-        raise ValueError(f"network {name!r} is not one of: auto, {', '.join(ENCODERS)}")
-    return name
 
 
 class ResidualBlock(nn.Module):
@@ -135,24 +127,36 @@ class MiniGridEncoder(ConvDenseEncoder):
         super().__init__(observation_shape, convs, scale=10.0, features_dim=features_dim)
 
 
-def default_encoder(suite: str, options: dict) -> str:
-    """IMPALA for Procgen and rendered MiniGrid views; the small CNN for MiniGrid's symbolic views and
-    XLand-MiniGrid's small symbolic grids."""
-    if suite == "minigrid" and options.get("view", "partial") in ("partial", "full"):
-        return "minigrid_cnn"
-    if suite == "xland":
-        return "minigrid_cnn"
-    return "impala"
+def encoder_for(network: str, env: str, options: Any) -> str:
+    """The encoder a config's ``network`` names: itself, or for ``auto`` the suite's default for ``env``
+    (``SUITE/ENV``; ``Suite.default_encoder``: IMPALA for Procgen and rendered views, the small CNN for
+    MiniGrid's symbolic view and XLand's grids)."""
+    if network != "auto":
+        return network
+    from rlgen.envs import get_suite
+
+    suite, name = env.split("/", 1)
+    return get_suite(suite).default_encoder(name, dict(options))
+
+
+def _minigrid_cnn(observation_shape: Sequence[int], features_dim: int | None) -> nn.Module:
+    if min(observation_shape[1:]) < 4:
+        raise ConfigError(f"network minigrid_cnn needs images of at least 4x4, got {tuple(observation_shape)}")
+    return MiniGridEncoder(observation_shape, features_dim=features_dim or 128)
+
+
+#: Encoder name -> builder ``(observation_shape, features_dim or None) -> module``.
+_BUILDERS: dict[str, Any] = {
+    "impala": lambda shape, dim: ImpalaEncoder(shape, features_dim=dim or 256),
+    "nature": lambda shape, dim: NatureEncoder(shape, features_dim=dim or 512),
+    "minigrid_cnn": _minigrid_cnn,
+}
+#: The encoders by name (the same as ``rlgen.config.ENCODER_NAMES``, which configs check against without torch).
+ENCODERS: tuple[str, ...] = tuple(_BUILDERS)
 
 
 def make_encoder(name: str, observation_shape: Sequence[int], features_dim: int | None = None) -> nn.Module:
     """Build encoder ``name`` for observations of ``observation_shape`` (C, H, W)."""
-    if name == "impala":
-        return ImpalaEncoder(observation_shape, features_dim=features_dim or 256)
-    if name == "nature":
-        return NatureEncoder(observation_shape, features_dim=features_dim or 512)
-    if name == "minigrid_cnn":
-        if min(observation_shape[1:]) < 4:
-            raise ConfigError(f"network minigrid_cnn needs images of at least 4x4, got {tuple(observation_shape)}")
-        return MiniGridEncoder(observation_shape, features_dim=features_dim or 128)
-    raise ConfigError(f"unknown network {name!r}; allowed: auto, {', '.join(ENCODERS)}")
+    if name not in _BUILDERS:
+        raise ConfigError(f"unknown network {name!r}; allowed: auto, {', '.join(ENCODER_NAMES)}")
+    return _BUILDERS[name](observation_shape, features_dim)

@@ -1,4 +1,4 @@
-"""Offline agents behind one interface, and the offline training loop.
+"""Offline agents behind one interface (``rlgen.agents.base.OfflineLearner``): building, saving, loading.
 
 * BC, BCQ, CQL: d3rlpy's discrete implementations (``DiscreteBC``, ``DiscreteBCQ``,
   ``DiscreteCQL``) with rlgen's encoders through ``RlgenEncoderFactory``. We drive each
@@ -10,20 +10,20 @@
   has no discrete IQL or BCT, and its discrete DT cannot mask padding out of its loss.
 
 Every agent has ``update(batch) -> losses``, ``act(obs, deterministic=, keys=)``, ``save(dir)``,
-``load(dir)``, ``training_state()``; DT and BCT are *episodic* (``reset(keys)``, ``observe(keys,
-rewards)``): evaluation tells them where episodes start and what rewards arrived.
+``load(dir)`` (a classmethod), ``training_state()``; DT and BCT are *episodic* (``reset(keys)``,
+``observe(keys, rewards)``): evaluation tells them where episodes start and what rewards arrived.
 
-A run directory holds ``config.yaml``, ``checkpoints/latest/`` (model file + ``state.json``: step,
-sampler and torch RNG states, agent counters, evaluation history) and, once finished, ``model/``;
-both directories are written as units (``rlgen.agents.offline_checkpoint``), so resuming after a
-kill continues bit for bit as if never stopped.
+``save(dir)`` writes the model file and ``agent.json`` (the config, observation shape, action count and
+DT's target return), so a model directory loads on its own, without the dataset or the run directory.
+Model directories of older rlgen versions have no ``agent.json``: :func:`load_run` rebuilds those from
+the run's ``config.yaml`` and the env's spaces. The training loop is ``rlgen.agents.offline_train``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,12 +32,14 @@ import numpy as np
 import torch
 
 from rlgen.agents import networks
-from rlgen.agents.offline_checkpoint import STATE, decode_bytes, encode_bytes, load_into, load_weights, read_state, recover_unit, write_unit
+from rlgen.agents.offline_checkpoint import decode_bytes, encode_bytes, load_into, load_weights
 from rlgen.agents.quiet import silence_gym_banner
-from rlgen.agents.run_dir import locks_run_dir
-from rlgen.config import OfflineConfig, config_to_dict, write_resolved_config
-from rlgen.errors import ConfigError, RlgenError
-from rlgen.run_identity import dataset_identity
+from rlgen.agents.run_dir import config_dict, read_json, read_run_config
+from rlgen.atomic_files import write_bytes_atomic
+from rlgen.config import OfflineConfig, validate_config
+from rlgen.devices import torch_device
+from rlgen.envs import LevelSplit, get_suite, make_env
+from rlgen.errors import RlgenError
 
 silence_gym_banner()
 
@@ -48,14 +50,9 @@ from d3rlpy.torch_utility import TorchMiniBatch  # noqa: E402
 D3RLPY_ALGOS = ("bc", "bcq", "cql")
 CHECKPOINT_DIR = "checkpoints/latest"
 MODEL_DIR = "model"
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda:0" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RlgenError(f"device={device!r} but CUDA is not available here; use device=auto or device=cpu")
-    return "cuda:0" if device == "cuda" else device
+#: Beside the model file: what the agent is (config, shapes, target return), so the directory loads on its own.
+AGENT_FILE = "agent.json"
+AGENT_FORMAT = "rlgen.offline/1"
 
 
 @dataclasses.dataclass()
@@ -86,7 +83,36 @@ def _register_factory() -> None:
         _registered = True
 
 
-class D3rlpyAgent:
+class ModelDirAgent:
+    """What both kinds of offline agent share: a model directory (``save``/``load``) of ``MODEL_FILE`` (the
+    subclass's ``state_dict()``) and ``agent.json`` (``spec``: config, shapes, target return)."""
+
+    MODEL_FILE = ""
+    spec: dict[str, Any]
+
+    def state_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def save(self, directory: str | Path) -> Path:
+        """The model file and ``agent.json`` into ``directory``; returns it."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / AGENT_FILE).write_text(json.dumps(self.spec))
+        buf = io.BytesIO()
+        torch.save(self.state_dict(), buf)
+        write_bytes_atomic(d / self.MODEL_FILE, buf.getvalue())
+        return d
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto") -> Any:
+        """The agent ``save(path)`` wrote (weights only, no optimizer state)."""
+        agent = load_model_dir(path, device)
+        if not isinstance(agent, cls):
+            raise RlgenError(f"{path} holds a {agent.kind} model, not a {cls.__name__}")
+        return agent
+
+
+class D3rlpyAgent(ModelDirAgent):
     """BC, BCQ or CQL from d3rlpy, updated with rlgen batches.
 
     Files: ``model.d3``, d3rlpy's format (``{module name: state dict}``, optimizer included), written
@@ -97,9 +123,12 @@ class D3rlpyAgent:
 
     def __init__(self, cfg: OfflineConfig, observation_shape: tuple[int, ...], num_actions: int, device: str, encoder: str) -> None:
         _register_factory()
+        self.spec = _spec(cfg, observation_shape, num_actions, 0.0)
         self.kind = cfg.algo
         self.device = device
-        common = {"batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate}
+        self.num_actions = int(num_actions)
+        # no batch_size: d3rlpy only uses it in its own fit loop, and rlgen samples the batches it passes to update()
+        common = {"learning_rate": cfg.learning_rate}
         if cfg.algo == "bc":
             # beta=0: plain cross-entropy, as in the reference study (d3rlpy's default adds a logit penalty)
             conf: Any = d3rlpy.algos.DiscreteBCConfig(**common, encoder_factory=RlgenEncoderFactory(encoder), beta=0.0)
@@ -120,11 +149,11 @@ class D3rlpyAgent:
     def update(self, batch: dict[str, Any]) -> dict[str, float]:
         t = {k: torch.as_tensor(np.asarray(v) if not torch.is_tensor(v) else v, device=self.device) for k, v in batch.items()}
         step = self.algo.grad_step  # d3rlpy schedules target copies on it: part of the checkpoint
-        b = t["action"].shape[0]
+        b = t["actions"].shape[0]
         tb = TorchMiniBatch(
-            observations=t["obs"], actions=t["action"].float().view(b, 1), rewards=t["reward"].float().view(b, 1),
+            observations=t["obs"], actions=t["actions"].float().view(b, 1), rewards=t["rewards"].float().view(b, 1),
             next_observations=t["next_obs"], next_actions=torch.zeros(b, 1, device=self.device),
-            returns_to_go=torch.zeros(b, 1, device=self.device), terminals=t["done"].float().view(b, 1),
+            returns_to_go=torch.zeros(b, 1, device=self.device), terminals=t["terminated"].float().view(b, 1),
             intervals=torch.ones(b, 1, device=self.device), device=self.device,
         )  # fmt: skip
         losses = self.algo.impl.update(tb, step)
@@ -157,13 +186,12 @@ class D3rlpyAgent:
     def _modules(self) -> dict[str, Any]:
         return self.algo.impl.modules.create_checkpointer(self.device).modules  # name -> nn.Module or optimizer wrapper
 
-    def save(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / (self.MODEL_FILE + ".tmp")
-        torch.save({k: v.state_dict() for k, v in self._modules().items()}, tmp)
-        tmp.replace(directory / self.MODEL_FILE)
+    def state_dict(self) -> dict[str, Any]:
+        """What ``model.d3`` holds: d3rlpy's format, ``{module name: state dict}`` (optimizers included)."""
+        return {k: v.state_dict() for k, v in self._modules().items()}
 
-    def load(self, directory: Path, with_optimizer: bool = True) -> None:
+    def load_weights(self, directory: Path, with_optimizer: bool = True) -> None:
+        """Put the weights (and optimizer state) of ``directory``'s model file into this agent."""
         path = directory / self.MODEL_FILE
         saved = load_weights(path, self.device)
 
@@ -190,12 +218,15 @@ OLD_DT_MESSAGE = (
 )
 
 
-class TorchAgent:
-    """IQL, BCT or DT: rlgen's own PyTorch implementations. Files: ``model.pt`` (the state dict, weights only)."""
+class OwnTorchAgent(ModelDirAgent):
+    """IQL, BCT or DT: rlgen's own PyTorch implementations (d3rlpy has no discrete IQL or BCT, and its DT
+    cannot mask padding). Files: ``model.pt`` (the state dict, weights only) and ``agent.json``."""
 
     MODEL_FILE = "model.pt"
 
     def __init__(self, cfg: OfflineConfig, observation_shape: tuple[int, ...], num_actions: int, device: str, encoder: str, target_return: float) -> None:
+        self.spec = _spec(cfg, observation_shape, num_actions, target_return)
+        self.num_actions = int(num_actions)
         self.kind = cfg.algo
         self.greedy = False  # act greedily even when the caller asks for samples
         if cfg.algo == "iql":
@@ -225,6 +256,7 @@ class TorchAgent:
     @target_return.setter
     def target_return(self, value: float) -> None:
         self.impl.target_return = float(value)
+        self.spec["target_return"] = float(value)
 
     def update(self, batch: dict[str, Any]) -> dict[str, float]:
         return {k if k.startswith("loss") else f"loss/{k}": float(v) for k, v in self.impl.update(batch).items()}
@@ -247,13 +279,12 @@ class TorchAgent:
         if self.episodic:
             self.impl.observe(keys, rewards)
 
-    def save(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / (self.MODEL_FILE + ".tmp")
-        torch.save(self.impl.state_dict(), tmp)
-        tmp.replace(directory / self.MODEL_FILE)
+    def state_dict(self) -> dict[str, Any]:
+        """What ``model.pt`` holds: the implementation's state dict (optimizer included)."""
+        return self.impl.state_dict()
 
-    def load(self, directory: Path, with_optimizer: bool = True) -> None:
+    def load_weights(self, directory: Path, with_optimizer: bool = True) -> None:
+        """Put the weights (and optimizer state) of ``directory``'s model file into this agent."""
         path = directory / self.MODEL_FILE
         old = directory / D3rlpyAgent.MODEL_FILE
         if self.kind == "dt" and not path.is_file() and old.is_file():
@@ -269,211 +300,98 @@ class TorchAgent:
 
 
 def _max_timestep(cfg: OfflineConfig) -> int:
-    from rlgen.envs import get_suite
-
     suite, env = cfg.env.split("/", 1)
-    module = get_suite(suite)
-    limits = getattr(module, "EPISODE_STEPS", {})
-    return int(limits.get(env, 1000)) + 1
+    return int(get_suite(suite).episode_steps(env, cfg.split.options)) + 1
 
 
-def build_agent(cfg: OfflineConfig, observation_shape: tuple[int, ...], num_actions: int, device: str, target_return: float) -> D3rlpyAgent | TorchAgent:
-    suite = cfg.env.split("/", 1)[0]
-    encoder = cfg.network if cfg.network != "auto" else networks.default_encoder(suite, cfg.split.options)
+OfflineAgent = D3rlpyAgent | OwnTorchAgent
+
+
+def agent_class(algo: str) -> type[OfflineAgent]:
+    return D3rlpyAgent if algo in D3RLPY_ALGOS else OwnTorchAgent
+
+
+def build_agent(cfg: OfflineConfig, observation_shape: tuple[int, ...], num_actions: int, device: str, target_return: float) -> OfflineAgent:
+    """A fresh agent of ``cfg.algo`` (seeded by ``cfg.seed``) for observations ``observation_shape`` and ``num_actions`` actions."""
+    encoder = networks.encoder_for(cfg.network, cfg.env, cfg.split.options)
     torch.manual_seed(cfg.seed)
     if cfg.algo in D3RLPY_ALGOS:
         return D3rlpyAgent(cfg, observation_shape, num_actions, device, encoder)
-    return TorchAgent(cfg, observation_shape, num_actions, device, encoder, target_return)
+    return OwnTorchAgent(cfg, observation_shape, num_actions, device, encoder, target_return)
 
 
-# --- the training loop ---------------------------------------------------------------------------------
+# --- self-contained model directories -----------------------------------------------------------------
 
 
-@locks_run_dir  # one trainer per run directory: a second one gets a one-line error naming the first
-def train_offline(cfg: OfflineConfig) -> Path:
-    """Train (or resume) an offline agent as ``cfg`` says; returns the run directory.
-
-    Raises:
-        TrainingInterrupted: after SIGINT/SIGTERM, once the checkpoint is saved.
-    """
-    from torch.utils.tensorboard import SummaryWriter
-
-    from rlgen.agents.run_dir import TrainingInterrupted, stop_on_signals
-    from rlgen.data import load_dataset
-    from rlgen.envs import LevelSplit
-    from rlgen.evaluation import evaluate_on_levels
-
-    run_dir = Path(cfg.out_dir or f"runs/{cfg.name}")
-    ds = load_dataset(cfg.dataset, expect_env=cfg.env)
-    if cfg.batch_size > ds.num_transitions:  # sampling with replacement would allow it, at a cost of GBs for nothing
-        raise ConfigError(f"batch_size={cfg.batch_size:,} is larger than the dataset {cfg.dataset!r} ({ds.num_transitions:,} transitions); "
-                          f"use batch_size <= {ds.num_transitions:,}")  # fmt: skip
-    split = LevelSplit.from_dict(ds.manifest["split"]) if "split" in ds.manifest else cfg.level_split()
-    device = resolve_device(cfg.device)
-    best_return = float(ds.episodes["return"].max())
-    target_return = cfg.dt_target_return if cfg.dt_target_return is not None else cfg.dt_target_return_scale * best_return
-    checkpoint = run_dir / CHECKPOINT_DIR
-    recover_unit(checkpoint)  # a kill mid-swap leaves the previous checkpoint under another name
-    resuming = (checkpoint / STATE).is_file()
-    state: dict[str, Any] = {}
-    if resuming:
-        _check_same_offline_config(run_dir, cfg)
-        state = read_state(checkpoint)
-    write_resolved_config(cfg, run_dir, extra={"split": split.to_dict(), "dataset": {"path": str(cfg.dataset), **dataset_identity(ds),
-                          "best_return": best_return}, "dt_target_return": target_return})  # fmt: skip
-    agent = build_agent(cfg, ds.observation_shape, ds.num_actions, device, target_return)
-    rng = np.random.default_rng(cfg.seed)
-    step = 0
-    history: list[dict[str, Any]] = []
-    if resuming:
-        agent.load(checkpoint)
-        step, history = _restore_training_state(checkpoint, state, agent, rng)
-        if state.get("finished") and step >= cfg.steps:
-            if not (run_dir / MODEL_DIR / agent.MODEL_FILE).is_file():  # killed between the last checkpoint and model/
-                write_unit(run_dir / MODEL_DIR, agent.save)
-            return run_dir  # nothing left to do
-    if device != "cpu":
-        ds.to_device(device)
-    windows = cfg.algo in ("dt", "bct")
-    tb = SummaryWriter(str(run_dir / "tb"), purge_step=step if resuming else None)
-    flag = {"stop": False}
-    progress = _progress(cfg, step)
-    t0, s0 = time.perf_counter(), step
-    losses: dict[str, float] = {}
-    stopped_early = False
-
-    def save_checkpoint(finished: bool) -> None:
-        """Model and counters as one unit: every RNG and counter the next updates depend on."""
-        state = {"step": step, "rng": rng.bit_generator.state, "finished": finished, "eval_history": history, "time": time.time(),
-                 "agent": agent.training_state(), "torch_rng": encode_bytes(torch.get_rng_state())}  # fmt: skip
-        if torch.cuda.is_available() and device.startswith("cuda"):
-            state["cuda_rng"] = [encode_bytes(s) for s in torch.cuda.get_rng_state_all()]
-
-        def fill(d: Path) -> None:
-            agent.save(d)
-            (d / STATE).write_text(json.dumps(state))
-
-        write_unit(checkpoint, fill)
-
-    def evaluate_now() -> bool:
-        """Evaluate on training and validation levels; True when early stopping says stop."""
-        row: dict[str, Any] = {"step": step}
-        for which, key in (("train", "train_levels"), ("validation", "validation_levels")):
-            if which == "validation" and not split.validation:
-                continue
-            r = evaluate_on_levels(agent, split, which, episodes=cfg.eval.episodes, seed=cfg.seed, num_envs=cfg.eval_num_envs)
-            tb.add_scalar(f"eval/{key}/mean_return", r.mean_return, step)
-            if r.mean_normalized is not None:
-                tb.add_scalar(f"eval/{key}/mean_normalized", r.mean_normalized, step)
-            row[which] = r.mean_return
-        history.append(row)
-        patience = cfg.eval.early_stopping_patience
-        if patience and "validation" in row:
-            best_at = max(range(len(history)), key=lambda i: history[i].get("validation", -np.inf))
-            if len(history) - 1 - best_at >= patience:
-                return True
-        return False
-
-    with stop_on_signals(flag):
-        try:
-            while step < cfg.steps and not flag["stop"]:
-                batch = ds.sample_windows(cfg.batch_size, cfg.context_length, rng) if windows else ds.sample_transitions(cfg.batch_size, rng)
-                losses = agent.update(batch)
-                step += 1
-                if step % 50 == 0 or step == cfg.steps:
-                    rate = (step - s0) / max(time.perf_counter() - t0, 1e-9)
-                    for k, v in losses.items():
-                        tb.add_scalar(f"train/{k}", v, step)
-                    tb.add_scalar("time/updates_per_second", rate, step)
-                    if progress is not None:
-                        loss = next(iter(losses.values()), float("nan"))
-                        progress[0].update(progress[1], completed=step, rate=f"{rate:,.1f}", loss=f"{loss:.4f}")
-                if cfg.eval.enabled and step % cfg.eval.every_steps == 0:
-                    if evaluate_now():
-                        stopped_early = True
-                        break
-                if step % cfg.checkpoint_every == 0:
-                    save_checkpoint(finished=False)
-        finally:
-            if progress is not None:
-                progress[0].stop()
-            tb.flush()
-    finished = step >= cfg.steps or stopped_early
-    save_checkpoint(finished=finished)
-    if finished:
-        write_unit(run_dir / MODEL_DIR, agent.save)
-    tb.close()
-    if flag["stop"] and not finished:
-        raise TrainingInterrupted(f"stopped by signal at step {step:,}; checkpoint saved in {run_dir / CHECKPOINT_DIR}; run the same command again to resume")
-    return run_dir
+def _spec(cfg: OfflineConfig, observation_shape: tuple[int, ...], num_actions: int, target_return: float) -> dict[str, Any]:
+    return {"format": AGENT_FORMAT, "config": config_dict(cfg), "observation_shape": [int(x) for x in observation_shape],
+            "num_actions": int(num_actions), "target_return": float(target_return)}  # fmt: skip
 
 
-def _progress(cfg: OfflineConfig, completed: int) -> Any:
-    if not cfg.progress:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    p = Progress(TextColumn(f"[bold]{cfg.algo.upper()}[/] {Path(cfg.dataset).name}"), BarColumn(), MofNCompleteColumn(),
-                 TextColumn("{task.fields[rate]} updates/s  loss {task.fields[loss]}"), TimeRemainingColumn())  # fmt: skip
-    p.start()
-    return p, p.add_task("train", total=cfg.steps, completed=completed, rate="-", loss="-")
-
-
-def _restore_training_state(checkpoint: Path, state: dict[str, Any], agent: D3rlpyAgent | TorchAgent, rng: np.random.Generator) -> tuple[int, list[dict[str, Any]]]:
-    """Put back the sampler, torch RNG and agent counters saved with ``checkpoint``; returns (step, eval history)."""
+def build_from_spec(spec: Any, source: Path, device: str) -> OfflineAgent:
+    """The (untrained) agent an ``agent.json`` describes; a malformed one is one ``RlgenError`` naming ``source``."""
     try:
-        rng.bit_generator.state = state["rng"]
-        agent.restore_training_state(state.get("agent", {}))
-        if "torch_rng" in state:  # dropout (DT, BCT) draws from the global generator
-            torch.set_rng_state(decode_bytes(state["torch_rng"]))
-        if "cuda_rng" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([decode_bytes(s) for s in state["cuda_rng"]])
-        return int(state["step"]), list(state.get("eval_history", []))
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        raise RlgenError(f"{checkpoint / STATE} is damaged ({type(e).__name__}: {e}); delete {checkpoint} to restart from step 0") from None
+        if not isinstance(spec, dict) or spec.get("format") != AGENT_FORMAT:
+            raise ValueError(f"format {spec.get('format') if isinstance(spec, dict) else spec!r}, expected {AGENT_FORMAT!r}")
+        shape = tuple(int(x) for x in spec["observation_shape"])
+        num_actions, target_return = int(spec["num_actions"]), float(spec["target_return"])
+        if not shape or min(shape) < 1 or num_actions < 1:
+            raise ValueError(f"observation_shape {list(shape)} and num_actions {num_actions}")
+    except (KeyError, TypeError, ValueError) as e:
+        raise RlgenError(f"{source} does not describe an rlgen offline agent ({e})") from None
+    cfg = validate_config(spec["config"], OfflineConfig, source=str(source))
+    return build_agent(cfg, shape, num_actions, torch_device(device), target_return)
 
 
-def _read_run_config(run_dir: Path) -> dict[str, Any]:
-    import yaml
+def load_model_dir(path: str | Path, device: str = "auto") -> OfflineAgent:
+    """The agent a model directory (``model/``, ``checkpoints/latest/``) holds, from its ``agent.json`` and model file."""
+    d = Path(path)
+    agent = build_from_spec(read_json(d / AGENT_FILE), d / AGENT_FILE, device)
+    agent.load_weights(d, with_optimizer=False)
+    return agent
 
-    path = run_dir / "config.yaml"
+
+
+
+# --- run directories -------------------------------------------------------------------------------------
+
+
+def run_shapes(cfg: OfflineConfig, resolved: dict[str, Any], split: LevelSplit) -> tuple[tuple[int, ...], int]:
+    """Observation shape and action count of a run from before ``agent.json``: its dataset's (when the
+    resolved config recorded them) or else its env's, which the dataset was collected from."""
+    shape, n = resolved.get("observation_shape"), resolved.get("num_actions")
+    if isinstance(shape, list) and isinstance(n, int):
+        return tuple(int(x) for x in shape), n
+    probe = make_env(split, "train", num_envs=1, levels=[split.train.min])
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError, UnicodeDecodeError) as e:
-        raise RlgenError(f"{path} cannot be read ({str(e).splitlines()[0] if str(e) else type(e).__name__}); is {run_dir} an rlgen run directory?") from None
-    if not isinstance(data, dict):
-        raise RlgenError(f"{path} is not a mapping of config keys; is {run_dir} an rlgen run directory?")
-    return data
+        return tuple(int(x) for x in probe.single_observation_space.shape), int(probe.single_action_space.n)
+    finally:
+        probe.close()
 
 
-def _check_same_offline_config(run_dir: Path, cfg: OfflineConfig) -> None:
-    if not (run_dir / "config.yaml").is_file():
-        return  # a checkpoint without its config: nothing to compare (the resolved config is written next)
-    saved = _read_run_config(run_dir)
-    saved.pop("resolved", None)
-    now = config_to_dict(cfg)
-    diff = sorted(k for k in set(saved) | set(now) if k not in {"steps", "progress", "device"} and saved.get(k) != now.get(k))
-    if diff:
-        raise RlgenError(f"{run_dir} holds a run with a different config (keys differ: {', '.join(diff)}); use another out_dir")
-
-
-def load_offline_agent(run_dir: str | Path, device: str = "auto") -> D3rlpyAgent | TorchAgent:
+def load_run(run_dir: str | Path, checkpoint: str | None = None, device: str = "auto") -> OfflineAgent:
     """The trained agent of an offline run directory (its final model, else its latest checkpoint),
-    ready to act. Reads weights only; never modifies the directory."""
-    from rlgen.config import validate_config
-    from rlgen.data import load_dataset
+    ready to act. Reads weights only; never modifies the directory; needs no dataset.
 
+    ``checkpoint`` is not supported for offline runs (they keep one model); giving one is an error.
+    """
+    if checkpoint is not None:
+        raise RlgenError(f"--checkpoint {checkpoint!r}: offline runs keep one model (model/, else checkpoints/latest/); drop --checkpoint")
     run = Path(run_dir)
-    data = _read_run_config(run)
+    data = read_run_config(run)
     resolved = data.pop("resolved", None) or {}
     cfg = validate_config(data, OfflineConfig, source=str(run / "config.yaml"))
-    ds = load_dataset(cfg.dataset)
-    agent = build_agent(cfg, ds.observation_shape, ds.num_actions, resolve_device(device), float(resolved.get("dt_target_return", 0.0)))
+    cls = agent_class(cfg.algo)
     # A unit whose swap a kill interrupted is still complete under its ".old" name.
     candidates = [run / MODEL_DIR, run / (MODEL_DIR + ".old"), run / CHECKPOINT_DIR, run / (CHECKPOINT_DIR + ".old")]
-    model_files = (agent.MODEL_FILE, D3rlpyAgent.MODEL_FILE)  # an old DT's model.d3 gets its own message from load()
+    model_files = (cls.MODEL_FILE, D3rlpyAgent.MODEL_FILE)  # an old DT's model.d3 gets its own message from load_weights()
     source = next((d for d in candidates if any((d / f).is_file() for f in model_files)), None)
     if source is None:
-        raise RlgenError(f"{run} has no trained model yet (no {MODEL_DIR}/{agent.MODEL_FILE} or {CHECKPOINT_DIR}/{agent.MODEL_FILE})")
-    agent.load(source, with_optimizer=False)
+        raise RlgenError(f"{run} has no trained model yet (no {MODEL_DIR}/{cls.MODEL_FILE} or {CHECKPOINT_DIR}/{cls.MODEL_FILE})")
+    if (source / AGENT_FILE).is_file():
+        return load_model_dir(source, device)
+    split = LevelSplit.from_dict(resolved["split"]) if "split" in resolved else cfg.level_split()  # written before agent.json existed
+    shape, num_actions = run_shapes(cfg, resolved, split)
+    agent = build_agent(cfg, shape, num_actions, torch_device(device), float(resolved.get("dt_target_return", 0.0)))
+    agent.load_weights(source, with_optimizer=False)
     return agent

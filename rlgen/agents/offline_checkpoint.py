@@ -1,12 +1,9 @@
-"""Offline runs' model directories, each written as a unit, and reading them back without running code.
+"""Offline runs' checkpoints read back without running code: model files, ``state.json``, RNG states as text.
 
-A unit is a directory (``checkpoints/latest/``: the agent's model file and ``state.json``;
-``model/``: the final model). It is written whole under ``<name>.new/`` and swapped in by two
-renames, so a kill at any moment leaves either the previous unit or the new one, never a model
-file from one save beside a ``state.json`` from another::
-
-    <name>.new/   being written; a kill leaves it incomplete and the next write discards it
-    <name>.old/   the previous unit during the swap; when a kill leaves it without <name>/, it is put back
+The model directories (``checkpoints/latest/``: the agent's model file, ``agent.json`` and ``state.json``;
+``model/``: the final model) are written as units by ``rlgen.agents.run_dir.write_unit``: whole under
+``<name>.new/`` and swapped in by two renames, so a kill at any moment leaves either the previous unit or
+the new one, never a model file from one save beside a ``state.json`` from another.
 
 Model files are read with ``torch.load(weights_only=True)``: tensors and plain containers only, so a
 file planted in a run directory cannot execute code when the run is evaluated or resumed.
@@ -16,9 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import pickle
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,44 +23,6 @@ import torch
 from rlgen.errors import RlgenError
 
 STATE = "state.json"
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def recover_unit(directory: Path) -> None:
-    """Finish or undo a swap a kill interrupted: drop a leftover ``.old`` beside a complete unit, or
-    put ``.old`` back when the unit itself is missing."""
-    old = directory.with_name(directory.name + ".old")
-    if not old.is_dir():
-        return
-    if directory.is_dir():
-        shutil.rmtree(old)
-    else:
-        os.rename(old, directory)
-
-
-def write_unit(directory: Path, fill: Callable[[Path], None]) -> None:
-    """Write the unit ``directory`` as ``fill(tmp_dir)`` leaves it, replacing the previous one as a whole."""
-    new = directory.with_name(directory.name + ".new")
-    old = directory.with_name(directory.name + ".old")
-    shutil.rmtree(new, ignore_errors=True)
-    new.mkdir(parents=True)
-    fill(new)
-    for f in new.iterdir():
-        _fsync(f)
-    _fsync(new)
-    recover_unit(directory)
-    if directory.is_dir():
-        os.rename(directory, old)
-    os.rename(new, directory)
-    _fsync(directory.parent)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def read_state(directory: Path) -> dict[str, Any]:

@@ -1,45 +1,62 @@
-"""What every training run directory shares, whichever learner wrote it: the skill ladder file,
-atomic JSON writes, the same-config check on resume, one trainer at a time (a lock), and stopping
-cleanly on SIGINT/SIGTERM.
+"""The one run-directory protocol every trainer follows (SB3 PPO, JAX PPO, offline agents, and yours).
 
-A run directory may come from someone else, so everything read from it is data, never code: JSON
-files are checked for shape (a torn file is one line naming it), and every path they name must
+What a training run directory holds, whichever learner wrote it::
+
+    config.yaml      the resolved config (every default filled in) + a ``resolved`` block of derived facts
+    run.json         the run id, written once when the directory first gets a config
+    ladder.json      online runs: the skill ladder, one rung per kept checkpoint
+    checkpoints/     the resumable checkpoint and its ``state.json``
+    .lock            flock()ed by the process training in the directory
+
+and what every trainer does with it: one trainer at a time (:func:`locks_run_dir`), the resume preamble
+(:func:`resume_preamble`: is there a checkpoint, is the run finished, is it the same config), the
+resolved config and run id (:func:`write_resolved_config`), ladder rungs (:func:`append_rung`),
+directories written as units (:func:`write_unit`), stopping cleanly on SIGINT/SIGTERM (:func:`stop_on_signals`).
+
+A run directory may come from someone else, so everything read from it is data, never code: JSON and
+YAML files are checked for shape (a torn file is one line naming it), and every path they name must
 resolve inside the run directory (no ``../..``, no absolute path, no symlink out).
 
-Kept free of torch, SB3 and JAX so every learner (and collection) can use it without importing the others.
+A *run* is one training run; its id is a uuid4 hex written once into ``run.json``. Resuming, moving the
+directory or naming it by a relative or an absolute path keeps the id; deleting the directory and
+training again gives a new one. Run directories made before ``run.json`` existed get an id derived from
+their resolved absolute path, so ``runs/p`` and ``/home/me/runs/p`` are the same run.
+
+Free of torch, SB3 and JAX, so every learner (and collection) can use it without importing the others.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import functools
+import hashlib
 import json
 import os
 import shlex
+import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from rlgen.errors import RlgenError
+from rlgen.atomic_files import write_json_atomic, write_text_atomic
+from rlgen.errors import RlgenError, TrainingInterrupted
 
+__all__ = ["CONFIG", "LADDER", "LOCK", "RUN_FILE", "Resume", "TrainingInterrupted", "append_rung", "check_same_config", "ensure_run_id",
+           "inside_run_dir", "locks_run_dir", "path_run_id", "read_json", "read_ladder", "read_run_config", "read_run_id", "read_state",
+           "recover_unit", "resume_preamble", "run_dir_lock", "stop_on_signals", "write_resolved_config", "write_state", "write_unit",
+           "keep_rung", "final_checkpoint", "interrupted", "tensorboard_writer", "config_dict", "ladder_or_new", "RESUME_NEUTRAL_KEYS"]  # fmt: skip
+
+CONFIG = "config.yaml"
 LADDER = "ladder.json"
+RUN_FILE = "run.json"
 #: The lock file of a run directory; its content says who holds it (JSON: pid, command, since).
 LOCK = ".lock"
-
-
-class TrainingInterrupted(RlgenError):
-    """Training stopped by SIGINT/SIGTERM after saving a checkpoint (the CLI exits 130)."""
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
 
 
 def read_json(path: Path) -> Any:
@@ -69,6 +86,184 @@ def inside_run_dir(run_dir: str | Path, relative: Any, source: str | Path) -> Pa
     return target
 
 
+# --- run ids ---------------------------------------------------------------------------------------
+
+
+def path_run_id(run_dir: str | Path) -> str:
+    """The id of a run directory without ``run.json``: derived from its resolved absolute path."""
+    resolved = str(Path(run_dir).resolve())
+    return "path-" + hashlib.sha256(resolved.encode()).hexdigest()[:32]
+
+
+def _read_run_record(path: Path) -> str:
+    try:
+        run_id = json.loads(path.read_text())["run_id"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise RlgenError(f"{path} is not a readable run record (expected JSON with a run_id); "
+                         "restore it, or delete it to give the run a new id") from None  # fmt: skip
+    if not isinstance(run_id, str) or not run_id:
+        raise RlgenError(f"{path}: run_id must be a non-empty string, got {run_id!r}")
+    return run_id
+
+
+def ensure_run_id(run_dir: str | Path) -> str:
+    """The run id of ``run_dir``, creating ``run.json`` if the directory has none yet.
+
+    Written once and never rewritten: the record is written to a temporary name and hard-linked to
+    ``run.json``, which fails when another process got there first (then its id is the id).
+    """
+    d = Path(run_dir)
+    path = d / RUN_FILE
+    if path.is_file():
+        return _read_run_record(path)
+    d.mkdir(parents=True, exist_ok=True)
+    run_id = uuid.uuid4().hex
+    tmp = d / f"{RUN_FILE}.{uuid.uuid4().hex}.tmp"  # unique per caller: processes and threads alike
+    tmp.write_text(json.dumps({"run_id": run_id, "created": time.time()}) + "\n")
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return _read_run_record(path)
+    except OSError:  # a file system without hard links: exclusive create instead
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return _read_run_record(path)
+        with os.fdopen(fd, "w") as f:
+            f.write(tmp.read_text())
+    finally:
+        tmp.unlink(missing_ok=True)
+    return run_id
+
+
+def read_run_id(run_dir: str | Path) -> str:
+    """The run id of ``run_dir``: from ``run.json``, else :func:`path_run_id` (run directories made
+    before run ids existed)."""
+    path = Path(run_dir) / RUN_FILE
+    return _read_run_record(path) if path.is_file() else path_run_id(run_dir)
+
+
+# --- the config ------------------------------------------------------------------------------------
+
+
+def config_dict(cfg: Any) -> dict[str, Any]:
+    """A pydantic config as plain JSON data."""
+    return json.loads(cfg.model_dump_json())
+
+
+def write_resolved_config(cfg: Any, directory: str | Path, extra: Mapping[str, Any] | None = None) -> Path:
+    """Write ``config.yaml`` (every key, defaults filled in) into ``directory``; returns its path.
+
+    ``extra`` adds derived facts worth keeping (e.g. the resolved ``LevelSplit``) under ``resolved``.
+    Gives the directory its run id (``run.json``, written once).
+    """
+    import yaml
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    ensure_run_id(d)
+    data = config_dict(cfg)
+    if extra:
+        data["resolved"] = dict(extra)
+    return write_text_atomic(d / CONFIG, yaml.safe_dump(data, sort_keys=False))
+
+
+def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """The run's ``config.yaml`` as a mapping (its ``resolved`` block included).
+
+    Raises:
+        RlgenError: no ``config.yaml`` (not a run directory), or one that is unreadable or not a mapping.
+    """
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        raise RlgenError(f"{str(run_dir)!r} is not a run directory (no {CONFIG}); pass the out_dir of `rlgen train`")
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise RlgenError(f"{path} is not readable YAML ({type(e).__name__}); restore it or start over in a new out_dir") from None
+    if not isinstance(data, dict):
+        raise RlgenError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
+    return data
+
+
+#: Config keys a resumed online run may change: how long, how it shows progress, where and how often it saves.
+RESUME_NEUTRAL_KEYS = ("total_steps", "progress", "device", "checkpoint_every")
+
+
+def check_same_config(run_dir: Path, cfg: Any, ignore: Iterable[str] = RESUME_NEUTRAL_KEYS) -> None:
+    """Refuse to resume ``run_dir`` with a config that differs (outside ``ignore``) from its ``config.yaml``:
+    that would mix two experiments in one run directory. A directory without a config passes."""
+    if not (Path(run_dir) / CONFIG).is_file():
+        return
+    saved = read_run_config(run_dir)
+    saved.pop("resolved", None)
+    now = config_dict(cfg)
+    skip = set(ignore)
+    diff = sorted(k for k in set(saved) | set(now) if k not in skip and saved.get(k) != now.get(k))
+    if diff:
+        raise RlgenError(
+            f"{run_dir} holds a run with a different config (keys differ: {', '.join(diff)}); "
+            "use another out_dir, or delete the directory to start over"
+        )
+
+
+# --- resuming --------------------------------------------------------------------------------------
+
+
+def read_state(run_dir: str | Path, relative: str) -> dict[str, Any]:
+    """A trainer's ``state.json`` (``{}`` when there is none yet); a torn one is one ``RlgenError``."""
+    p = Path(run_dir) / relative
+    if not p.is_file():
+        return {}
+    state = read_json(p)
+    if not isinstance(state, dict):
+        raise RlgenError(f"{p}: expected a JSON object, got {type(state).__name__}")
+    return state
+
+
+def write_state(run_dir: str | Path, relative: str, steps: int, finished: bool) -> None:
+    """An online trainer's ``state.json``: env steps done (``num_timesteps``), whether training finished."""
+    write_json_atomic(Path(run_dir) / relative, {"num_timesteps": int(steps), "finished": bool(finished), "time": time.time()})
+
+
+@dataclasses.dataclass(frozen=True)
+class Resume:
+    """What a run directory says before training starts.
+
+    Attributes:
+        resuming: a resumable checkpoint is there (training continues from it).
+        finished: its state says training reached ``total`` steps: nothing left to do.
+        state: the state file's content (``{}`` without one).
+    """
+
+    resuming: bool
+    finished: bool
+    state: dict[str, Any]
+
+
+def resume_preamble(run_dir: Path, cfg: Any, checkpoint: str, state_file: str, total: int, steps_key: str = "num_timesteps",
+                    ignore: Iterable[str] = RESUME_NEUTRAL_KEYS, read: Callable[[Path], dict[str, Any]] | None = None) -> Resume:  # fmt: skip
+    """Read ``run_dir`` before training: is there a checkpoint (``checkpoint``, a file or directory), is the
+    run finished (``state_file`` says ``finished`` at ``steps_key`` >= ``total``), and when either, is its
+    saved config the same as ``cfg`` outside ``ignore`` (else one ``RlgenError``)? Writes nothing.
+
+    ``read`` reads the state file (default :func:`read_state`'s JSON object check).
+    """
+    path = run_dir / state_file
+    state = (read(path) if path.is_file() else {}) if read is not None else read_state(run_dir, state_file)
+    resuming = (run_dir / checkpoint).exists()
+    steps = state.get(steps_key)
+    finished = bool(state.get("finished")) and isinstance(steps, int) and steps >= total
+    if resuming or finished:
+        check_same_config(run_dir, cfg, ignore)
+    return Resume(resuming, finished, state)
+
+
+# --- the skill ladder ------------------------------------------------------------------------------
+
+
 def read_ladder(run_dir: str | Path) -> dict[str, Any]:
     """The run's ``ladder.json``: ``{"rungs": [{"step", "checkpoint", "mean_return", ...}], ...}``.
 
@@ -90,15 +285,49 @@ def read_ladder(run_dir: str | Path) -> dict[str, Any]:
     return ladder
 
 
-def read_state(run_dir: str | Path, relative: str) -> dict[str, Any]:
-    """A trainer's ``state.json`` (``{}`` when there is none yet); a torn one is one ``RlgenError``."""
-    p = Path(run_dir) / relative
-    if not p.is_file():
-        return {}
-    state = read_json(p)
-    if not isinstance(state, dict):
-        raise RlgenError(f"{p}: expected a JSON object, got {type(state).__name__}")
-    return state
+def ladder_or_new(run_dir: str | Path, split: Any) -> dict[str, Any]:
+    """The run's ladder, or an empty one for ``split`` when there is none yet (a torn one fails here)."""
+    if (Path(run_dir) / LADDER).is_file():
+        return read_ladder(run_dir)
+    return {"env": split.id, "split": split.to_dict(), "rungs": []}
+
+
+def append_rung(run_dir: str | Path, split: Any, rung: dict[str, Any]) -> dict[str, Any]:
+    """Add ``rung`` (``step``, ``checkpoint``, ``mean_return``, ...) to the ladder, replacing a rung of the same step."""
+    ladder = ladder_or_new(run_dir, split)
+    ladder["rungs"] = [r for r in ladder["rungs"] if r["step"] != rung["step"]] + [rung]
+    write_json_atomic(Path(run_dir) / LADDER, ladder)
+    return rung
+
+
+def keep_rung(run_dir: str | Path, split: Any, step: int, checkpoint: str, result: Any, deterministic: bool, tb: Any = None) -> dict[str, Any]:
+    """Record a ladder rung: the policy saved at ``checkpoint`` (relative to the run) after ``step`` env
+    steps, and ``result``, its ``EvalResult`` on the training levels; with ``tb`` (a ``SummaryWriter``) its
+    ``eval/train_levels/*`` scalars at that step."""
+    rung = {
+        "step": int(step), "checkpoint": checkpoint, "mean_return": result.mean_return, "mean_normalized": result.mean_normalized,
+        "episodes": len(result.returns), "levels": "train", "deterministic": bool(deterministic), "time": time.time(),
+    }  # fmt: skip
+    append_rung(run_dir, split, rung)
+    if tb is not None:
+        tb.add_scalar("eval/train_levels/mean_return", result.mean_return, step)
+        if result.mean_normalized is not None:
+            tb.add_scalar("eval/train_levels/mean_normalized", result.mean_normalized, step)
+        tb.flush()
+    return rung
+
+
+def final_checkpoint(run_dir: str | Path, checkpoint: str | None, latest: str) -> Path:
+    """The policy file to load: ``checkpoint`` (inside the run), else the last ladder rung (the final
+    policy), else ``latest`` (a run stopped before its first rung)."""
+    run = Path(run_dir)
+    if checkpoint is not None:
+        return inside_run_dir(run, checkpoint, "checkpoint")
+    if (run / LADDER).is_file():
+        rungs = read_ladder(run)["rungs"]
+        if rungs:
+            return inside_run_dir(run, max(rungs, key=lambda r: r["step"])["checkpoint"], run / LADDER)
+    return run / latest
 
 
 # --- one trainer per run directory ----------------------------------------------------------------
@@ -192,32 +421,61 @@ def stop_on_signals(flag: dict[str, Any]) -> Iterator[None]:
             signal.signal(s, h)
 
 
-#: Config keys a resumed run may change: how long, how it shows progress, where and how often it saves.
-RESUME_NEUTRAL_KEYS = ("total_steps", "progress", "device", "checkpoint_every")
+def interrupted(what: str, checkpoint: Path) -> TrainingInterrupted:
+    """The error a trainer raises after a stop signal, once its checkpoint is saved."""
+    return TrainingInterrupted(f"stopped by signal at {what}; checkpoint saved in {checkpoint}; run the same command again to resume")
 
 
-def check_same_config(run_dir: Path, cfg: Any, ignore: Iterable[str] = RESUME_NEUTRAL_KEYS) -> None:
-    """Refuse to resume ``run_dir`` with a config that differs (outside ``ignore``) from its ``config.yaml``:
-    that would mix two experiments in one run directory."""
-    import yaml
+# --- directories written as units -------------------------------------------------------------------
 
-    from rlgen.config import config_to_dict
 
-    saved_path = run_dir / "config.yaml"
-    if not saved_path.is_file():
-        return
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
-        saved = yaml.safe_load(saved_path.read_text()) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise RlgenError(f"{saved_path} is not readable YAML ({type(e).__name__}); restore it or start over in a new out_dir") from None
-    if not isinstance(saved, dict):
-        raise RlgenError(f"{saved_path}: expected a mapping of config keys, got {type(saved).__name__}")
-    saved.pop("resolved", None)
-    now = config_to_dict(cfg)
-    skip = set(ignore)
-    diff = sorted(k for k in set(saved) | set(now) if k not in skip and saved.get(k) != now.get(k))
-    if diff:
-        raise RlgenError(
-            f"{run_dir} holds a run with a different config (keys differ: {', '.join(diff)}); "
-            "use another out_dir, or delete the directory to start over"
-        )
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def recover_unit(directory: Path) -> None:
+    """Finish or undo a swap a kill interrupted: drop a leftover ``.old`` beside a complete unit, or
+    put ``.old`` back when the unit itself is missing."""
+    old = directory.with_name(directory.name + ".old")
+    if not old.is_dir():
+        return
+    if directory.is_dir():
+        shutil.rmtree(old)
+    else:
+        os.rename(old, directory)
+
+
+def write_unit(directory: Path, fill: Callable[[Path], None]) -> None:
+    """Write the directory ``directory`` as ``fill(tmp_dir)`` leaves it, replacing the previous one as a whole.
+
+    It is written under ``<name>.new/`` and swapped in by two renames, so a kill at any moment leaves
+    either the previous unit or the new one (under ``<name>.old/`` mid-swap: :func:`recover_unit` puts it
+    back), never files from two saves side by side.
+    """
+    new = directory.with_name(directory.name + ".new")
+    old = directory.with_name(directory.name + ".old")
+    shutil.rmtree(new, ignore_errors=True)
+    new.mkdir(parents=True)
+    fill(new)
+    for f in new.iterdir():
+        _fsync(f)
+    _fsync(new)
+    recover_unit(directory)
+    if directory.is_dir():
+        os.rename(directory, old)
+    os.rename(new, directory)
+    _fsync(directory.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def tensorboard_writer(log_dir: Path, resumed_at: int | None) -> Any:
+    """A TensorBoard ``SummaryWriter`` for one curve across any number of resumes: readers drop what an
+    earlier, killed attempt logged after the checkpoint resumed from (``resumed_at``), and everything an
+    attempt without a checkpoint logged (``resumed_at=None``), so each step appears once."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(log_dir), purge_step=0 if resumed_at is None else resumed_at + 1)

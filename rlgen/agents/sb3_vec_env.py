@@ -13,9 +13,13 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvStepReturn
 
+from rlgen.agents.quiet import silence_gym_banner
 from rlgen.errors import RlgenError
+
+silence_gym_banner()
+
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvStepReturn  # noqa: E402
 
 
 class RlgenVecEnv(VecEnv):

@@ -1,4 +1,5 @@
-"""Reading datasets: ``load_dataset``, subsets, verification and the out-of-core sampler.
+"""Reading datasets: ``load_dataset``, the episode index, subsets (views), the cache; sampling (``rlgen.data.sampler``)
+and verification (``rlgen.data.verify``) are delegated.
 
 Sampling never holds the dataset in Python objects. The first ``sample_*`` call decompresses the
 shards once into a memory-mapped cache (``<dataset>/cache/``: flat ``.npy`` arrays, one row per
@@ -23,20 +24,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from rlgen.data.cache import CACHE_DIR, check_cache, cache_key, open_checked
-from rlgen.data.format import (
-    EPISODES,
-    MANIFEST,
-    SCHEMA_VERSION,
-    DatasetError,
-    decode_shard,
-    inside,
-    read_manifest,
-    sha256_of,
-    with_digest,
-    write_json_atomic,
-    write_jsonl_atomic,
-)
+from rlgen.atomic_files import write_json_atomic, write_jsonl_atomic
+from rlgen.data.cache import CACHE_DIR, cache_key, open_checked
+from rlgen.data.format import EPISODES, MANIFEST, SCHEMA_VERSION, DatasetError, inside, read_manifest, with_digest
+from rlgen.data.sampler import CacheArrays, copy_to_device, sample_transitions, sample_windows
 
 _EPISODE_DTYPE = np.dtype([("id", "i8"), ("level", "i8"), ("return", "f8"), ("length", "i8"), ("policy", "U32"), ("shard", "U64"), ("offset", "i8")])
 
@@ -131,9 +122,8 @@ class Dataset:
         self.episodes = episodes
         # The dataset whose shards and cache hold the data: the root of a chain of views.
         self._base: Dataset = parent._base if parent is not None else self
-        self._arrays: dict[str, Any] | None = None
-        self._index: dict[str, Any] | None = None
-        self._device: str | None = None
+        self._source: CacheArrays | None = None  # set by cache(): the arrays sampling reads
+        self._steps: np.ndarray | None = None
         self._rng = np.random.default_rng(0)
         self._episodes_sha256 = ""
         if len(episodes) == 0:
@@ -281,54 +271,19 @@ class Dataset:
 
     # --- integrity -------------------------------------------------------------------------------
     def verify(self) -> list[str]:
-        """Check every shard this dataset uses (present, sha256 as in the manifest, zstd frame checksum,
-        decodable, holding the episodes, lengths, returns, observation shapes and action range the index
-        says) and the cache when there is one (every file's size, header and sha256 as recorded when it
-        was built). ``load_dataset`` has checked the manifest and ``episodes.jsonl`` already. Returns the
-        problems found (empty when all is well)."""
-        base = self._base
-        problems: list[str] = []
-        counts = base.manifest.get("counts", {})
-        if counts.get("episodes") != base.num_episodes or counts.get("transitions") != base.num_transitions:
-            problems.append(f"manifest counts {counts.get('episodes')} episodes / {counts.get('transitions')} transitions, "
-                            f"{EPISODES} has {base.num_episodes} / {base.num_transitions}")  # fmt: skip
-        shape = list(self.observation_shape)
-        used = set(self.episodes["shard"].tolist())
-        frame_checksum = int(base.manifest.get("schema_version", 1)) >= 2
-        for entry in base.manifest["shards"]:
-            if entry["file"] not in used:
-                continue
-            path = inside(base.root, entry["file"], base.root / MANIFEST, "shard file")
-            if not path.is_file():
-                problems.append(f"{entry['file']}: missing")
-                continue
-            if sha256_of(path) != entry["sha256"]:
-                problems.append(f"{entry['file']}: sha256 differs from the manifest (the file changed or is corrupt)")
-                continue
-            try:
-                arrays, lengths = decode_shard(path, frame_checksum=frame_checksum)
-            except DatasetError as e:
-                problems.append(str(e))
-                continue
-            rows = base.episodes[base.episodes["shard"] == entry["file"]]
-            rows = rows[np.argsort(rows["offset"])]
-            if len(rows) != len(lengths) or not np.array_equal(rows["length"], lengths):
-                problems.append(f"{entry['file']}: holds {len(lengths)} episodes of lengths that differ from {EPISODES}")
-            if list(arrays["obs"].shape[1:]) != shape or len(arrays["obs"]) != int(lengths.sum() + len(lengths)):
-                problems.append(f"{entry['file']}: observations {list(arrays['obs'].shape)}, expected (*, {shape}) with one per step plus one per episode")
-            actions = arrays["actions"]
-            if len(actions) and (actions.min() < 0 or actions.max() >= self.num_actions):
-                problems.append(f"{entry['file']}: actions in [{actions.min()}, {actions.max()}], the action space has {self.num_actions}")
-            returns = np.add.reduceat(arrays["rewards"].astype(np.float64), np.concatenate([[0], np.cumsum(lengths)[:-1]])) if len(lengths) else []
-            if len(rows) == len(lengths) and not np.allclose(returns, rows["return"], atol=1e-4):
-                problems.append(f"{entry['file']}: episode returns differ from {EPISODES}")
-        state, cache_problems = check_cache(base.root / CACHE_DIR, base._cache_key())
-        if state == "corrupt":  # absent or stale caches are (re)built on first use; a corrupt one is rebuilt too
-            problems += [f"cache: {p} (rebuilt from the shards on next use)" for p in cache_problems]
-        return problems
+        """The problems ``rlgen.data.verify.verify_dataset`` finds in this dataset (empty when all is well)."""
+        from rlgen.data.verify import verify_dataset
+
+        return verify_dataset(self)
 
     # --- the memory-mapped cache -------------------------------------------------------------------
-    def _cache_key(self) -> dict[str, Any]:
+    @property
+    def base(self) -> "Dataset":
+        """The full dataset whose shards and cache hold this view's data (itself for a full dataset)."""
+        return self._base
+
+    def cache_key(self) -> dict[str, Any]:
+        """What the underlying dataset's cache is built from (``rlgen.data.cache.cache_key``)."""
         return cache_key(self._base.manifest, self._base._episodes_sha256)
 
     def cache(self) -> Path:
@@ -338,8 +293,8 @@ class Dataset:
             DatasetError: building it found a shard missing, changed or corrupt (named).
         """
         base = self._base
-        if base._arrays is None:
-            base._arrays = open_checked(base.root, base.manifest, base.episodes, base._cache_key(), build=base._build_cache)
+        if base._source is None:
+            base._source = CacheArrays(open_checked(base.root, base.manifest, base.episodes, base.cache_key(), build=base._build_cache))
         return base.root / CACHE_DIR
 
     def cached_arrays(self) -> dict[str, Any]:
@@ -348,8 +303,8 @@ class Dataset:
         ``truncated``, ``returns_to_go``, ``timesteps`` and ``obs_of_step`` (the row of ``obs``
         seen at that step); ``ep_step_start[id]``, the first step row of episode ``id``."""
         self.cache()
-        assert self._base._arrays is not None
-        return self._base._arrays
+        assert self._base._source is not None
+        return self._base._source.arrays
 
     def _build_cache(self, path: Path, key: dict[str, Any]) -> None:
         """Build the cache at ``path`` (``rlgen.data.cache.build_cache``); called with the cache lock held."""
@@ -357,130 +312,38 @@ class Dataset:
 
         build_cache(self.root, self.manifest, self.episodes, path, key)
 
-    def _step_index(self) -> dict[str, Any]:
-        """Cache rows of this view's steps (``steps``) and, per step, its episode's first row."""
-        if self._index is None:
+    def _step_index(self) -> np.ndarray:
+        """The cache's step rows of this view's steps, in episode order."""
+        if self._steps is None:
             self.cache()
-            a = self._base._arrays
-            assert a is not None
-            starts = np.asarray(a["ep_step_start"])[self.episodes["id"]]
+            assert self._base._source is not None
+            starts = self._base._source.host(self._base._source.arrays["ep_step_start"])[self.episodes["id"]]
             lengths = self.episodes["length"]
             offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
-            steps = np.arange(int(lengths.sum()), dtype=np.int64) + offsets
-            self._index = {"steps": steps}
-        return self._index
+            self._steps = np.arange(int(lengths.sum()), dtype=np.int64) + offsets
+        return self._steps
 
     def to_device(self, device: str) -> bool:
         """Copy the cache's arrays to ``device`` (e.g. ``"cuda"``) when they fit in its free memory,
         so batches are gathered there. Returns whether it did; otherwise sampling stays on the host."""
-        import torch
-
         self.cache()
-        base = self._base
-        assert base._arrays is not None
-        need = sum(a.nbytes for a in base._arrays.values())
-        if str(device).startswith("cuda"):
-            free, _ = torch.cuda.mem_get_info(torch.device(device))
-            if need > 0.5 * free:
-                return False
-        moved = {}
-        for k, v in base._arrays.items():
-            t = torch.empty(v.shape, dtype=torch.from_numpy(np.zeros(0, v.dtype)).dtype, device=device)
-            step = max(1, (256 << 20) // max(1, v[:1].nbytes))  # ~256 MB at a time: never a second full copy in host RAM
-            for i in range(0, len(v), step):
-                t[i : i + step] = torch.from_numpy(np.array(v[i : i + step]))
-            moved[k] = t
-        base._arrays = moved
-        base._device = str(device)
-        return True
-
-    def _gather(self, name: str, rows: np.ndarray) -> Any:
-        a = self._base._arrays
-        assert a is not None
-        if self._base._device is not None:
-            import torch
-
-            return a[name][torch.as_tensor(rows, device=self._base._device)]
-        return a[name][rows]
-
-    def _host(self, x: Any) -> np.ndarray:
-        return x.cpu().numpy() if self._base._device is not None else np.asarray(x)
+        moved = copy_to_device(self._base._source, device)
+        if moved is not None:
+            self._base._source = moved
+        return moved is not None
 
     # --- sampling ----------------------------------------------------------------------------------
     def sample_transitions(self, batch_size: int, rng: np.random.Generator | None = None) -> dict[str, Any]:
-        """A batch of transitions drawn uniformly with replacement.
-
-        Returns:
-            ``obs`` and ``next_obs`` ``(B, *obs_shape)``, ``action`` ``(B,)`` int64, ``reward`` ``(B,)``
-            float32, ``done`` ``(B,)`` bool (terminated: no bootstrapping), ``truncated`` ``(B,)`` bool.
-            numpy arrays, or tensors on the device after ``to_device``.
-        """
-        steps = self._step_index()["steps"]
-        rows = np.sort(steps[(rng or self._rng).integers(0, len(steps), size=int(batch_size))])
-        obs_rows = self._host(self._gather("obs_of_step", rows))
-        return {
-            "obs": self._gather("obs", obs_rows),
-            "action": self._gather("actions", rows),
-            "reward": self._gather("rewards", rows),
-            "next_obs": self._gather("obs", obs_rows + 1),
-            "done": self._gather("terminated", rows),
-            "truncated": self._gather("truncated", rows),
-        }
+        """A batch of transitions drawn uniformly with replacement (``rlgen.data.sampler.sample_transitions``:
+        ``obs``, ``actions``, ``rewards``, ``next_obs``, ``terminated``, ``truncated``)."""
+        steps = self._step_index()
+        return sample_transitions(self._base._source, steps, batch_size, rng or self._rng)
 
     def sample_windows(self, batch_size: int, length: int, rng: np.random.Generator | None = None) -> dict[str, Any]:
-        """A batch of trajectory windows of ``length`` steps, each ending at a uniformly drawn step
-        and reaching back at most to its episode's start; shorter windows are left-padded.
-
-        Returns:
-            ``obs`` ``(B, L, *obs_shape)``, ``actions`` ``(B, L)`` int64, ``rewards`` ``(B, L)`` float32,
-            ``returns_to_go`` ``(B, L)`` float32 (sum of this and later rewards of the episode),
-            ``timesteps`` ``(B, L)`` int64 (step index in the episode), ``mask`` ``(B, L)`` bool
-            (False on padding, where every other array is zero).
-        """
-        steps = self._step_index()["steps"]
-        a = self._base._arrays
-        assert a is not None
-        end = steps[(rng or self._rng).integers(0, len(steps), size=int(batch_size))]
-        t_end = self._host(self._gather("timesteps", end))
-        back = np.arange(length - 1, -1, -1)  # (L,): how far before the end each column is
-        mask = back[None, :] <= t_end[:, None]  # (B, L)
-        rows = np.where(mask, end[:, None] - back[None, :], end[:, None])  # padding reads the end row, then is zeroed
-        flat = rows.ravel()
-        order = np.argsort(flat, kind="stable")  # memory-mapped reads are faster in file order
-        inverse = np.empty_like(order)
-        inverse[order] = np.arange(len(order))
-        sorted_rows = flat[order]
-
-        if self._base._device is not None:
-            import torch
-
-            inverse = torch.as_tensor(inverse, device=self._base._device)
-
-        def take(name: str, index: np.ndarray) -> Any:
-            x = self._gather(name, index)[inverse]
-            return x.reshape(len(end), length, *x.shape[1:])
-
-        obs_rows = self._host(self._gather("obs_of_step", sorted_rows))
-        out = {
-            "obs": take("obs", obs_rows),
-            "actions": take("actions", sorted_rows),
-            "rewards": take("rewards", sorted_rows),
-            "returns_to_go": take("returns_to_go", sorted_rows),
-            "timesteps": take("timesteps", sorted_rows),
-        }
-        if self._base._device is not None:
-            import torch
-
-            m = torch.as_tensor(mask, device=self._base._device)
-            for k, v in out.items():
-                out[k] = v * m.view(*m.shape, *([1] * (v.dim() - 2))).to(v.dtype)
-            out["mask"] = m
-        else:
-            for k, v in out.items():
-                v = np.asarray(v)
-                out[k] = v * mask.reshape(*mask.shape, *([1] * (v.ndim - 2))).astype(v.dtype)
-            out["mask"] = mask
-        return out
+        """A batch of trajectory windows of ``length`` steps (``rlgen.data.sampler.sample_windows``: ``obs``,
+        ``actions``, ``rewards``, ``returns_to_go``, ``timesteps``, ``terminated``, ``truncated``, ``mask``)."""
+        steps = self._step_index()
+        return sample_windows(self._base._source, steps, batch_size, length, rng or self._rng)
 
     def __repr__(self) -> str:
         return f"Dataset({self.name!r}, env={self.env}, episodes={self.num_episodes:,}, transitions={self.num_transitions:,}, levels={len(self.levels)})"

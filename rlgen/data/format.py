@@ -37,11 +37,11 @@ import os
 import re
 import struct
 from pathlib import Path
-from typing import IO, Any, Iterable, Sequence
+from typing import IO, Any, Sequence
 
 import numpy as np
 
-from rlgen.errors import RlgenError
+from rlgen.errors import DatasetError
 
 #: Written by this rlgen. 2: shards carry zstd's frame checksum, the manifest its ``content_sha256``.
 SCHEMA_VERSION = 2
@@ -60,10 +60,6 @@ STEP_ARRAYS: dict[str, np.dtype] = {
     "terminated": np.dtype(np.bool_),
     "truncated": np.dtype(np.bool_),
 }
-
-
-class DatasetError(RlgenError):
-    """A dataset is missing, corrupt, or not what the caller expected."""
 
 
 def inside(root: Path, relative: Any, source: Path | str, key: str) -> Path:
@@ -299,17 +295,3 @@ def _check_shard_entries(m: dict[str, Any], path: Path | str, bad: Any) -> None:
     files = [e["file"] for e in shards]
     if len(set(files)) != len(files):
         raise DatasetError(f"{path}: shards lists {len(files) - len(set(files))} file(s) twice")
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
-
-
-def write_jsonl_atomic(path: Path, rows: Iterable[dict[str, Any]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
-    os.replace(tmp, path)

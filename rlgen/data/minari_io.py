@@ -26,7 +26,7 @@ def _buffers(ds: Dataset) -> Any:
     """Minari ``EpisodeBuffer``s of ``ds``'s episodes, shard by shard, in chunks."""
     from minari.data_collector import EpisodeBuffer
 
-    base = ds._base
+    base = ds.base
     chosen = set(ds.episodes["id"].tolist())
     chunk: list[Any] = []
     for entry in base.manifest["shards"]:

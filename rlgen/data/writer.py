@@ -14,17 +14,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from rlgen.data.format import (
-    EPISODES,
-    MANIFEST,
-    SCHEMA_VERSION,
-    DatasetError,
-    shard_name,
-    with_digest,
-    write_json_atomic,
-    write_jsonl_atomic,
-    write_shard_file,
-)
+from rlgen.atomic_files import write_json_atomic, write_jsonl_atomic
+from rlgen.data.format import EPISODES, MANIFEST, SCHEMA_VERSION, DatasetError, shard_name, with_digest, write_shard_file
 
 
 @dataclass

@@ -3,7 +3,7 @@
 Different level seeds can generate the same layout (openai/procgen issue #100 reports about 24% of
 coinrun easy test levels equal to a training level). We fingerprint each level (its first
 observation, optionally the frames of a short fixed-action rollout) and count held-out levels whose
-fingerprint equals a training level's.
+fingerprint equals a training level's. :func:`drop_duplicates` makes a split without them.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from rlgen.envs.levels import LevelSet
-from rlgen.envs.suites import get_suite
+from rlgen.envs.splits import LevelSplit
+from rlgen.envs.suites import get_suite, suite_name
+from rlgen.errors import SplitError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +71,8 @@ def find_duplicate_levels(
 
     Both sets must be finite (at most ``max_levels`` each); take ``.first(n)`` of open sets.
     """
-    module = get_suite(suite)
+    name = suite_name(suite)
+    module = get_suite(name)
     env = module.canonical_env(env)
     options = module.resolve_options(env, dict(options))
     train_ids = train.to_array(limit=max_levels)
@@ -81,7 +84,7 @@ def find_duplicate_levels(
         by_fp.setdefault(fp, []).append(level)
     matches = {level: tuple(by_fp[fp]) for level, fp in zip(held_ids.tolist(), held_fp) if fp in by_fp}
     return DuplicateReport(
-        suite=module.NAME,
+        suite=name,
         env=env,
         train_checked=LevelSet(train_ids),
         held_out_checked=LevelSet(held_ids),
@@ -90,3 +93,28 @@ def find_duplicate_levels(
         distinct_train=len(by_fp),
         rollout_steps=rollout_steps,
     )
+
+
+def drop_duplicates(split: LevelSplit, check_levels: int | None = None, rollout_steps: int = 0) -> LevelSplit:
+    """``split`` without the held-out levels that duplicate a training level.
+
+    Only a finite set can be checked, so the new held-out set is the first ``check_levels`` held-out
+    levels (default ``split.duplicate_check_levels``) minus the duplicates found; the new split records
+    ``drop_duplicates=True`` and the removed ids in ``dropped_levels`` (saved with it, so loading it
+    runs no check). Takes seconds for hundreds of levels.
+
+    Raises:
+        SplitError: every checked held-out level duplicates a training level, or ``check_levels`` < 1.
+    """
+    n = split.duplicate_check_levels if check_levels is None else int(check_levels)
+    if n < 1:
+        raise SplitError(f"duplicate_check_levels must be >= 1, got {n}")
+    checked = split.held_out.first(n)
+    report = find_duplicate_levels(split.suite, split.env, train=split.train, held_out=checked, options=split.options,
+                                   rollout_steps=rollout_steps)  # fmt: skip
+    dropped = tuple(sorted(report.duplicated_held_out))
+    held = checked - LevelSet(dropped)
+    if not held:
+        raise SplitError(f"{split.id}: every checked held-out level duplicates a training level")
+    return LevelSplit.from_dict({**split.to_dict(), "held_out": str(held), "drop_duplicates": True, "duplicate_check_levels": n,
+                                 "dropped_levels": list(dropped)})  # fmt: skip

@@ -1,4 +1,4 @@
-"""Farama MiniGrid environments, a level being the reset seed.
+"""The ``minigrid`` suite: Farama MiniGrid environments, a level being the reset seed.
 
 Each env draws its next level uniformly from the level set at every reset (its own generator,
 seeded from the vector env's seed and the env's index) and resets MiniGrid with that seed, so the
@@ -28,9 +28,8 @@ import gymnasium as gym
 import numpy as np
 
 from rlgen.envs.levels import LevelSet
+from rlgen.envs.splits import LevelSplit
 from rlgen.errors import SplitError
-
-NAME = "minigrid"
 
 VIEWS: tuple[str, ...] = ("partial", "full", "partial_rgb", "full_rgb")
 
@@ -162,8 +161,8 @@ class LevelSampling(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
 
-def normalize_returns(env: str, returns: np.ndarray, options: Mapping[str, Any]) -> np.ndarray:
-    """Suite hook. MiniGrid's reward is ``1 - 0.9 * steps / max_steps`` on success and 0 otherwise,
+def normalize(env: str, returns: np.ndarray, options: Mapping[str, Any]) -> np.ndarray:
+    """Suite protocol. MiniGrid's reward is ``1 - 0.9 * steps / max_steps`` on success and 0 otherwise,
     so returns already lie in [0, 1]: R_min = 0, R_max = 1."""
     return np.asarray(returns, dtype=np.float64)
 
@@ -198,7 +197,26 @@ def make_single_env(env: str, options: Mapping[str, Any]) -> gym.Env:
     return ChannelFirst(ImgObsWrapper(e))
 
 
-def make_vector_env(env: str, levels: LevelSet, num_envs: int, seed: int, options: Mapping[str, Any]) -> gym.vector.VectorEnv:
+def default_split(env: str, num_levels: int | None = None, options: Mapping[str, Any] | None = None,
+                  validation_levels: int = 50) -> LevelSplit:  # fmt: skip
+    """Suite protocol: reset seeds laid out like Procgen's levels (train 0-199, validation 200-249, held-out 250-)."""
+    return LevelSplit.minigrid(env, num_levels=200 if num_levels is None else num_levels, validation_levels=validation_levels,
+                               options=dict(options or {}))  # fmt: skip
+
+
+def default_encoder(env: str, options: Mapping[str, Any]) -> str:
+    """Suite protocol: the small CNN for the symbolic views (partial and full), the IMPALA CNN for rendered views."""
+    return "minigrid_cnn" if options.get("view", "partial") in ("partial", "full") else "impala"
+
+
+def episode_steps(env: str, options: Mapping[str, Any]) -> int:
+    """Suite protocol: 1000, the bound DT's timestep table has had for MiniGrid (kept so existing checkpoints load;
+    MiniGrid's own limits are lower for the small grids)."""
+    return 1000
+
+
+def make(env: str, levels: LevelSet, num_envs: int, seed: int, options: Mapping[str, Any]) -> gym.vector.VectorEnv:
+    """Suite protocol: ``num_envs`` MiniGrid envs drawing their reset seeds from ``levels``."""
     if num_envs < 1:
         raise SplitError(f"num_envs must be >= 1, got {num_envs}")
     options = dict(options)

@@ -1,4 +1,4 @@
-"""The 16 Procgen games through EnvPool, with per-game constants.
+"""The ``procgen`` suite: the 16 Procgen games through EnvPool, with per-game constants.
 
 A level is Procgen's ``level_seed``. EnvPool draws each episode's level uniformly from
 ``[start_level, start_level + num_levels)``, so a contiguous level set maps straight onto those two
@@ -23,9 +23,8 @@ import numpy as np
 
 from rlgen.envs.levels import LevelSet
 from rlgen.envs.qt_libs import load_qt_libraries
+from rlgen.envs.splits import LevelSplit
 from rlgen.errors import SplitError
-
-NAME = "procgen"
 
 GAMES: tuple[str, ...] = (
     "bigfish", "bossfight", "caveflyer", "chaser", "climber", "coinrun", "dodgeball", "fruitbot",
@@ -141,8 +140,8 @@ def normalized_return(game: str, returns: np.ndarray | float, distribution_mode:
     return (np.asarray(returns, dtype=np.float64) - lo) / (hi - lo)
 
 
-def normalize_returns(env: str, returns: np.ndarray, options: Mapping[str, Any]) -> np.ndarray | None:
-    """Suite hook: normalized returns, or None for modes without published ranges."""
+def normalize(env: str, returns: np.ndarray, options: Mapping[str, Any]) -> np.ndarray | None:
+    """Suite protocol: normalized returns, or None for modes without published ranges."""
     mode = options.get("distribution_mode", "easy")
     if mode not in RETURN_RANGES:
         return None
@@ -273,8 +272,27 @@ class ProcgenVectorEnv(gym.vector.VectorEnv):
             pool.close()
 
 
-def make_vector_env(env: str, levels: LevelSet, num_envs: int, seed: int, options: Mapping[str, Any]) -> ProcgenVectorEnv:
+def make(env: str, levels: LevelSet, num_envs: int, seed: int, options: Mapping[str, Any]) -> ProcgenVectorEnv:
+    """Suite protocol: the vector env of ``levels``."""
     return ProcgenVectorEnv(env, levels, num_envs, seed, options)
+
+
+def default_split(env: str, num_levels: int | None = None, options: Mapping[str, Any] | None = None,
+                  validation_levels: int = 50) -> LevelSplit:  # fmt: skip
+    """Suite protocol: the reference study's split (train 0-199, validation 200-249, held-out 250-)."""
+    return LevelSplit.procgen(env, num_levels=200 if num_levels is None else num_levels, validation_levels=validation_levels,
+                              options=dict(options or {}))  # fmt: skip
+
+
+def default_encoder(env: str, options: Mapping[str, Any]) -> str:
+    """Suite protocol: the IMPALA CNN, the Procgen standard."""
+    return "impala"
+
+
+def episode_steps(env: str, options: Mapping[str, Any]) -> int:
+    """Suite protocol: the game's own step limit (``EPISODE_STEPS``), whatever ``max_episode_steps`` says:
+    it sizes DT's timestep table, so it must not change for existing checkpoints."""
+    return EPISODE_STEPS[env]
 
 
 def level_fingerprints(env: str, levels: np.ndarray, options: Mapping[str, Any], rollout_steps: int = 0) -> list[bytes]:

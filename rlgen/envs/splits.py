@@ -3,7 +3,9 @@
 A split is data. It is frozen, checked at construction (the three level sets are pairwise
 disjoint) and saved with every run and dataset, so a result always says which levels it saw.
 The suites translate it into their own knobs (EnvPool's ``start_level``/``num_levels``,
-MiniGrid's reset seed).
+MiniGrid's reset seed). Constructing one runs nothing: dropping held-out levels that duplicate
+training levels is :func:`rlgen.envs.leakage.drop_duplicates`, which returns a new split that records
+what it dropped.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from rlgen.envs.levels import LEVEL_ID_LIMIT, LevelSet, LevelSpec
+from rlgen.envs.suites import get_suite, suite_name
 from rlgen.errors import SplitError
 
 Which = Literal["train", "validation", "held_out"]
@@ -26,20 +29,19 @@ class LevelSplit:
     """Training, validation and held-out levels of one environment of one suite.
 
     Args:
-        suite: ``"procgen"`` or ``"minigrid"`` (see ``rlgen.envs.SUITES``).
+        suite: a registered suite (``rlgen.envs.available_suites()``: procgen, minigrid, xland and any
+            of ``rlgen.envs.register_suite``).
         env: the environment within the suite (``"coinrun"``, ``"MiniGrid-DoorKey-5x5-v0"``...);
-            short MiniGrid names (``"doorkey-5x5"``) are accepted and stored in canonical form.
+            short names (``"doorkey-5x5"``) are accepted and stored in canonical form.
         train, held_out, validation: level sets; anything ``LevelSet`` accepts
             (``range(0, 200)``, ``"250-"``, a list of ints).
         options: suite options (Procgen: ``distribution_mode``; MiniGrid: ``view``...).
             Unknown options are an error; missing ones take the suite's defaults.
-        drop_duplicates: remove from the held-out set every level whose layout duplicates a
-            training level (measured by ``rlgen.envs.leakage``). Only a finite set of held-out
-            levels can be checked, so the held-out set becomes its first ``duplicate_check_levels``
-            levels minus the duplicates found; the removed ids are kept in ``dropped_levels``.
-        duplicate_check_levels: how many held-out levels to check when ``drop_duplicates``.
-        dropped_levels: result of an earlier duplicate check (set when loading a saved split so
-            the check is not run again); leave as ``None``.
+        drop_duplicates: the held-out set had the levels duplicating a training level removed, by
+            :func:`rlgen.envs.leakage.drop_duplicates` (which sets this, ``duplicate_check_levels``
+            and ``dropped_levels``); ``True`` needs ``dropped_levels``.
+        duplicate_check_levels: how many held-out levels that check looks at (its default count).
+        dropped_levels: the held-out ids the check removed (None when it did not run).
 
     Raises:
         SplitError: unknown suite/env/option, an empty train or held-out set, or overlapping sets
@@ -68,8 +70,6 @@ class LevelSplit:
         duplicate_check_levels: int = 1000,
         dropped_levels: tuple[int, ...] | list[int] | None = None,
     ) -> None:
-        from rlgen.envs.suites import get_suite  # suites import splits; avoid a cycle
-
         suite_impl = get_suite(suite)
         env = suite_impl.canonical_env(env)
         opts = suite_impl.resolve_options(env, dict(options or {}))
@@ -93,7 +93,7 @@ class LevelSplit:
             raise SplitError(f"duplicate_check_levels must be >= 1, got {duplicate_check_levels}")
 
         set_ = object.__setattr__
-        set_(self, "suite", suite_impl.NAME)
+        set_(self, "suite", suite_name(suite))
         set_(self, "env", env)
         set_(self, "train", train_set)
         set_(self, "validation", val_set)
@@ -102,15 +102,9 @@ class LevelSplit:
         set_(self, "duplicate_check_levels", int(duplicate_check_levels))
 
         if drop_duplicates and dropped_levels is None:
-            from rlgen.envs.leakage import find_duplicate_levels
-
-            checked = held_set.first(duplicate_check_levels)
-            report = find_duplicate_levels(
-                suite_impl.NAME, env, train=train_set, held_out=checked, options=opts
-            )
-            dropped_levels = tuple(sorted(report.duplicated_held_out))
-            held_set = checked - LevelSet(dropped_levels)
-        elif drop_duplicates:
+            raise SplitError(f"{suite}/{env}: drop_duplicates=True needs the dropped_levels of a duplicate check; "
+                             "make the split with rlgen.envs.leakage.drop_duplicates(split)")
+        if drop_duplicates:
             held_set = held_set - LevelSet(dropped_levels or ())
         set_(self, "held_out", held_set)
         set_(self, "dropped_levels", tuple(int(x) for x in dropped_levels) if dropped_levels is not None else None)
@@ -168,16 +162,9 @@ class LevelSplit:
         )
 
     @classmethod
-    def default(cls, suite: str, env: str, **kwargs: Any) -> "LevelSplit":
-        """The suite's default split for ``env``."""
-        from rlgen.envs.suites import get_suite
-
-        name = get_suite(suite).NAME
-        if name == "procgen":
-            return cls.procgen(env, **kwargs)
-        if name == "minigrid":
-            return cls.minigrid(env, **kwargs)
-        raise SplitError(f"suite {suite!r} has no default split")  # pragma: no cover
+    def default(cls, suite: str, env: str, num_levels: int | None = None, options: Mapping[str, Any] | None = None) -> "LevelSplit":
+        """The suite's default split for ``env`` (``Suite.default_split``)."""
+        return get_suite(suite).default_split(env, num_levels=num_levels, options=options)
 
     # --- access ---------------------------------------------------------------------------------
     def levels(self, which: str) -> LevelSet:
@@ -188,6 +175,14 @@ class LevelSplit:
         if not levels:
             raise SplitError(f"{self.suite}/{self.env}: the {which} level set is empty")
         return levels
+
+    def with_train(self, levels: LevelSpec) -> "LevelSplit":
+        """This split with training levels ``levels`` when they are a non-empty strict subset of its
+        training levels (a dataset collected on fewer levels is evaluated on exactly those); else itself."""
+        chosen = LevelSet(levels)
+        if not chosen or len(chosen) >= len(self.train) or not chosen.issubset(self.train):
+            return self
+        return LevelSplit.from_dict({**self.to_dict(), "train": str(chosen)})
 
     def __hash__(self) -> int:
         return hash(self.to_json())

@@ -4,7 +4,7 @@ Each stage has a deterministic directory under the study's ``out_dir`` and a con
 resolved config together with the hashes of the stages it depends on, so an edited config changes
 the hash of that stage and of everything downstream, and nothing else::
 
-    ppo/<env>-s<seed>/                      rlgen train (algo ppo) run directory
+    ppo/<env>-s<seed>/                      rlgen train run directory of the online algorithm (ppo.algo)
     data/<env>-<skill>[-<N>lv]-<size>-s<seed>/   rlgen collect dataset (or a saved subset)
     offline/<dataset>/<algo>-s<seed>/       rlgen train (offline) run directory
     eval/<agent path>/results.jsonl         evaluation rows of one agent
@@ -22,17 +22,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from rlgen.config import (
-    CollectConfig,
-    OfflineConfig,
-    RlgenConfig,
-    TrainConfig,
-    config_to_dict,
-    human_count,
-    merge,
-    read_yaml,
-    validate_config,
-)
+from rlgen.agents import schema_for_algo
+from rlgen.config import CollectConfig, RlgenConfig, config_to_dict, human_count, merge, read_yaml, validate_config
 from rlgen.errors import ConfigError, RlgenError
 from rlgen.pipeline.study import TEMPLATE_FIELDS, Resources, StageSection, StudyConfig
 
@@ -48,8 +39,8 @@ class Stage:
 
     Attributes:
         id: unique, also the directory relative to the study's out_dir (``ppo/coinrun-s0``).
-        kind: ``ppo``, ``collect``, ``subset``, ``offline``, ``evaluate``, ``report``, or
-            ``external`` (an existing PPO run reused as is: never executed).
+        kind: ``ppo`` (the online algorithm, ``ppo.algo``), ``collect``, ``subset``, ``offline``, ``evaluate``,
+            ``report``, or ``external`` (an existing online run reused as is: never executed).
         dir: the output directory.
         config: the resolved stage config (plain JSON data).
         deps: ids of the stages whose outputs this one reads.
@@ -168,7 +159,7 @@ class _Planner:
             ppo = self._ppo(env, slug, base_fields) if s.ppo is not None else {}
             if s.ppo is not None and s.evaluation.ppo:
                 for seed, stage in ppo.items():
-                    evals.append(self._evaluate("ppo", stage, env, label="ppo").id)
+                    evals.append(self._evaluate("ppo", stage, env, label=s.ppo.algo).id)
             datasets = self._datasets(env, slug, base_fields, ppo) if s.datasets is not None else []
             if s.offline is not None:
                 for stage, variant in self._offline(env, base_fields, datasets):
@@ -201,8 +192,9 @@ class _Planner:
                 out[seed] = self._external(path, env, seed)
                 continue
             sid = f"ppo/{slug}-s{seed}"
-            decided = {"algo": "ppo", "name": f"ppo-{slug}-s{seed}", "out_dir": str(self.root / sid), "env": env, "split": self.split_data(), "seed": seed}
-            cfg = self.stage_config(s.ppo, "ppo", TrainConfig, decided, fields)
+            decided = {"algo": s.ppo.algo, "name": f"ppo-{slug}-s{seed}", "out_dir": str(self.root / sid), "env": env, "split": self.split_data(),
+                       "seed": seed}  # fmt: skip
+            cfg = self.stage_config(s.ppo, "ppo", schema_for_algo(s.ppo.algo), decided, fields)
             out[seed] = self.add("ppo", sid, config_to_dict(cfg), [])
         return out
 
@@ -272,7 +264,8 @@ class _Planner:
                     fields = {**base_fields, "seed": seed, "algo": algo}
                     decided = {"algo": algo, "name": f"{algo}-{variant['name']}-s{seed}", "out_dir": str(self.root / sid), "env": env,
                                "split": self.split_data(), "seed": seed, "dataset": ds_stage.dir}  # fmt: skip
-                    cfg = self.stage_config(o, "offline", OfflineConfig, decided, fields, extra=o.per_algo.get(algo), extra_key=f"offline.per_algo.{algo}")
+                    cfg = self.stage_config(o, "offline", schema_for_algo(algo), decided, fields, extra=o.per_algo.get(algo),
+                                            extra_key=f"offline.per_algo.{algo}")  # fmt: skip
                     stage = self.add("offline", sid, config_to_dict(cfg), [ds_stage.id])
                     label = f"{algo}-{variant['skill']}" if several_skills else algo
                     out.append((stage, {"seed": seed, "label": label, "levels": variant["levels"]}))
@@ -296,7 +289,7 @@ class _Planner:
 
 _DECIDED_BY = {
     "env": "`envs`", "split": "`split`", "seed": "`seeds`", "name": "the stage layout", "out_dir": "`out_dir` and the stage layout",
-    "algo": "`offline.algos`", "dataset": "`datasets`", "policy_run": "`ppo`", "skill": "`datasets.skills`",
+    "algo": "`ppo.algo` and `offline.algos`", "dataset": "`datasets`", "policy_run": "`ppo`", "skill": "`datasets.skills`",
     "transitions": "`datasets.transitions`", "episodes": "`datasets.transitions`", "levels": "`datasets.levels`",
 }  # fmt: skip
 

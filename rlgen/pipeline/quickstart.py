@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rlgen.pipeline.plan import Stage
-from rlgen.pipeline.run import load_study
+from rlgen.pipeline.study_run import load_study
 from rlgen.pipeline.study import StudyConfig
 
 QUICKSTART_CONFIG = Path(__file__).with_name("quickstart.yaml")

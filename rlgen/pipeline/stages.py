@@ -20,7 +20,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from rlgen.errors import RlgenError
+from rlgen.atomic_files import write_json_atomic
+from rlgen.errors import RlgenError, TrainingInterrupted
 from rlgen.pipeline.plan import Stage
 
 RECORD = "stage.json"
@@ -41,9 +42,7 @@ def _write_record(stage: Stage, status: str, **extra: Any) -> None:
     d.mkdir(parents=True, exist_ok=True)
     record = {"id": stage.id, "kind": stage.kind, "hash": stage.hash, "status": status, "deps": list(stage.deps), "config": stage.config,
               "time": time.time(), **extra}  # fmt: skip
-    tmp = d / (RECORD + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=str))
-    os.replace(tmp, d / RECORD)
+    write_json_atomic(d / RECORD, json.loads(json.dumps(record, default=str)))
 
 
 def stage_state(stage: Stage) -> str:
@@ -78,6 +77,11 @@ def execute(stage: Stage, progress: bool = True) -> dict[str, Any]:
     return info
 
 
+def log_path(log_dir: Path, stage: Stage) -> Path:
+    """Where a worker process or Ray task writes a stage's output."""
+    return log_dir / (stage.id.replace("/", "__") + ".log")
+
+
 def error_line(e: BaseException) -> str:
     """One line for the summary: the exception type and the first line of its message."""
     msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
@@ -106,8 +110,6 @@ def execute_safely(stage_data: dict[str, Any], progress: bool, threads: int | No
 
 
 def _is_interrupt(e: BaseException) -> bool:
-    from rlgen.agents.run_dir import TrainingInterrupted
-
     return isinstance(e, (KeyboardInterrupt, TrainingInterrupted))
 
 
@@ -140,26 +142,34 @@ def _restore_output(saved: list[int]) -> None:
 
 
 def _run_ppo(stage: Stage, progress: bool) -> dict[str, Any]:
-    from rlgen.agents.ppo import read_ladder, train_ppo
-    from rlgen.config import TrainConfig, validate_config
+    """The study's online algorithm (``ppo.algo``), through the registry: its schema, its trainer."""
+    from rlgen.agents import get_algorithm
+    from rlgen.agents.run_dir import read_ladder
+    from rlgen.config import validate_config
 
-    cfg = validate_config(stage.config, TrainConfig, source=stage.id)
+    algorithm = get_algorithm(stage.config.get("algo", "ppo"), source=stage.id)
+    cfg = validate_config(stage.config, algorithm.schema, source=stage.id)
     cfg.progress = progress
-    run = train_ppo(cfg)
+    run = algorithm.trainer()(cfg)
     rungs = read_ladder(run)["rungs"]
     final = max(rungs, key=lambda r: r["step"]) if rungs else {}
-    return {"env_steps": cfg.total_steps, "final_train_return": final.get("mean_return")}
+    return {"env_steps": getattr(cfg, "total_steps", None), "final_train_return": final.get("mean_return")}
+
+
+def _dataset_info(path: Path) -> dict[str, Any]:
+    from rlgen.data import load_dataset
+
+    info = load_dataset(path).describe()
+    return {"episodes": info["episodes"], "transitions": info["transitions"], "levels": info["levels"], "mean_return": info["mean_return"]}
 
 
 def _run_collect(stage: Stage, progress: bool) -> dict[str, Any]:
+    from rlgen.collect import collect
     from rlgen.config import CollectConfig, validate_config
-    from rlgen.data import load_dataset
-    from rlgen.data.collect import collect
 
     cfg = validate_config(stage.config, CollectConfig, source=stage.id)
     cfg.progress = progress
-    info = load_dataset(collect(cfg)).describe()
-    return {"episodes": info["episodes"], "transitions": info["transitions"], "levels": info["levels"], "mean_return": info["mean_return"]}
+    return _dataset_info(collect(cfg))
 
 
 def _run_subset(stage: Stage, progress: bool) -> dict[str, Any]:
@@ -170,41 +180,57 @@ def _run_subset(stage: Stage, progress: bool) -> dict[str, Any]:
     out = Path(stage.dir)
     if (out / MANIFEST).exists():  # an interrupted earlier attempt: cheap to redo
         (out / MANIFEST).unlink()
-    sub = load_dataset(c["parent"]).subset(transitions=c["transitions"], seed=c["seed"])
-    sub.save_subset(out)
-    info = load_dataset(out).describe()
-    return {"episodes": info["episodes"], "transitions": info["transitions"], "levels": info["levels"], "mean_return": info["mean_return"]}
+    load_dataset(c["parent"]).subset(transitions=c["transitions"], seed=c["seed"]).save_subset(out)
+    return _dataset_info(out)
 
 
 def _run_offline(stage: Stage, progress: bool) -> dict[str, Any]:
-    from rlgen.agents.offline import train_offline
-    from rlgen.config import OfflineConfig, validate_config
+    from rlgen.agents import get_algorithm
+    from rlgen.config import validate_config
 
-    cfg = validate_config(stage.config, OfflineConfig, source=stage.id)
+    algorithm = get_algorithm(stage.config.get("algo"), source=stage.id)
+    cfg = validate_config(stage.config, algorithm.schema, source=stage.id)
     cfg.progress = progress
-    train_offline(cfg)
+    algorithm.trainer()(cfg)
     return {"gradient_steps": cfg.steps}
 
 
+def study_split(env: str, split: dict[str, Any], first_levels: int | None = None) -> Any:
+    """The LevelSplit of ``env`` under a study's ``split`` section (duplicate check included when
+    asked for); with ``first_levels``, training levels narrowed to the first N (a dataset collected
+    on fewer levels is evaluated on exactly the levels it saw)."""
+    from rlgen.config import RlgenConfig, validate_config
+
+    s = validate_config({"env": env, "split": split}, RlgenConfig).level_split()
+    return s if first_levels is None else s.with_train(s.train.first(first_levels))
+
+
+def _num_actions(split: Any) -> int:
+    from rlgen.envs import make_env
+
+    probe = make_env(split, "train", num_envs=1, levels=[split.train.min])
+    try:
+        return int(probe.single_action_space.n)
+    finally:
+        probe.close()
+
+
 def _run_evaluate(stage: Stage, progress: bool) -> dict[str, Any]:
-    from rlgen.evaluation import evaluate_on_levels
-    from rlgen.pipeline.runs import load_run, random_policy, study_split
-    from rlgen.results import agent_identity, random_identity, write_rows
+    from rlgen.agents import get_algorithm, load_agent
+    from rlgen.pipeline.evaluate_run import Candidate, evaluate_and_record, random_candidate
 
     c = stage.config
     split = study_split(c["env"], c["split"], first_levels=c["first_levels"])
+    study, label = c["row"]["study"], c["row"]["agent"]
     if c["agent"] == "random":
-        agent: Any = random_policy(split, seed=c["seed"])
-        identity = random_identity(split, c["seed"], study=c["row"]["study"])
+        candidate = random_candidate(split, _num_actions(split), c["seed"], study=study, label=label)
     else:
-        run = load_run(c["run_dir"], device=c["device"])
-        agent = run.agent
-        identity = agent_identity(run.run_dir, run.algo, run.config, run.resolved, split, study=c["row"]["study"])
-    rows = []
-    for which in c["which"]:  # each evaluation seeds the policy's generators from (seed, which) itself
-        r = evaluate_on_levels(agent, split, which, episodes=c["episodes"], seed=c["seed"], num_envs=c["num_envs"], deterministic=c["deterministic"])
-        rows.append(r.to_row(**identity, agent=c["row"]["agent"], stage=stage.id))
-    out = write_rows(Path(stage.dir) / "results.jsonl", rows)  # atomic: a kill mid-evaluation leaves no half file
+        run = load_agent(c["run_dir"], device=c["device"])
+        candidate = Candidate(label, run.agent, get_algorithm(run.algo).evaluator(), run.identity(study=study, split=split))
+    out = Path(stage.dir) / "results.jsonl"
+    recorded = evaluate_and_record([candidate], split, c["which"], out, episodes=c["episodes"], seed=c["seed"], num_envs=c["num_envs"],
+                                   deterministic=c["deterministic"], replace=False, row_extra={"stage": stage.id})  # fmt: skip
+    rows = recorded.rows
     return {"results": str(out), **{f"mean_{r['which']}": r["mean_normalized"] if r["mean_normalized"] is not None else r["mean_return"] for r in rows}}
 
 

@@ -6,8 +6,9 @@ the report. Every list is a sweep axis: ``envs x seeds`` PPO runs, ``x skills x 
 transitions`` datasets, ``x algos`` offline agents. Each stage config starts from an optional base
 file (``config:``, e.g. ``configs/offline/{algo}.yaml``), takes the keys the study decides (env,
 split, seed, device, out_dir, ...) and then the study's ``set:`` overrides, and is validated
-against the stage's own schema (``TrainConfig``, ``CollectConfig``, ``OfflineConfig``) before any
-work starts.
+against the stage's own schema (its algorithm's, from ``rlgen.agents.registry``, or ``CollectConfig``)
+before any work starts. The online stage trains any registered online algorithm (``ppo.algo``: ppo,
+ppo_jax...), the offline stages any registered offline one.
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from rlgen.config import _DEVICE, MAX_SEED, OFFLINE_ALGOS, SKILLS, SplitConfig, StrictModel, check_name, check_out_dir
-from rlgen.envs.suites import parse_env_id
+from rlgen.agents import available_algorithms
+from rlgen.config import MAX_SEED, SplitConfig, StrictModel, check_out_dir
+from rlgen.config.base import DeviceName, Name
+from rlgen.config.collect import Skill
+from rlgen.envs import parse_env_id
 
 #: Stage kinds that use compute, with their resources in ``resources``.
 STAGE_KINDS = ("ppo", "collect", "subset", "offline", "evaluate", "report")
@@ -41,9 +45,16 @@ class StageSection(StrictModel):
 
 
 class PPOSection(StageSection):
-    """Online PPO on each env's training levels (``rlgen train`` with ``algo: ppo``)."""
+    """The online policy on each env's training levels (``rlgen train`` with an online ``algo``): the behaviour
+    policy whose skill ladder the datasets come from."""
 
+    algo: str = Field(default="ppo", description="a registered online algorithm: ppo (SB3), ppo_jax (xland envs), ...")
     reuse: str | None = Field(default=None, description="existing run directories to use instead of training, e.g. runs/ppo-{game}-s{seed}")
+
+    @field_validator("algo")
+    @classmethod
+    def _algo(cls, v: str) -> str:
+        return _registered(v, "online")
 
     @model_validator(mode="after")
     def _reuse_or_train(self) -> "PPOSection":
@@ -55,7 +66,7 @@ class PPOSection(StageSection):
 class DatasetSection(StageSection):
     """Datasets collected from the PPO policies (``rlgen collect``)."""
 
-    skills: list[Literal["expert", "medium", "mixed", "random"]] = Field(default_factory=lambda: ["expert"])
+    skills: list[Skill] = Field(default_factory=lambda: ["expert"])
     transitions: list[int] = Field(default_factory=lambda: [1_000_000], description="dataset sizes")
     levels: list[int | None] = Field(default_factory=lambda: [None], description="collect on the first N training levels (null: all of them)")
     subset_sizes: bool = Field(default=True, description="smaller sizes are seeded subsets of the largest collection (false: collect each size)")
@@ -85,18 +96,13 @@ class OfflineSection(StageSection):
     @field_validator("algos")
     @classmethod
     def _algos(cls, v: list[str]) -> list[str]:
-        v = _unique_nonempty([str(a).lower() for a in v], "algos")
-        bad = [a for a in v if a not in OFFLINE_ALGOS]
-        if bad:
-            raise ValueError(f"unknown algorithm {bad[0]!r}; allowed: {', '.join(OFFLINE_ALGOS)}")
-        return v
+        return [_registered(a, "offline") for a in _unique_nonempty([str(a).lower() for a in v], "algos")]
 
     @field_validator("per_algo")
     @classmethod
     def _per_algo(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        bad = [a for a in v if a not in OFFLINE_ALGOS]
-        if bad:
-            raise ValueError(f"unknown algorithm {bad[0]!r}; allowed: {', '.join(OFFLINE_ALGOS)}")
+        for a in v:
+            _registered(a, "offline")
         return v
 
 
@@ -141,12 +147,12 @@ class StudyConfig(StrictModel):
 
     name_from_file: ClassVar[bool] = True
 
-    name: str = Field(default="study", min_length=1)
+    name: Name = Field(default="study", min_length=1)
     out_dir: str | None = Field(default=None, description="default: runs/<name>")
     envs: list[str] = Field(default_factory=lambda: ["procgen/coinrun"], description="SUITE/ENV ids; a sweep axis")
     split: SplitConfig = Field(default_factory=SplitConfig, description="the level split, the same for every env and stage")
     seeds: list[int] = Field(default_factory=lambda: [0], description="a sweep axis; each stage section may narrow it")
-    device: str = "auto"
+    device: DeviceName = "auto"
     ppo: PPOSection | None = None
     datasets: DatasetSection | None = None
     offline: OfflineSection | None = None
@@ -175,18 +181,6 @@ class StudyConfig(StrictModel):
     @classmethod
     def _seeds(cls, v: list[int]) -> list[int]:
         return _unique_nonempty(v, "seeds", minimum=0, maximum=MAX_SEED)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        return check_name(v)
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, v: str) -> str:
-        if not _DEVICE.match(v):
-            raise ValueError(f"device {v!r} is not one of: auto, cpu, cuda, cuda:N")
-        return v
 
     @field_validator("workers")
     @classmethod
@@ -225,6 +219,13 @@ class StudyConfig(StrictModel):
         return list(section.seeds) if section is not None and section.seeds is not None else list(self.seeds)
 
 
+def _registered(algo: str, kind: str) -> str:
+    allowed = available_algorithms(kind)  # type: ignore[arg-type]
+    if algo not in allowed:
+        raise ValueError(f"unknown algorithm {algo!r}; allowed: {', '.join(allowed)}")
+    return algo
+
+
 def _unique_nonempty(values: list[Any], key: str, minimum: int | None = None, maximum: int | None = None) -> list[Any]:
     if not values:
         raise ValueError(f"{key} must list at least one value")
@@ -248,4 +249,4 @@ def local_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-__all__ = ["SKILLS", "STAGE_KINDS", "StudyConfig", "local_cpus"]
+__all__ = ["STAGE_KINDS", "StudyConfig", "local_cpus"]

@@ -195,10 +195,16 @@ def test_act_without_keys_is_a_first_step_and_remembers_nothing(rng):
 
 
 def test_timesteps_beyond_max_timestep_are_clamped(rng):
-    agent = small_bct(max_timestep=3)
+    agent = small_bct(max_timestep=3, dropout=0.0)
     agent.reset([0])
-    for obs in make_obs(rng, 6)[0]:
-        agent.act(obs[None], keys=[0])  # steps 0..5 with a 3-entry timestep table
+    actions = [int(agent.act(obs[None], deterministic=True, keys=[0])[0]) for obs in make_obs(rng, 6)[0]]  # steps 0..5, a 3-entry table
+    assert all(0 <= a < NUM_ACTIONS for a in actions)
+    agent.model.eval()
+    obs = torch.as_tensor(make_obs(rng, 1)[0][None])  # (1, 1, C, H, W)
+    with torch.no_grad():
+        at = lambda t: agent.model(obs, torch.zeros(1, 1, dtype=torch.long), torch.full((1, 1), t), torch.ones(1, 1, dtype=torch.bool))  # noqa: E731
+        assert torch.equal(at(5), at(2)) and torch.equal(at(1000), at(2))  # later steps share the table's last entry
+        assert not torch.equal(at(1), at(2))
 
 
 def test_state_dict_round_trip_gives_same_actions_and_resumes_identically(dataset, rng):

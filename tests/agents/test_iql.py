@@ -120,7 +120,7 @@ def test_act_shapes_and_sampling(rng):
 def test_learns_the_rewarded_action_from_mostly_wrong_data(tmp_path, rng):
     dataset = make_dataset(tmp_path / "ds", rng, episodes=2000)
     logged = dataset.sample_transitions(5000, rng)
-    assert logged["reward"].mean() < 0.3  # behaviour cloning would copy the (mostly wrong) logged actions
+    assert logged["rewards"].mean() < 0.3  # behaviour cloning would copy the (mostly wrong) logged actions
     # gamma=0.5: a short horizon keeps the bootstrap noise small, the reward decides; fast (Polyak) targets
     # and a larger step size keep the test short.
     agent = small_iql(seed=0, gamma=0.5, tau=0.1, target_update="polyak", learning_rate=1e-3)

@@ -33,4 +33,4 @@ def test_unknown_encoder_names_the_allowed_ones():
     ("view", "expected"), [("partial", "minigrid_cnn"), ("full", "minigrid_cnn"), ("full_rgb", "impala")]
 )
 def test_minigrid_symbolic_views_default_to_the_small_cnn(view, expected):
-    assert networks.default_encoder("minigrid", {"view": view}) == expected
+    assert networks.encoder_for("auto", "minigrid/doorkey-6x6", {"view": view}) == expected

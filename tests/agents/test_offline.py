@@ -8,7 +8,9 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from rlgen.agents.offline import build_agent, load_offline_agent, train_offline
+from rlgen.agents import load_agent as load_offline_agent
+from rlgen.agents.offline import build_agent
+from rlgen.agents.offline_train import train_offline
 from rlgen.cli import main
 from rlgen.config import OfflineConfig, load_config
 from rlgen.data import DatasetError, Episode, load_dataset, write_dataset
@@ -92,8 +94,7 @@ def test_save_load_gives_identical_actions(tmp_path, algo):
     agent = build_agent(cfg, SHAPE, 3, "cpu", target_return=1.0)
     train(agent, ds, algo, 5)
     agent.save(tmp_path / "m")
-    again = build_agent(cfg, SHAPE, 3, "cpu", target_return=1.0)
-    again.load(tmp_path / "m")
+    again = type(agent).load(tmp_path / "m", device="cpu")  # self-contained: shapes and config from agent.json
     rng_a, rng_b = np.random.default_rng(1), np.random.default_rng(1)
     assert accuracy(agent, rng_a, 50) == accuracy(again, rng_b, 50)
     obs = np.stack([marked_obs(np.random.default_rng(2), k % 3) for k in range(20)])
@@ -202,7 +203,7 @@ def test_bcq_imitator_penalty_is_the_reference_beta_and_the_update_uses_it(tmp_p
     batch = load_dataset(data).sample_transitions(32, np.random.default_rng(0))
     with torch.no_grad():
         logits = agent.algo.impl._modules.imitator(torch.as_tensor(batch["obs"])).logits  # (B, A)
-    expected = F.nll_loss(F.log_softmax(logits, dim=1), torch.as_tensor(batch["action"]).long()) + 0.01 * logits.pow(2).mean()
+    expected = F.nll_loss(F.log_softmax(logits, dim=1), torch.as_tensor(batch["actions"]).long()) + 0.01 * logits.pow(2).mean()
     assert agent.update(batch)["loss/imitator_loss"] == pytest.approx(float(expected), rel=1e-6, abs=1e-7)
 
 

@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlgen.agents.offline import load_offline_agent, train_offline
+from rlgen.agents import load_agent as load_offline_agent
+from rlgen.agents.offline_train import train_offline
 from rlgen.cli import main
-from rlgen.config import OfflineConfig, load_config, write_resolved_config
+from rlgen.agents.run_dir import write_resolved_config
+from rlgen.config import OfflineConfig, load_config
 from rlgen.errors import ConfigError, RlgenError
 from tests.agents.test_offline import bandit_dataset
 

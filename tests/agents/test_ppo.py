@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rlgen.agents.ppo import PPOAgent, load_run_agent, train_ppo
+from rlgen.agents.ppo_sb3 import PPOAgent, train_ppo
+from rlgen.agents.ppo_sb3 import load_run as load_run_agent
 from rlgen.cli import main
-from rlgen.config import TrainConfig, load_config
+from rlgen.config import PPOConfig, load_config
 from rlgen.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,8 +23,8 @@ TINY = [
 ]
 
 
-def tiny_config(tmp_path: Path, *extra: str) -> TrainConfig:
-    return load_config(ROOT / "configs/ppo/minigrid_doorkey.yaml", [*TINY, f"out_dir={tmp_path / 'run'}", *extra], schema=TrainConfig)
+def tiny_config(tmp_path: Path, *extra: str) -> PPOConfig:
+    return load_config(ROOT / "configs/ppo/minigrid_doorkey.yaml", [*TINY, f"out_dir={tmp_path / 'run'}", *extra], schema=PPOConfig)
 
 
 def test_train_writes_ladder_checkpoints_and_config(tmp_path):
@@ -81,7 +82,7 @@ def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path):
     assert not (out / "ladder.json").exists()
     load_run_agent(out, device="cpu")  # an interrupted run's latest checkpoint is still evaluable
     cfg = load_config(ROOT / "configs/ppo/minigrid_doorkey.yaml", [*TINY, f"out_dir={out}", f"total_steps={state['num_timesteps'] + 128}",
-                                                                    "checkpoint_every=10000000", "ladder.every_steps=10000000"], schema=TrainConfig)
+                                                                    "checkpoint_every=10000000", "ladder.every_steps=10000000"], schema=PPOConfig)
     train_ppo(cfg)
     assert json.loads((out / "checkpoints/state.json").read_text())["num_timesteps"] >= state["num_timesteps"] + 128
 
@@ -115,7 +116,7 @@ def test_train_config_errors(tmp_path, override, match):
 def test_procgen_cpu_config_trains_the_nature_cnn(tmp_path):
     overrides = ["num_envs=4", "total_steps=128", "ppo.n_steps=32", "ppo.num_minibatches=2", "ppo.n_epochs=1", "ladder.every_steps=128",
                  "ladder.episodes=2", "checkpoint_every=128", "eval_num_envs=2", "progress=false", "device=cpu", f"out_dir={tmp_path / 'run'}"]  # fmt: skip
-    cfg = load_config(ROOT / "configs/ppo/procgen_coinrun_cpu.yaml", overrides, schema=TrainConfig)
+    cfg = load_config(ROOT / "configs/ppo/procgen_coinrun_cpu.yaml", overrides, schema=PPOConfig)
     run = train_ppo(cfg)
     agent = load_run_agent(run, device="cpu")
     assert type(agent.policy.features_extractor.encoder).__name__ == "NatureEncoder"
@@ -125,7 +126,7 @@ def test_procgen_cpu_config_trains_the_nature_cnn(tmp_path):
 
 def test_checkpoint_every_defaults_to_a_tenth_and_never_exceeds_it():
     def interval(*extra):
-        return load_config(ROOT / "configs/ppo/minigrid_doorkey.yaml", ["total_steps=20000", *extra], schema=TrainConfig).checkpoint_interval()
+        return load_config(ROOT / "configs/ppo/minigrid_doorkey.yaml", ["total_steps=20000", *extra], schema=PPOConfig).checkpoint_interval()
 
     assert interval() == 2000
     assert interval("checkpoint_every=50000") == 2000  # larger than the run: it would never checkpoint

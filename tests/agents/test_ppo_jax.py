@@ -12,10 +12,11 @@ pytest.importorskip("xminigrid", reason="the JAX PPO needs the jax extra: pip in
 
 import jax  # noqa: E402
 
-from rlgen.agents.ppo_jax import JaxPPOAgent, JaxRandomPolicy, gae  # noqa: E402
+from rlgen.agents.ppo_jax import JaxPPOAgent, evaluate, fit, gae  # noqa: E402
 from rlgen.cli import main  # noqa: E402
 from rlgen.envs import xland  # noqa: E402
 from rlgen.errors import RlgenError  # noqa: E402
+from rlgen.evaluation import RandomPolicy  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = str(ROOT / "configs" / "ppo_jax" / "xland_trivial.yaml")
@@ -52,12 +53,12 @@ def test_gae_matches_a_python_loop(rng):
 
 def test_ppo_improves_return_on_trivial_rulesets(split):
     agent = JaxPPOAgent.for_split(split, {"hidden_dim": 64}, seed=0)
-    before = agent.evaluate_on_levels(split, "train", episodes=300, seed=1, num_envs=300)
-    random = JaxRandomPolicy(agent.num_actions).evaluate_on_levels(split, "train", episodes=300, seed=1, num_envs=300)
+    before = evaluate(agent, split, "train", episodes=300, seed=1, num_envs=300)
+    random = evaluate(RandomPolicy(agent.num_actions), split, "train", episodes=300, seed=1, num_envs=300)
     synced = []
-    agent.fit(split, total_steps=245_760, num_envs=128, log_every_steps=81_920, on_sync=lambda a, m: synced.append(m))
-    after = agent.evaluate_on_levels(split, "train", episodes=300, seed=1, num_envs=300)
-    held = agent.evaluate_on_levels(split, "held_out", episodes=300, seed=1, num_envs=300)
+    fit(agent, split, total_steps=245_760, num_envs=128, log_every_steps=81_920, on_sync=lambda a, m: synced.append(m))
+    after = evaluate(agent, split, "train", episodes=300, seed=1, num_envs=300)
+    held = evaluate(agent, split, "held_out", episodes=300, seed=1, num_envs=300)
     print(f"random {random.mean_return:.3f}  untrained {before.mean_return:.3f}  trained {after.mean_return:.3f} "
           f"(held-out {held.mean_return:.3f}); train steps/s {synced[-1]['steps_per_second']:,.0f}")
     assert agent.env_steps == 245_760 and len(synced) == 3
@@ -75,8 +76,8 @@ def test_saved_and_loaded_params_act_identically(split, tmp_path):
     assert np.array_equal(agent.act(obs, deterministic=True), loaded.act(obs, deterministic=True))
     a, b = agent.network.apply(agent.params, obs), loaded.network.apply(loaded.params, obs)
     np.testing.assert_array_equal(np.asarray(a[0]), np.asarray(b[0]))
-    r1 = agent.evaluate_on_levels(split, "held_out", episodes=300, seed=5, num_envs=300)
-    r2 = loaded.evaluate_on_levels(split, "held_out", episodes=300, seed=5, num_envs=100)  # other batching, same episodes
+    r1 = evaluate(agent, split, "held_out", episodes=300, seed=5, num_envs=300)
+    r2 = evaluate(loaded, split, "held_out", episodes=300, seed=5, num_envs=100)  # other batching, same episodes
     assert np.array_equal(r1.returns, r2.returns) and np.array_equal(r1.lengths, r2.lengths)
     (tmp_path / "bad.msgpack").write_bytes(b"\x80")
     with pytest.raises(RlgenError, match="not a JAX PPO checkpoint"):

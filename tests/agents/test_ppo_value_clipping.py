@@ -6,8 +6,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from rlgen.agents.ppo import build_model
-from rlgen.config import ConfigError, TrainConfig, load_config
+from rlgen.agents.ppo_sb3 import build_model
+from rlgen.config import ConfigError, PPOConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 PROCGEN_CONFIGS = sorted((ROOT / "configs/ppo").glob("procgen_*.yaml"))
@@ -29,7 +29,7 @@ class FrameEnv(gym.Env):
 def sb3_model(path: Path, tmp_path: Path, *extra: str):
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    cfg = load_config(path, ["num_envs=2", "ppo.n_steps=8", "ppo.num_minibatches=2", "device=cpu", *extra], schema=TrainConfig)
+    cfg = load_config(path, ["num_envs=2", "ppo.n_steps=8", "ppo.num_minibatches=2", "device=cpu", *extra], schema=PPOConfig)
     return build_model(cfg, DummyVecEnv([FrameEnv, FrameEnv]), tmp_path)
 
 
@@ -43,6 +43,6 @@ def test_procgen_configs_clip_the_value_function_at_0_2_as_the_reference(path, t
 
 def test_value_clipping_is_off_unless_configured_and_must_be_positive(tmp_path):
     assert sb3_model(ROOT / "configs/ppo/procgen_coinrun.yaml", tmp_path, "ppo.clip_range_vf=null").clip_range_vf is None
-    assert load_config(None, ["env=procgen/coinrun"], schema=TrainConfig).ppo.clip_range_vf is None  # SB3's default
+    assert load_config(None, ["env=procgen/coinrun"], schema=PPOConfig).ppo.clip_range_vf is None  # SB3's default
     with pytest.raises(ConfigError, match="ppo.clip_range_vf"):
-        load_config(ROOT / "configs/ppo/procgen_coinrun.yaml", ["ppo.clip_range_vf=0"], schema=TrainConfig)
+        load_config(ROOT / "configs/ppo/procgen_coinrun.yaml", ["ppo.clip_range_vf=0"], schema=PPOConfig)

@@ -19,11 +19,13 @@ import numpy as np
 import pytest
 import torch
 
-from rlgen.agents.ppo import build_model, load_run_agent, train_ppo
+from rlgen.agents.ppo_sb3 import build_model, train_ppo
+from rlgen.agents.ppo_sb3 import load_run as load_run_agent
 from rlgen.agents.run_dir import read_ladder
 from rlgen.agents.sb3_vec_env import RlgenVecEnv
 from rlgen.cli import main
-from rlgen.config import TrainConfig, load_config, write_resolved_config
+from rlgen.agents.run_dir import write_resolved_config
+from rlgen.config import PPOConfig, load_config
 from rlgen.envs import make_env
 from rlgen.errors import RlgenError
 
@@ -46,8 +48,8 @@ class Plant:
         return (open, (self.marker, "w"))
 
 
-def tiny_config(out: Path, *extra: str) -> TrainConfig:
-    return load_config(ROOT / "configs/ppo/minigrid_doorkey.yaml", [*TINY, f"out_dir={out}", *extra], schema=TrainConfig)
+def tiny_config(out: Path, *extra: str) -> PPOConfig:
+    return load_config(ROOT / "configs/ppo/minigrid_doorkey.yaml", [*TINY, f"out_dir={out}", *extra], schema=PPOConfig)
 
 
 def make_legacy_run(out: Path) -> Path:
@@ -193,7 +195,7 @@ def test_jax_checkpoints_hold_data_only_and_their_ladder_paths_are_checked(tmp_p
     from flax import serialization
 
     from rlgen.agents.ppo_jax import FORMAT, JaxPPOAgent
-    from rlgen.agents.ppo_jax import load_run_agent as load_jax_run
+    from rlgen.agents.ppo_jax import load_run as load_jax_run
 
     agent = JaxPPOAgent((6, 5, 5), 6, {"hidden_dim": 8, "embed_dim": 4}, seed=0)
     good = agent.save(tmp_path / "run/ladder/step_1.msgpack")

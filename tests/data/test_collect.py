@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rlgen.config import CollectConfig, TrainConfig, load_config
+from rlgen.config import CollectConfig, PPOConfig, load_config
 from rlgen.data import DatasetError, load_dataset
-from rlgen.data.collect import collect, resolve_skill
+from rlgen.collect import collect
+from rlgen.collect.skills import resolve_skill
 from rlgen.errors import RlgenError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,12 +103,12 @@ def test_resolve_skill_reads_the_ladder(tmp_path):
 
 
 def test_mixed_collection_from_a_ppo_run(tmp_path):
-    from rlgen.agents.ppo import train_ppo
+    from rlgen.agents.ppo_sb3 import train_ppo
 
     tiny = ["env=minigrid/empty-5x5", "num_envs=4", "split.num_levels=10", "ppo.n_steps=32", "ppo.num_minibatches=2", "ppo.n_epochs=1",
             "ladder.every_steps=128", "ladder.episodes=4", "checkpoint_every=128", "eval_num_envs=4", "progress=false", "device=cpu",
             "total_steps=256", f"out_dir={tmp_path / 'run'}"]  # fmt: skip
-    run = train_ppo(load_config(ROOT / "configs/ppo/minigrid_doorkey.yaml", tiny, schema=TrainConfig))
+    run = train_ppo(load_config(ROOT / "configs/ppo/minigrid_doorkey.yaml", tiny, schema=PPOConfig))
     cfg = load_config(ROOT / "configs/collect/minigrid_doorkey.yaml", [
         "env=minigrid/empty-5x5", "split.num_levels=10", f"policy_run={run}", "skill=mixed", "transitions=400", "num_envs=4",
         "progress=false", "device=cpu", f"out_dir={tmp_path / 'mixed'}"], schema=CollectConfig)  # fmt: skip

@@ -10,7 +10,8 @@ import pytest
 from rlgen.cli import main
 from rlgen.config import CollectConfig, load_config
 from rlgen.data import load_dataset
-from rlgen.data.collect import COLLECT_CONFIG, resolve_skill
+from rlgen.collect.manifest import COLLECT_CONFIG
+from rlgen.collect.skills import resolve_skill
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = str(ROOT / "configs/collect/minigrid_doorkey.yaml")
@@ -112,7 +113,7 @@ def test_a_failed_xland_collect_leaves_nothing(tmp_path, capsys):
 
 
 def test_the_manifest_records_the_return_as_a_fraction_of_the_expert(tmp_path, caplog):
-    from rlgen.data.collect import return_vs_expert
+    from rlgen.collect.skills import return_vs_expert
 
     run = ladder(tmp_path / "run", [0.1, 0.45, 0.9])
     cfg = rungs_config(run, "skill=mixed")

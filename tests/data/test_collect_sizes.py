@@ -7,7 +7,7 @@ import pytest
 from rlgen.cli import main
 from rlgen.config import CollectConfig, load_config
 from rlgen.data import load_dataset
-from rlgen.data.collect import collect
+from rlgen.collect import collect
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs/collect/minigrid_doorkey.yaml"
@@ -39,7 +39,7 @@ def test_the_cli_collects_what_was_asked_on_doorkey(tmp_path, capsys):
 
 def test_xland_collection_fills_the_dataset_when_all_envs_truncate_together(tmp_path):
     pytest.importorskip("xminigrid")  # the `jax` extra
-    from rlgen.agents.xland_collect import collect_xland
+    from rlgen.collect.jax_rollout import collect_jax as collect_xland
 
     cfg = load_config(ROOT / "configs/collect/xland_trivial.yaml", [
         "skill=random", "split.num_levels=100", "split.options.num_rulesets=200", "split.options.max_steps=4", "transitions=100",

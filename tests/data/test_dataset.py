@@ -15,15 +15,15 @@ from rlgen.data import DatasetError, load_dataset
 def test_transitions_pair_each_observation_with_its_successor(dataset_dir, episodes, rng):
     ds = load_dataset(dataset_dir)
     b = ds.sample_transitions(512, rng)
-    assert b["obs"].shape == (512, 3, 5, 5) and b["action"].dtype == np.int64 and b["reward"].dtype == np.float32
+    assert b["obs"].shape == (512, 3, 5, 5) and b["actions"].dtype == np.int64 and b["rewards"].dtype == np.float32
     ep = b["obs"][:, 0, 0, 0].astype(int)
     t = b["obs"][:, 1, 0, 0].astype(int)
     np.testing.assert_array_equal(b["next_obs"][:, 0, 0, 0], ep)  # same episode
     np.testing.assert_array_equal(b["next_obs"][:, 1, 0, 0], t + 1)  # next step
     for i in range(512):
         e = episodes[ep[i]]
-        assert b["action"][i] == e.actions[t[i]] and b["reward"][i] == e.rewards[t[i]]
-        assert b["done"][i] == e.terminated[t[i]] and b["truncated"][i] == e.truncated[t[i]]
+        assert b["actions"][i] == e.actions[t[i]] and b["rewards"][i] == e.rewards[t[i]]
+        assert b["terminated"][i] == e.terminated[t[i]] and b["truncated"][i] == e.truncated[t[i]]
 
 
 def test_windows_are_left_padded_with_returns_to_go(dataset_dir, episodes, rng):

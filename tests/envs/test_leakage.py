@@ -1,7 +1,7 @@
 import pytest
 
 from rlgen.envs import LevelSet, LevelSplit, make_env
-from rlgen.envs.leakage import find_duplicate_levels
+from rlgen.envs.leakage import drop_duplicates, find_duplicate_levels
 from rlgen.errors import SplitError
 
 
@@ -20,7 +20,7 @@ def test_distinct_layouts_are_not_duplicates():
 
 
 def test_drop_duplicates_removes_exactly_the_duplicates():
-    split = LevelSplit.minigrid("doorkey-5x5", num_levels=50, drop_duplicates=True, duplicate_check_levels=200)
+    split = drop_duplicates(LevelSplit.minigrid("doorkey-5x5", num_levels=50), check_levels=200)
     checked = LevelSet(range(100, 300))
     report = find_duplicate_levels("minigrid", "doorkey-5x5", LevelSet("0-49"), checked, {})
     assert split.dropped_levels == report.duplicated_held_out
@@ -35,4 +35,10 @@ def test_drop_duplicates_removes_exactly_the_duplicates():
 
 def test_a_split_with_nothing_left_held_out_is_an_error():
     with pytest.raises(SplitError, match="every checked held-out level duplicates a training level"):
+        drop_duplicates(LevelSplit.minigrid("empty-5x5", num_levels=3), check_levels=5)
+
+
+def test_a_split_is_pure_data_and_runs_no_duplicate_check():
+    # Before: LevelSplit(..., drop_duplicates=True) rolled out every checked level in its constructor.
+    with pytest.raises(SplitError, match="make the split with rlgen.envs.leakage.drop_duplicates"):
         LevelSplit.minigrid("empty-5x5", num_levels=3, drop_duplicates=True, duplicate_check_levels=5)

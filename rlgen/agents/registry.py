@@ -1,0 +1,226 @@
+"""The algorithm registry: ``algo`` -> config schema, trainer, loader (and, optionally, evaluator and collector).
+
+``rlgen train``, ``rlgen evaluate``, ``rlgen collect`` and the pipeline decide nothing by algorithm name
+themselves: they look the algorithm up here. Adding an algorithm is one module and one call::
+
+    from rlgen.agents import register_algorithm
+    register_algorithm("my_bc", "offline", MyConfig, train="my_pkg.bc:train", load="my_pkg.bc:load_run")
+
+Trainers, loaders, evaluators and collectors are given as lazy ``"module:function"`` strings (or the
+functions themselves), so registering imports no torch, SB3, d3rlpy or JAX, and a config is checked
+against its schema before any of them loads.
+
+* ``train(cfg) -> run directory`` (``rlgen.agents.base.Trainer``): trains, resumes, or finds the run finished.
+* ``load(run_dir, checkpoint=None, device="auto") -> agent`` (an ``rlgen.agents.base.Agent``).
+* ``evaluate(policy, split, which, episodes, seed, num_envs, deterministic) -> EvalResult``, for the run's
+  agent and for the random baseline; default ``rlgen.evaluation.evaluate_on_levels``.
+* ``collect(cfg: CollectConfig) -> dataset directory``, rolling out the run's checkpoints; default the
+  generic collector (``rlgen.collect.rollout``), which steps any agent's ``act``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from rlgen.agents.identity import agent_identity, dataset_facts
+from rlgen.agents.run_dir import read_run_config
+from rlgen.config import OFFLINE_ALGOS, JaxPPOConfig, OfflineConfig, PPOConfig, RlgenConfig, merge, parse_overrides, read_yaml, validate_config
+from rlgen.envs import LevelSet, LevelSplit
+from rlgen.errors import ConfigError, RlgenError
+from rlgen.evaluation import EvalResult, RandomPolicy
+
+Kind = Literal["online", "offline"]
+#: A function, or where to find it: ``"package.module:function"`` (imported on first use).
+Ref = str | Callable[..., Any]
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Algorithm:
+    """One registered algorithm. See the module docstring for what each entry is called with."""
+
+    name: str
+    kind: Kind
+    schema: type[RlgenConfig]
+    train: Ref
+    load: Ref
+    evaluate: Ref | None = None
+    collect: Ref | None = None
+
+    def trainer(self) -> Callable[[RlgenConfig], Path]:
+        return _resolve(self.train, f"{self.name} trainer")
+
+    def loader(self) -> Callable[..., Any]:
+        return _resolve(self.load, f"{self.name} loader")
+
+    def evaluator(self) -> Callable[..., EvalResult]:
+        return _resolve(self.evaluate or "rlgen.evaluation.episodes:evaluate_on_levels", f"{self.name} evaluator")
+
+    def collector(self) -> Callable[..., Path]:
+        return _resolve(self.collect or "rlgen.collect.rollout:collect_rollouts", f"{self.name} collector")
+
+
+_ALGORITHMS: dict[str, Algorithm] = {}
+
+
+def _resolve(ref: Ref, what: str) -> Callable[..., Any]:
+    if callable(ref):
+        return ref
+    module, sep, name = str(ref).partition(":")
+    if not sep:
+        raise RlgenError(f"{what} {ref!r} is not 'package.module:function'")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise RlgenError(f"{what} {ref!r} cannot be imported ({type(e).__name__}: {e})") from None
+
+
+def register_algorithm(name: str, kind: Kind, schema: type[RlgenConfig], train: Ref, load: Ref, evaluate: Ref | None = None,
+                       collect: Ref | None = None) -> Algorithm:  # fmt: skip
+    """Make ``algo: name`` trainable, loadable and evaluable everywhere (CLI, pipeline, Python).
+
+    Args:
+        name: lower-case letters, digits and ``_``; registering a name again replaces its entry.
+        kind: ``"online"`` (trains on env steps, keeps a skill ladder) or ``"offline"`` (trains on a dataset).
+        schema: the config class of its runs (an ``RlgenConfig`` subclass; light: no heavy imports).
+        train, load, evaluate, collect: functions or ``"module:function"`` strings (module docstring).
+
+    Raises:
+        ConfigError: a bad name or kind, or a schema that is not an ``RlgenConfig``.
+    """
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigError(f"algorithm name {name!r} must be lower-case letters, digits and '_'")
+    if kind not in ("online", "offline"):
+        raise ConfigError(f"algorithm {name!r}: kind {kind!r} is not one of: online, offline")
+    if not (isinstance(schema, type) and issubclass(schema, RlgenConfig)):
+        raise ConfigError(f"algorithm {name!r}: schema must be a subclass of rlgen.config.RlgenConfig, got {schema!r}")
+    algorithm = Algorithm(name, kind, schema, train, load, evaluate, collect)
+    _ALGORITHMS[name] = algorithm
+    return algorithm
+
+
+def available_algorithms(kind: Kind | None = None) -> tuple[str, ...]:
+    """Registered algorithm names (of ``kind``, when given), in registration order."""
+    return tuple(a.name for a in _ALGORITHMS.values() if kind is None or a.kind == kind)
+
+
+def get_algorithm(algo: Any, source: str = "config") -> Algorithm:
+    """The entry of ``algo``; anything else (``algo=[ppo]``, an unknown name) is one ``ConfigError`` listing the algorithms."""
+    allowed = ", ".join(_ALGORITHMS)
+    if not isinstance(algo, str):
+        raise ConfigError(f"{source}: key `algo` = {algo!r}: must be one name, one of: {allowed}")
+    if algo not in _ALGORITHMS:
+        raise ConfigError(f"{source}: key `algo` = {algo!r}: not one of: {allowed}")
+    return _ALGORITHMS[algo]
+
+
+def schema_for_algo(algo: Any, source: str = "config") -> type[RlgenConfig]:
+    """The config schema of ``algo`` (:func:`get_algorithm`'s errors for anything else)."""
+    return get_algorithm(algo, source).schema
+
+
+def train_schema(path: str | Path | None, overrides: Sequence[str]) -> type[RlgenConfig]:
+    """The schema ``rlgen train`` validates ``path`` + ``overrides`` against: that of their ``algo`` (default ppo)."""
+    data = read_yaml(path) if path is not None else {}
+    data = merge(data, parse_overrides(overrides))
+    return schema_for_algo(data.get("algo", "ppo"), source=str(path) if path is not None else "config")
+
+
+def train(cfg: RlgenConfig) -> Path:
+    """Train (or resume) the run ``cfg`` describes with its algorithm's trainer; returns the run directory."""
+    return get_algorithm(getattr(cfg, "algo", None)).trainer()(cfg)
+
+
+# --- loading a run -------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class LoadedAgent:
+    """A run directory's agent, ready to act and be evaluated, with what it was trained on.
+
+    Attributes:
+        run_dir: the directory it was loaded from.
+        algo: its algorithm (a registry name).
+        agent: the agent (``act``, ``num_actions``, ``episodic``; ``reset``/``observe`` for DT and BCT).
+        split: the run's LevelSplit (for offline runs: their dataset's, with the training levels narrowed
+            to those the data was collected on, so "train" means levels it saw).
+        config: the run's validated config (its algorithm's schema).
+        resolved: the ``resolved`` block of its ``config.yaml`` (split, dataset facts...).
+        checkpoint: the checkpoint loaded (None: the final policy).
+    """
+
+    run_dir: Path
+    algo: str
+    agent: Any
+    split: LevelSplit
+    config: RlgenConfig
+    resolved: dict[str, Any]
+    checkpoint: str | None = None
+
+    @property
+    def num_actions(self) -> int:
+        return int(self.agent.num_actions)
+
+    @property
+    def episodic(self) -> bool:
+        return bool(self.agent.episodic)
+
+    def act(self, obs: Any, deterministic: bool = False) -> Any:
+        """The agent's actions ``(B,)`` for observations ``(B, *obs_shape)`` (an episodic agent is driven
+        by evaluation: give ``loaded.agent`` to ``evaluate_on_levels``, or use :meth:`evaluate`)."""
+        return self.agent.act(obs, deterministic=deterministic)
+
+    def identity(self, study: str | None = None, split: LevelSplit | None = None) -> dict[str, Any]:
+        """The ``results.jsonl`` identity fields of this agent (run id, algorithm, dataset facts...) evaluated
+        on ``split`` (default the run's)."""
+        return agent_identity(self.run_dir, self.algo, self.config, self.resolved, split or self.split, checkpoint=self.checkpoint, study=study)
+
+    def evaluate(self, which: str = "held_out", episodes: int = 100, seed: int = 0, num_envs: int | None = None,
+                 deterministic: bool = False, policy: Any = None, split: LevelSplit | None = None) -> EvalResult:  # fmt: skip
+        """Evaluate the agent (or ``policy``, e.g. :meth:`random_policy`) on ``split`` (default the run's) with
+        its algorithm's evaluator; ``num_envs`` defaults to the run's ``eval_num_envs``."""
+        n = num_envs if num_envs is not None else int(getattr(self.config, "eval_num_envs", 16))
+        evaluate = get_algorithm(self.algo).evaluator()
+        return evaluate(self.agent if policy is None else policy, split or self.split, which, episodes=episodes, seed=seed,
+                        num_envs=n, deterministic=deterministic)  # fmt: skip
+
+    def random_policy(self, seed: int = 0) -> RandomPolicy:
+        """A uniform random policy over this agent's actions: the floor it must beat."""
+        return RandomPolicy(self.num_actions, seed=seed)
+
+
+def load_agent(run_dir: str | Path, checkpoint: str | None = None, device: str | None = None) -> LoadedAgent:
+    """The agent of ``run_dir`` (its final policy unless ``checkpoint`` names one), on ``device`` (default:
+    the run's). Reads the run's ``config.yaml``; checkpoints are weights and plain data only.
+
+    Raises:
+        RlgenError: not a run directory, an unknown algorithm, or no trained model in it yet.
+    """
+    run = Path(run_dir)
+    data = read_run_config(run)
+    resolved = data.pop("resolved", None) or {}
+    source = str(run / "config.yaml")
+    algorithm = get_algorithm(data.get("algo", "ppo"), source=source)
+    cfg = validate_config(data, algorithm.schema, source=source)
+    split = LevelSplit.from_dict(resolved["split"]) if "split" in resolved else cfg.level_split()
+    if algorithm.kind == "offline":
+        facts = dataset_facts(resolved) or {}
+        if facts.get("train_levels"):
+            split = split.with_train(LevelSet(facts["train_levels"]))
+    agent = algorithm.loader()(run, checkpoint=checkpoint, device=device or cfg.device)
+    return LoadedAgent(run, algorithm.name, agent, split, cfg, resolved, checkpoint)
+
+
+# --- rlgen's own algorithms ----------------------------------------------------------------------------
+
+register_algorithm("ppo", "online", PPOConfig, train="rlgen.agents.ppo_sb3:train_ppo", load="rlgen.agents.ppo_sb3:load_run")
+register_algorithm("ppo_jax", "online", JaxPPOConfig, train="rlgen.agents.ppo_jax.train:train_ppo_jax", load="rlgen.agents.ppo_jax.agent:load_run",
+                   evaluate="rlgen.agents.ppo_jax.agent:evaluate", collect="rlgen.collect.jax_rollout:collect_jax")  # fmt: skip
+for _algo in OFFLINE_ALGOS:
+    register_algorithm(_algo, "offline", OfflineConfig, train="rlgen.agents.offline_train:train_offline", load="rlgen.agents.offline:load_run")

@@ -1,0 +1,104 @@
+"""``rlgen train`` of the offline agents (bc, bcq, cql, iql, dt, bct): schema only, no torch or d3rlpy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from rlgen.config.base import NetworkName, RlgenConfig, StrictModel
+from rlgen.envs.levels import LevelSet
+
+
+#: The algorithms this schema configures (each registered in ``rlgen.agents.registry``).
+OFFLINE_ALGOS = ("bc", "bcq", "cql", "iql", "dt", "bct")
+
+
+class OfflineEvalSettings(StrictModel):
+    """Evaluation during offline training, on training and validation levels."""
+
+    every_steps: int = Field(default=10_000, ge=1)
+    episodes: int = Field(default=16, ge=1)
+    early_stopping_patience: int | None = Field(default=None, ge=1, description="stop after this many evaluations without a better validation return")
+    enabled: bool = True
+
+
+class OfflineConfig(RlgenConfig):
+    """``rlgen train`` config for offline agents (``algo``: bc | bcq | cql | iql | dt | bct).
+
+    Defaults follow the reference study's final settings for 1M expert Procgen data (gen_dgrl,
+    ``procgen/configs/offline/final/``); the algorithm configs in ``configs/offline/`` set them per algorithm.
+    """
+
+    algo: str = "bc"
+    dataset: str = Field(default="", description="dataset directory (rlgen collect's out_dir)")
+    steps: int = Field(default=100_000, ge=1, description="gradient steps")
+    batch_size: int = Field(default=256, ge=1)
+    learning_rate: float = Field(default=5e-4, gt=0)
+    gamma: float = Field(default=0.99, gt=0, le=1)
+    network: NetworkName = Field(default="auto", description="auto | impala | nature | minigrid_cnn")
+    # BCQ
+    bcq_threshold: float = Field(default=0.5, ge=0, le=1, description="BCQ: keep actions with pi(a|s)/max pi >= threshold")
+    bcq_beta: float = Field(default=0.01, ge=0, description="BCQ: imitator loss + bcq_beta * mean(logits^2) (the reference's 1e-2)")
+    # BCQ, CQL, IQL (hard target copies)
+    target_update_interval: int = Field(default=1000, ge=1, description="updates between target-network copies (default 100 for iql, as the reference)")
+    # CQL
+    cql_alpha: float = Field(default=4.0, ge=0)
+    # IQL
+    iql_temperature: float = Field(default=3.0, gt=0)
+    iql_expectile: float = Field(default=0.8, gt=0, lt=1)
+    iql_target_update: Literal["hard", "polyak"] = Field(default="hard", description="IQL targets: hard copy every target_update_interval updates, or Polyak with iql_tau")
+    iql_tau: float = Field(default=0.005, gt=0, le=1, description="IQL: Polyak rate (with iql_target_update=polyak)")
+    iql_deterministic: bool = Field(default=True, description="IQL acts with its policy's most likely action (the reference's evaluation); false: samples")
+    # DT, BCT
+    context_length: int = Field(default=10, ge=1)
+    n_layers: int = Field(default=6, ge=1)
+    n_heads: int = Field(default=8, ge=1)
+    embed_dim: int = Field(default=128, ge=1)
+    dt_target_return: float | None = Field(default=None, description="DT: return to condition on (default: dt_target_return_scale x the dataset's best episode return)")
+    dt_target_return_scale: float = Field(default=5.0, gt=0)
+    eval: OfflineEvalSettings = Field(default_factory=OfflineEvalSettings)
+    eval_num_envs: int = Field(default=16, ge=1)
+    checkpoint_every: int = Field(default=10_000, ge=1)
+    progress: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _env_from_dataset(cls, data: Any) -> Any:
+        """Without an explicit ``env``, train on the dataset's env (read from its manifest)."""
+        if isinstance(data, dict) and "env" not in data and data.get("dataset"):
+            manifest = Path(str(data["dataset"])) / "manifest.json"
+            if manifest.is_file():
+                try:
+                    m = json.loads(manifest.read_text())
+                    if m.get("kind") == "subset":
+                        m = json.loads((manifest.parent / m["parent"] / "manifest.json").read_text())
+                    data = {**data, "env": m["env"], "split": data.get("split", {"num_levels": len(LevelSet(m["split"]["train"]))} if "split" in m else {})}
+                except (OSError, KeyError, ValueError, AttributeError, TypeError):  # e.g. a manifest of `[]`
+                    pass  # load_dataset reports a broken dataset properly later
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _algo_defaults(cls, data: Any) -> Any:
+        """Defaults that differ by algorithm, filled in before validation (so the resolved config shows them)."""
+        if isinstance(data, dict) and data.get("algo") == "iql" and "target_update_interval" not in data:
+            data = {**data, "target_update_interval": 100}  # the reference's IQL copies its targets every 100 updates
+        return data
+
+    @field_validator("algo")
+    @classmethod
+    def _algo(cls, v: str) -> str:
+        if v not in OFFLINE_ALGOS:
+            raise ValueError(f"algo {v!r} is not one of: {', '.join(OFFLINE_ALGOS)} (or ppo, ppo_jax for online training)")
+        return v
+
+    @model_validator(mode="after")
+    def _offline_checks(self) -> "OfflineConfig":
+        if not self.dataset:
+            raise ValueError("`dataset` is required: the directory of a dataset made by `rlgen collect`")
+        if self.algo in ("dt", "bct") and self.embed_dim % self.n_heads:
+            raise ValueError(f"embed_dim={self.embed_dim} must be divisible by n_heads={self.n_heads}")
+        return self
