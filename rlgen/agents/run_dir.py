@@ -28,6 +28,7 @@ Free of torch, SB3 and JAX, so every learner (and collection) can use it without
 from __future__ import annotations
 
 import dataclasses
+import errno
 import fcntl
 import functools
 import hashlib
@@ -36,6 +37,7 @@ import os
 import shlex
 import shutil
 import signal
+import stat
 import sys
 import time
 import uuid
@@ -352,7 +354,7 @@ def run_dir_lock(run_dir: str | Path) -> Iterator[None]:
     if key in _HELD:
         yield
         return
-    fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _open_lock_file(root / LOCK)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -380,6 +382,22 @@ def run_dir_lock(run_dir: str | Path) -> Iterator[None]:
     finally:
         _HELD.pop(key, None)
         os.close(fd)  # releases the lock; the file stays (deleting it would race with a waiting locker)
+
+
+def _open_lock_file(path: Path) -> int:
+    """Open (or create) a lock file that is rlgen's to truncate and write: never through a symlink (O_NOFOLLOW),
+    and only a plain file with no other name (a hard link planted there would make us overwrite its target)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise RlgenError(f"{path} is a symbolic link; refused (rlgen writes its lock file only as a plain file): remove it") from None
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        os.close(fd)
+        raise RlgenError(f"{path} is not a plain file of its own (a hard link or a special file); refused: remove it")
+    return fd
 
 
 def _lock_holder(fd: int) -> str:
