@@ -89,8 +89,8 @@ def _check_subset_parent(root: Path, manifest: dict[str, Any], table: np.ndarray
         differ = ~np.isclose(theirs[column], table[column], atol=1e-6) if column == "return" else theirs[column] != table[column]
         if differ.any():
             i = int(np.flatnonzero(differ)[0])
-            raise DatasetError(f"subset {str(root)!r}: episode {int(ids[i])} has {column} {table[column][i]!r} in the subset but "
-                               f"{theirs[column][i]!r} in its parent {manifest['parent']!r}; the parent changed since the subset "
+            raise DatasetError(f"subset {str(root)!r}: episode {int(ids[i])} has {column} {table[column][i].item()!r} in the subset but "
+                               f"{theirs[column][i].item()!r} in its parent {manifest['parent']!r}; the parent changed since the subset "
                                "was saved: save the subset again")  # fmt: skip
 
 
