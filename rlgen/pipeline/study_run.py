@@ -82,7 +82,7 @@ def run_study(study: StudyConfig, stages: list[Stage], runner: str | None = None
     from rich.console import Console
 
     console = console or Console(soft_wrap=True, highlight=False)
-    out = Path(study.out_dir or "runs/study")
+    out = Path(study.out_dir)
     with _Lock(out):
         write_json_atomic(out / "study.json", {"study": json.loads(study.model_dump_json()), "stages": [s.id for s in stages]})
         executor = make_executor(study, runner)
