@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from rlgen.agents import available_algorithms
 from rlgen.config import LIMITS, MAX_NUM_ENVS, MAX_SEED, SplitConfig, StrictModel, check_out_dir
@@ -91,15 +91,16 @@ class DatasetSection(StageSection):
     def _levels(cls, v: list[int | None]) -> list[int | None]:
         return _unique_nonempty(v, "levels", minimum=1)
 
-    @model_validator(mode="after")
-    def _only(self) -> "DatasetSection":
-        """Each entry of ``only`` names values of the grid's own axes, so each keeps at least one cell."""
-        if self.only is None:
-            return self
-        if not self.only:
+    @field_validator("only")
+    @classmethod
+    def _only(cls, v: list[dict[str, Any]] | None, info: ValidationInfo) -> list[dict[str, Any]] | None:
+        """Each entry names values of the grid's own axes (validated above it), so each keeps at least one cell."""
+        if v is None:
+            return v
+        if not v:
             raise ValueError("datasets.only must list at least one cell; leave it out for the whole grid")
-        axes = {"skill": ("skills", self.skills), "levels": ("levels", self.levels), "transitions": ("transitions", self.transitions)}
-        for i, entry in enumerate(self.only):
+        axes = {key: (axis, info.data.get(axis)) for key, axis in (("skill", "skills"), ("levels", "levels"), ("transitions", "transitions"))}
+        for i, entry in enumerate(v):
             unknown = [k for k in entry if k not in (*axes, "algos")]
             if unknown:
                 raise ValueError(f"datasets.only[{i}] has the key {unknown[0]!r}; allowed: skill, levels, transitions, algos")
@@ -109,9 +110,9 @@ class DatasetSection(StageSection):
                         raise ValueError(f"datasets.only[{i}].algos = {value!r}: list at least one algorithm of offline.algos")
                     continue
                 axis, values = axes[key]
-                if value not in values:
+                if values is not None and value not in values:  # None: that axis failed its own check
                     raise ValueError(f"datasets.only[{i}].{key} = {json.dumps(value)} is not in datasets.{axis} {json.dumps(values)}")
-        return self
+        return v
 
     def _matches(self, skill: str, levels: int | None, transitions: int) -> list[dict[str, Any]]:
         cell = {"skill": skill, "levels": levels, "transitions": transitions}
