@@ -3,8 +3,10 @@ the real budget is measured by bench/quickstart.py, not by a timed test)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 import torch
@@ -88,3 +90,21 @@ def test_quickstart_runs_end_to_end(tmp_path, capsys):
     assert {(r["algorithm"], r["dataset_skill"], r["dataset_transitions"], r["study"], r["train_seed"]) for r in rows if r["algorithm"] == "cql"} == {
         ("cql", skill, 300, "quickstart", seed) for skill in ("expert", "mixed") for seed in (0, 1, 2)}  # fmt: skip
     assert len({r["run_id"] for r in rows}) == 21
+    # bench/quickstart.py's per-stage table, from the stage records
+    breakdown = {what: (n, total, longest) for what, n, total, longest in _bench().stage_breakdown(out)}
+    assert list(breakdown) == ["ppo", "collect", "offline bc", "offline cql", "offline dt", "evaluate bc-expert", "evaluate bc-mixed",
+                               "evaluate cql-expert", "evaluate cql-mixed", "evaluate dt-expert", "evaluate dt-mixed", "evaluate ppo", "report"]  # fmt: skip
+    assert [breakdown[k][0] for k in ("ppo", "collect", "offline bc", "evaluate ppo", "report")] == [3, 6, 6, 3, 1]
+    assert all(0 <= longest <= total for _, total, longest in breakdown.values()) and breakdown["ppo"][1] > 0
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_quickstart", Path(__file__).resolve().parents[1] / "bench" / "quickstart.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_measures_host_speed():
+    bench = _bench()
+    assert bench.bc_updates_per_s(5) > 0 and bench.env_steps_per_s(64) > 0
