@@ -12,7 +12,7 @@
 
 Statistics are over runs (training seeds), never pooled episodes. A run's score is its mean normalized return
 on a level set. P(X > Y) is rliable's probability of improvement (Mann-Whitney over runs; ties half) with a 95%
-bootstrap CI (`rlgen.run_statistics`). For (c) each seed is a replicate (one PPO, its datasets, one offline seed),
+bootstrap CI (`rlgen.evaluation.stats`). For (c) each seed is a replicate (one PPO, its datasets, one offline seed),
 so the per-seed effect of an axis is the difference of two runs of that seed; X and Y there are the per-seed
 effects of the two axes.
 
@@ -32,9 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from rlgen.config import human_count
-from rlgen.report import GameRow, find_results, per_game
-from rlgen.results import load_results
-from rlgen.run_statistics import Estimate, bootstrap_mean_ci, probability_of_improvement
+from rlgen.evaluation.stats import Estimate, bootstrap_mean_ci, probability_of_improvement
+from rlgen.report import GameRow, find_results, load_results, per_game
 
 REPS = 2000
 
