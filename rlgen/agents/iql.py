@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlgen.agents.networks import as_tensor, make_encoder
+from rlgen.agents.networks import as_tensor, make_encoder, prefers_channels_last
 
 HIDDEN_DIM = 256  # width of the MLP head after each encoder, as in the IQL paper
 MAX_AWR_WEIGHT = 100.0  # the paper's clip of exp(beta * advantage): keeps a few large advantages from dominating
@@ -36,9 +36,9 @@ MAX_AWR_WEIGHT = 100.0  # the paper's clip of exp(beta * advantage): keeps a few
 class EncoderHead(nn.Module):
     """Encoder -> ReLU MLP. ``(B, C, H, W)`` uint8 observations -> ``(B, out_dim)``."""
 
-    def __init__(self, encoder: str, observation_shape: Sequence[int], out_dim: int) -> None:
+    def __init__(self, encoder: str, observation_shape: Sequence[int], out_dim: int, channels_last: bool = False) -> None:
         super().__init__()
-        self.encoder = make_encoder(encoder, observation_shape)
+        self.encoder = make_encoder(encoder, observation_shape, channels_last=channels_last)
         self.head = nn.Sequential(nn.Linear(self.encoder.features_dim, HIDDEN_DIM), nn.ReLU(), nn.Linear(HIDDEN_DIM, out_dim))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
@@ -98,9 +98,10 @@ class DiscreteIQL:
         self.device = torch.device(device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.q_nets = nn.ModuleList([EncoderHead(encoder, observation_shape, num_actions) for _ in range(2)]).to(self.device)
-            self.value = EncoderHead(encoder, observation_shape, 1).to(self.device)
-            self.policy = EncoderHead(encoder, observation_shape, num_actions).to(self.device)
+            nhwc = prefers_channels_last(encoder, self.device)
+            self.q_nets = nn.ModuleList([EncoderHead(encoder, observation_shape, num_actions, nhwc) for _ in range(2)]).to(self.device)
+            self.value = EncoderHead(encoder, observation_shape, 1, nhwc).to(self.device)
+            self.policy = EncoderHead(encoder, observation_shape, num_actions, nhwc).to(self.device)
         self.q_targets = copy.deepcopy(self.q_nets).requires_grad_(False)
         params = [*self.q_nets.parameters(), *self.value.parameters(), *self.policy.parameters()]
         self.optimizer = torch.optim.Adam(params, lr=learning_rate)

@@ -61,9 +61,10 @@ class RlgenEncoderFactory(EncoderFactory):
 
     name: str = "impala"
     features_dim: int = 0  # 0: the encoder's default (IMPALA 256, Nature 512, MiniGrid 128)
+    channels_last: bool = False  # the memory format only (networks.prefers_channels_last)
 
     def create(self, observation_shape: Sequence[int]) -> torch.nn.Module:
-        return networks.make_encoder(self.name, tuple(observation_shape), features_dim=self.features_dim or None)
+        return networks.make_encoder(self.name, tuple(observation_shape), features_dim=self.features_dim or None, channels_last=self.channels_last)
 
     def create_with_action(self, observation_shape: Sequence[int], action_size: int, discrete_action: bool = False) -> torch.nn.Module:
         raise NotImplementedError("rlgen's encoders are for discrete-action algorithms, which encode states only")
@@ -134,15 +135,16 @@ class D3rlpyAgent(ModelDirAgent):
         self.num_actions = int(num_actions)
         # no batch_size: d3rlpy only uses it in its own fit loop, and rlgen samples the batches it passes to update()
         common = {"learning_rate": cfg.learning_rate}
+        factory = RlgenEncoderFactory(encoder, channels_last=networks.prefers_channels_last(encoder, device))
         if cfg.algo == "bc":
             # beta=0: plain cross-entropy, as in the reference study (d3rlpy's default adds a logit penalty)
-            conf: Any = d3rlpy.algos.DiscreteBCConfig(**common, encoder_factory=RlgenEncoderFactory(encoder), beta=0.0)
+            conf: Any = d3rlpy.algos.DiscreteBCConfig(**common, encoder_factory=factory, beta=0.0)
         elif cfg.algo == "bcq":
             # beta: the imitator's logit penalty, the reference's `i_loss + 1e-2 * logits**2` (d3rlpy's default is 0.5)
-            conf = d3rlpy.algos.DiscreteBCQConfig(**common, gamma=cfg.gamma, encoder_factory=RlgenEncoderFactory(encoder), beta=cfg.bcq_beta,
+            conf = d3rlpy.algos.DiscreteBCQConfig(**common, gamma=cfg.gamma, encoder_factory=factory, beta=cfg.bcq_beta,
                                                   action_flexibility=cfg.bcq_threshold, target_update_interval=cfg.target_update_interval)  # fmt: skip
         elif cfg.algo == "cql":
-            conf = d3rlpy.algos.DiscreteCQLConfig(**common, gamma=cfg.gamma, encoder_factory=RlgenEncoderFactory(encoder),
+            conf = d3rlpy.algos.DiscreteCQLConfig(**common, gamma=cfg.gamma, encoder_factory=factory,
                                                   alpha=cfg.cql_alpha, target_update_interval=cfg.target_update_interval)  # fmt: skip
         else:
             raise ValueError(f"D3rlpyAgent runs {', '.join(D3RLPY_ALGOS)}, not {cfg.algo!r}")

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlgen.agents.networks import as_tensor, make_encoder
+from rlgen.agents.networks import as_tensor, make_encoder, prefers_channels_last
 
 WEIGHT_DECAY = 0.1  # on linear/conv weights only (minGPT's parameter groups, as the reference)
 ADAM_BETAS = (0.9, 0.95)
@@ -61,13 +61,14 @@ class CausalTransformer(nn.Module):
         dropout: float,
         max_timestep: int,
         return_conditioned: bool = False,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         self.n_heads = n_heads
         self.max_timestep = max_timestep
         self.return_conditioned = return_conditioned
         self.tokens_per_step = 3 if return_conditioned else 2
-        self.encoder = make_encoder(encoder, observation_shape)
+        self.encoder = make_encoder(encoder, observation_shape, channels_last=channels_last)  # memory format only
         self.obs_embed = nn.Linear(self.encoder.features_dim, embed_dim)
         self.action_embed = nn.Embedding(num_actions, embed_dim)
         if return_conditioned:
@@ -187,7 +188,8 @@ class CausalTransformerAgent:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.model = CausalTransformer(
-                observation_shape, num_actions, encoder, context_length, n_layers, n_heads, embed_dim, dropout, max_timestep, return_conditioned
+                observation_shape, num_actions, encoder, context_length, n_layers, n_heads, embed_dim, dropout, max_timestep, return_conditioned,
+                channels_last=prefers_channels_last(encoder, self.device),
             ).to(self.device)
         self.optimizer = torch.optim.AdamW(parameter_groups(self.model, WEIGHT_DECAY), lr=learning_rate, betas=ADAM_BETAS)
         # Sampling happens on the CPU so the generator state is the same whatever the device.
