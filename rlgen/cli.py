@@ -79,10 +79,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     algorithm = get_algorithm(cfg.algo)  # type: ignore[attr-defined]
     check_writable_dir(cfg.out_dir)  # the trainers check it too; here it fails before torch loads
     run_dir = algorithm.trainer()(cfg)  # heavy imports (torch, SB3, d3rlpy, JAX) only after the config is valid
-    if algorithm.kind == "offline":
-        print(f"trained {cfg.algo} on {cfg.dataset} for {cfg.steps:,} gradient steps; run directory {run_dir}")  # type: ignore[attr-defined]
-    else:
-        print(f"trained {cfg.algo} on {cfg.env} for {cfg.total_steps:,} env steps; run directory {run_dir}")  # type: ignore[attr-defined]
+    # a registered algorithm's schema need not have rlgen's own budget fields: say what the schema has
+    data, budget, unit = (getattr(cfg, "dataset", None), getattr(cfg, "steps", None), "gradient steps") if algorithm.kind == "offline" \
+        else (cfg.env, getattr(cfg, "total_steps", None), "env steps")  # fmt: skip
+    on = f" on {data}" if data else ""
+    amount = f" for {budget:,} {unit}" if isinstance(budget, int) else ""
+    print(f"trained {cfg.algo}{on}{amount}; run directory {run_dir}")  # type: ignore[attr-defined]
     print(f"next: rlgen evaluate {run_dir} --episodes 100")
     return 0
 

@@ -76,6 +76,7 @@ def train_offline(cfg: OfflineConfig) -> Path:
     """
     run_dir = Path(cfg.out_dir)
     ds = load_dataset(cfg.dataset, expect_env=cfg.env)
+    ds.cache()  # every shard's sha256 is checked here, before anything is written: a refused dataset blocks no retry
     if cfg.batch_size > ds.num_transitions:  # sampling with replacement would allow it, at a cost of GBs for nothing
         raise ConfigError(f"batch_size={cfg.batch_size:,} is larger than the dataset {cfg.dataset!r} ({ds.num_transitions:,} transitions); "
                           f"use batch_size <= {ds.num_transitions:,}")  # fmt: skip

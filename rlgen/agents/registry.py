@@ -62,8 +62,10 @@ class Algorithm:
     def evaluator(self) -> Callable[..., EvalResult]:
         return _resolve(self.evaluate or "rlgen.evaluation.episodes:evaluate_on_levels", f"{self.name} evaluator")
 
-    def collector(self) -> Callable[..., Path]:
-        return _resolve(self.collect or "rlgen.collect.rollout:collect_rollouts", f"{self.name} collector")
+    def collector(self) -> Callable[..., Path] | None:
+        """The collector the algorithm registered, or None: then ``rlgen.collect.collector_for`` picks rlgen's own
+        (the generic one, or the on-device one for ``ppo_jax``), since ``rlgen.collect`` sits above this layer."""
+        return None if self.collect is None else _resolve(self.collect, f"{self.name} collector")
 
 
 _ALGORITHMS: dict[str, Algorithm] = {}
@@ -248,6 +250,6 @@ def check_agent_fits(agent: Any, split: LevelSplit, where: str) -> None:
 
 register_algorithm("ppo", "online", PPOConfig, train="rlgen.agents.ppo_sb3:train_ppo", load="rlgen.agents.ppo_sb3:load_run")
 register_algorithm("ppo_jax", "online", JaxPPOConfig, train="rlgen.agents.ppo_jax.train:train_ppo_jax", load="rlgen.agents.ppo_jax.agent:load_run",
-                   evaluate="rlgen.agents.ppo_jax.agent:evaluate", collect="rlgen.collect.jax_rollout:collect_jax")  # fmt: skip
+                   evaluate="rlgen.agents.ppo_jax.agent:evaluate")  # its on-device collector: rlgen.collect.BUILT_IN_COLLECTORS  # fmt: skip
 for _algo in OFFLINE_ALGOS:
     register_algorithm(_algo, "offline", OfflineConfig, train="rlgen.agents.offline_train:train_offline", load="rlgen.agents.offline:load_run")

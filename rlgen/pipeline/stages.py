@@ -149,7 +149,8 @@ def _run_ppo(stage: Stage, progress: bool) -> dict[str, Any]:
 
     algorithm = get_algorithm(stage.config.get("algo", "ppo"), source=stage.id)
     cfg = validate_config(stage.config, algorithm.schema, source=stage.id)
-    cfg.progress = progress
+    if "progress" in type(cfg).model_fields:  # a registered algorithm's schema may have no progress switch
+        cfg.progress = progress
     run = algorithm.trainer()(cfg)
     rungs = read_ladder(run)["rungs"]
     final = max(rungs, key=lambda r: r["step"]) if rungs else {}
@@ -190,7 +191,8 @@ def _run_offline(stage: Stage, progress: bool) -> dict[str, Any]:
 
     algorithm = get_algorithm(stage.config.get("algo"), source=stage.id)
     cfg = validate_config(stage.config, algorithm.schema, source=stage.id)
-    cfg.progress = progress
+    if "progress" in type(cfg).model_fields:  # a registered algorithm's schema may have no progress switch
+        cfg.progress = progress
     algorithm.trainer()(cfg)
     return {"gradient_steps": cfg.steps}
 

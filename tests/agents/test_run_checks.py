@@ -106,6 +106,22 @@ def test_another_dataset_at_the_same_path_is_refused(tmp_path, two_datasets):
     assert json.loads((run / "checkpoints/latest/state.json").read_text())["step"] == 6
 
 
+def test_a_train_refused_for_a_corrupt_shard_does_not_block_the_retry_on_another_dataset(tmp_path, two_datasets):
+    """Re-review of issue 13: a shard swapped for another dataset's made `rlgen train` fail correctly, but only
+    after config.yaml and tb/ were written, so the retry with a good dataset was refused as "a different config"."""
+    data, other = two_datasets
+    bad = tmp_path / "swapped"
+    shutil.copytree(data, bad)
+    shard = next((bad / "shards").iterdir())
+    shutil.copyfile(next((other / "shards").iterdir()), shard)  # same size, other content: the sha256 differs
+    out = tmp_path / "bc"
+    with pytest.raises(RlgenError, match=r"sha256 differs"):
+        train_offline(offline_config(bad, out, "steps=6"))
+    assert not (out / "config.yaml").exists() and not (out / "tb").exists()  # nothing written before the data was checked
+    train_offline(offline_config(other, out, "steps=6"))
+    assert json.loads((out / "checkpoints/latest/state.json").read_text())["step"] == 6
+
+
 # --- 14 (load part): the policy must fit the env it is loaded for -------------------------------------
 
 
