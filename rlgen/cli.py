@@ -73,8 +73,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rlgen.agents import get_algorithm, train_schema
     from rlgen.config import OFFLINE_ALGOS, load_config
 
+    from rlgen.agents.run_dir import check_writable_dir
+
     cfg = load_config(args.config, args.overrides, schema=train_schema(args.config, args.overrides))
     algorithm = get_algorithm(cfg.algo)  # type: ignore[attr-defined]
+    check_writable_dir(cfg.out_dir)  # the trainers check it too; here it fails before torch loads
     if algorithm.kind == "offline" and cfg.algo in OFFLINE_ALGOS:  # type: ignore[attr-defined]
         from rlgen.agents.offline_train import training_summary
 
@@ -98,14 +101,22 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    if args.episodes < 1:
-        raise RlgenError(f"--episodes must be >= 1, got {args.episodes}")
+    from rlgen.config import LIMITS, MAX_SEED
+
+    limit = LIMITS["episodes"]
+    if not 1 <= args.episodes <= limit.value:
+        raise RlgenError(f"--episodes {args.episodes}: must be 1 to {limit.value:,} ({limit.why})")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise RlgenError(f"--seed {args.seed}: must be 0 to {MAX_SEED:,}")
     from rlgen.agents import load_agent
+    from rlgen.agents.run_dir import check_writable_dir
     from rlgen.evaluation import generalization_gap
     from rlgen.pipeline.evaluate_run import adopt_old_run, evaluate_and_record, run_candidates
 
     run_dir = Path(args.run_dir)
     run = load_agent(run_dir, checkpoint=args.checkpoint, device=args.device)
+    check_writable_dir(run_dir, "run directory", "rlgen evaluate writes its results.jsonl there: fix its permissions, or evaluate a copy "
+                       "of the run")  # before evaluating, not after  # fmt: skip
     num_envs = int(getattr(run.config, "eval_num_envs", 16))
     note = adopt_old_run(run)
     if note:
@@ -452,6 +463,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RlgenError as e:
         if args.debug:
             raise
+        for w in e.warnings:  # what was met on the way (skipped lines...) often says why
+            print(f"rlgen: warning: {w}", file=sys.stderr)
         print(f"rlgen: error: {e}", file=sys.stderr)
         return 130 if isinstance(e, TrainingInterrupted) else 2
     except KeyboardInterrupt:

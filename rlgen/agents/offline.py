@@ -94,6 +94,11 @@ class ModelDirAgent:
     #: Set by :func:`load_run`: the loaded model's step and whether its run had finished training.
     progress: TrainingProgress | None = None
 
+    @property
+    def observation_shape(self) -> tuple[int, ...]:
+        """The shape of one observation the agent takes (its dataset's)."""
+        return tuple(int(x) for x in self.spec["observation_shape"])
+
     def state_dict(self) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -204,6 +209,11 @@ class D3rlpyAgent(ModelDirAgent):
         """Put the weights (and optimizer state) of ``directory``'s model file into this agent."""
         path = directory / self.MODEL_FILE
         saved = load_weights(path, self.device)
+        if with_optimizer:  # d3rlpy only warns and resumes with a fresh Adam: another run than the one checkpointed
+            for k, v in self._modules().items():
+                if not isinstance(v, torch.nn.Module) and not (isinstance(saved, dict) and isinstance(saved.get(k), dict) and "optim" in saved[k]):
+                    raise RlgenError(f"{path} holds no optimizer state for {k!r}, so training cannot resume from it; delete {directory} "
+                                     "to restart from step 0 (the file still evaluates)")  # fmt: skip
 
         def restore() -> None:
             for k, v in self._modules().items():

@@ -9,6 +9,7 @@ a kill continues bit for bit as if never stopped.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ from rlgen.agents.offline import CHECKPOINT_DIR, MODEL_DIR, OfflineAgent, build_
 from rlgen.agents.offline_checkpoint import STATE, decode_bytes, encode_bytes, read_state
 from rlgen.agents.run_dir import (
     CONFIG,
+    SameAs,
     interrupted,
     locks_run_dir,
     read_run_config,
@@ -33,14 +35,38 @@ from rlgen.agents.run_dir import (
 )
 from rlgen.config import OfflineConfig
 from rlgen.data import dataset_identity, load_dataset
+from rlgen.data.format import manifest_digest
 from rlgen.devices import torch_device
 from rlgen.envs import LevelSet, LevelSplit
 from rlgen.errors import ConfigError, RlgenError
 from rlgen.evaluation import evaluate_on_levels
 from rlgen.progress import ProgressBar
 
-#: Config keys a resumed offline run may change: how long, how it shows progress, where it runs.
-RESUME_NEUTRAL_KEYS = ("steps", "progress", "device")
+#: Config keys a resumed offline run may change: how long, how it shows progress, where it runs, how often it
+#: saves, where the directory is (a moved run resumes). ``dataset`` is compared by content (:func:`same_dataset`).
+RESUME_NEUTRAL_KEYS = ("steps", "progress", "device", "checkpoint_every", "out_dir", "name")
+
+
+def dataset_digest(ds: Any) -> str:
+    """What a dataset holds, independent of where it lies: the sha256 of its manifest's canonical JSON (which
+    lists every shard's sha256 and that of ``episodes.jsonl``), with its parent's for a subset."""
+    parts = [manifest_digest(ds.manifest)]
+    if ds.base is not ds:
+        parts.append(manifest_digest(ds.base.manifest))
+    return hashlib.sha256(":".join(parts).encode()).hexdigest()
+
+
+def same_dataset(path: str, digest: str) -> SameAs:
+    """For ``check_same_config``: a run's saved ``dataset`` names today's dataset (``path``, content ``digest``)
+    when the digests agree, wherever each lies; runs saved before digests were recorded compare resolved paths."""
+
+    def same(saved_path: Any, resolved: Any) -> bool:
+        saved = resolved.get("dataset") if isinstance(resolved, dict) else None
+        if isinstance(saved, dict) and isinstance(saved.get("digest"), str):
+            return saved["digest"] == digest
+        return isinstance(saved_path, str) and Path(saved_path).resolve() == Path(path).resolve()
+
+    return same
 
 
 @locks_run_dir  # one trainer per run directory: a second one gets a one-line error naming the first
@@ -50,7 +76,7 @@ def train_offline(cfg: OfflineConfig) -> Path:
     Raises:
         TrainingInterrupted: after SIGINT/SIGTERM, once the checkpoint is saved.
     """
-    run_dir = Path(cfg.out_dir or f"runs/{cfg.name}")
+    run_dir = Path(cfg.out_dir)
     ds = load_dataset(cfg.dataset, expect_env=cfg.env)
     if cfg.batch_size > ds.num_transitions:  # sampling with replacement would allow it, at a cost of GBs for nothing
         raise ConfigError(f"batch_size={cfg.batch_size:,} is larger than the dataset {cfg.dataset!r} ({ds.num_transitions:,} transitions); "
@@ -64,12 +90,14 @@ def train_offline(cfg: OfflineConfig) -> Path:
     target_return = cfg.dt_target_return if cfg.dt_target_return is not None else cfg.dt_target_return_scale * best_return
     checkpoint = run_dir / CHECKPOINT_DIR
     recover_unit(checkpoint)  # a kill mid-swap leaves the previous checkpoint under another name
+    digest = dataset_digest(ds)
     resume = resume_preamble(run_dir, cfg, f"{CHECKPOINT_DIR}/{STATE}", f"{CHECKPOINT_DIR}/{STATE}", cfg.steps, steps_key="step",
-                             ignore=RESUME_NEUTRAL_KEYS, read=lambda path: read_state(path.parent))  # fmt: skip
+                             ignore=RESUME_NEUTRAL_KEYS, read=lambda path: read_state(path.parent),
+                             same={"dataset": same_dataset(cfg.dataset, digest)})  # fmt: skip
     # Finished means finished: a run that early stopping ended is done, whatever `steps` says now.
     done = resume.finished or (resume.resuming and _stopped_early(run_dir, resume.state))
     write_resolved_config(cfg, run_dir, extra={"split": split.to_dict(), "dataset": {"path": str(cfg.dataset), **facts,
-                          "best_return": best_return}, "dt_target_return": target_return,
+                          "best_return": best_return, "digest": digest}, "dt_target_return": target_return,
                           "observation_shape": list(ds.observation_shape), "num_actions": ds.num_actions})  # fmt: skip
     agent = build_agent(cfg, ds.observation_shape, ds.num_actions, device, target_return)
     rng = np.random.default_rng(cfg.seed)
@@ -90,6 +118,7 @@ def train_offline(cfg: OfflineConfig) -> Path:
     bar = ProgressBar(f"[bold]{cfg.algo.upper()}[/] {Path(cfg.dataset).name}", total=cfg.steps, completed=step,
                       fields={"rate": "updates/s", "loss": ""}, enabled=cfg.progress)  # fmt: skip
     t0, s0 = time.perf_counter(), step
+    checkpoint_every = cfg.checkpoint_interval()  # at most a tenth of the run: a kill never loses more
     losses: dict[str, float] = {}
     stopped_early = False
 
@@ -142,7 +171,7 @@ def train_offline(cfg: OfflineConfig) -> Path:
                     if evaluate_now():
                         stopped_early = True
                         break
-                if step % cfg.checkpoint_every == 0:
+                if step % checkpoint_every == 0:
                     save_checkpoint(finished=False)
         finally:
             bar.close()

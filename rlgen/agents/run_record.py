@@ -26,9 +26,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from rlgen.agents.run_checks import RUN_FILE
 from rlgen.errors import RlgenError
 
-RUN_FILE = "run.json"
 #: Labels a run record may carry besides its id (``ensure_run_id(..., study=)``).
 RUN_LABELS = ("study",)
 

@@ -102,7 +102,7 @@ class _Planner:
     def __init__(self, study: StudyConfig, source: str) -> None:
         self.study = study
         self.source = source
-        self.root = Path(study.out_dir or f"runs/{study.name}")
+        self.root = Path(study.out_dir)  # set by the validator (default runs/<name>)
         self.stages: dict[str, Stage] = {}
 
     # --- helpers ---------------------------------------------------------------------------------

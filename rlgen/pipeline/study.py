@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from rlgen.agents import available_algorithms
-from rlgen.config import MAX_SEED, SplitConfig, StrictModel, check_out_dir
+from rlgen.config import LIMITS, MAX_NUM_ENVS, MAX_SEED, SplitConfig, StrictModel, check_out_dir
 from rlgen.config.base import DeviceName, Name
 from rlgen.config.collect import Skill
 from rlgen.envs import parse_env_id
@@ -109,11 +109,11 @@ class OfflineSection(StageSection):
 class EvaluationSection(StrictModel):
     """Evaluation of every agent on training and held-out levels (as ``rlgen evaluate``)."""
 
-    episodes: int = Field(default=100, ge=1, description="episodes per level set")
+    episodes: Annotated[int, LIMITS["episodes"].field] = Field(default=100, ge=1, description="episodes per level set")
     which: list[Literal["train", "validation", "held_out"]] = Field(default_factory=lambda: ["train", "held_out"])
     deterministic: bool = False
     seed: int = Field(default=0, ge=0, description="fixes the evaluation level lists (the same for every agent)")
-    num_envs: int = Field(default=16, ge=1, description="episodes run at once")
+    num_envs: int = Field(default=16, ge=1, description="episodes run at once; at most MAX_NUM_ENVS of each env's suite")
     ppo: bool = Field(default=True, description="evaluate the PPO policies too")
     random_baseline: bool = Field(default=False, description="also evaluate a uniform random policy per env")
 
@@ -202,6 +202,11 @@ class StudyConfig(StrictModel):
         if self.out_dir is None:
             self.out_dir = str(Path("runs") / self.name)
         check_out_dir(self.out_dir)
+        for env in self.envs:
+            suite = env.split("/", 1)[0]
+            limit, why = MAX_NUM_ENVS.get(suite, MAX_NUM_ENVS["default"])
+            if self.evaluation.num_envs > limit:
+                raise ValueError(f"key `evaluation.num_envs` = {self.evaluation.num_envs}: at most {limit:,} envs at once for {suite} ({why})")
         if self.datasets is not None:
             needs_policy = [s for s in self.datasets.skills if s != "random"]
             if needs_policy and self.ppo is None:
