@@ -232,7 +232,8 @@ class _Planner:
             fields = {**base_fields, "seed": seed}
             for skill in d.skills:
                 for levels in d.levels:
-                    sizes = sorted(d.transitions, reverse=True)
+                    # the largest kept size is collected; smaller kept sizes are subsets of it (subset_sizes)
+                    sizes = sorted((n for n in d.transitions if d.keeps(skill, levels, n)), reverse=True)
                     collected: Stage | None = None
                     for size in sizes:
                         name = f"{slug}-{skill}" + (f"-{levels}lv" if levels else "") + f"-{human_count(size)}-s{seed}"
@@ -263,7 +264,7 @@ class _Planner:
             for ds_stage, variant in datasets:
                 if variant["seed"] != data_seed:
                     continue
-                for algo in o.algos:
+                for algo in s.datasets.algos_for(variant["skill"], variant["levels"], variant["transitions"], o.algos):
                     sid = f"offline/{variant['name']}/{algo}-s{seed}"
                     fields = {**base_fields, "seed": seed, "algo": algo}
                     decided = {"algo": algo, "name": f"{algo}-{variant['name']}-s{seed}", "out_dir": str(self.root / sid), "env": env,
