@@ -255,10 +255,12 @@ def test_runs_with_other_settings_are_other_agents_and_repeated_seeds_count_once
     assert main(["report", str(tmp_path / "r"), "--out", str(tmp_path / "rep")]) == 0
     captured = capsys.readouterr()
     table = {t["agent"]: t for t in read_csv(tmp_path / "rep" / "per_game.csv")}
-    assert set(table) == {"bc[steps=60]", "bc[learning_rate=0.003,steps=600]"}
+    # labels name every key in which the two configs differ (a key left at its default says so)
+    first = "bc[learning_rate=default,steps=60]"
+    assert set(table) == {first, "bc[learning_rate=0.003,steps=600]"}
     # seeds 0 and 1 of the first config; the repeated seed 1 counts once (the latest evaluated)
-    assert table["bc[steps=60]"]["runs"] == "2" and float(table["bc[steps=60]"]["held_out"]) == pytest.approx(0.6)
-    assert table["bc[steps=60]"]["run_ids"] == "a twin"
+    assert table[first]["runs"] == "2" and float(table[first]["held_out"]) == pytest.approx(0.6)
+    assert table[first]["run_ids"] == "a twin"
     assert "2 runs with the same config and seed 1 (c, twin) are not independent seeds: counted once (the latest evaluated, twin)" in captured.err
 
 
@@ -290,9 +292,9 @@ def test_greedy_offline_agents_are_compared_with_sampling_baselines_of_their_stu
         data = {"dataset_transitions": 1000, "dataset_skill": "expert", "study": "q"}
         rows += [row("cql", COINRUN, w, [0.3 + s / 10], s, deterministic=True, **data) for w in ("train", "held_out")]
         rows += [row("bc", COINRUN, w, [0.2 + s / 10], s, **data) for w in ("train", "held_out")]
-        rows += [row("ppo", COINRUN, w, [0.9 + s / 100], s, study="q") for w in ("train", "held_out")]
-        rows += [row("ppo", COINRUN, w, [0.1 + s / 100], s, study="other") for w in ("train", "held_out")]
+        rows += [row("ppo", COINRUN, w, [0.9 + s / 100], s, study="q", run_id=f"ppo-q-{s}") for w in ("train", "held_out")]
+        rows += [row("ppo", COINRUN, w, [0.1 + s / 100], s, study="other", run_id=f"ppo-other-{s}") for w in ("train", "held_out")]
     from rlgen.report import improvement_table
 
     pairs = {(p.x, p.y) for p in improvement_table(per_game_table(rows)) if p.which == "held_out"}
-    assert pairs == {("cql", "bc"), ("cql", "ppo@q"), ("bc", "ppo@q")}
+    assert pairs == {("cql@q", "bc@q"), ("cql@q", "ppo@q"), ("bc@q", "ppo@q")}
