@@ -1,0 +1,119 @@
+"""`rlgen evaluate` on tiny real offline runs in states a user meets: killed before it finished, a checkpoint
+asked for by name, stopped early and trained again, moved away from its dataset and its cwd."""
+
+import json
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlgen.cli import main
+from tests.test_evaluate_cli import ROOT, offline_dataset
+
+BC = [str(ROOT / "configs/offline/bc.yaml"), "network=minigrid_cnn", "batch_size=16", "device=cpu", "progress=false", "seed=3"]
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def rows_of(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
+
+
+def state_of(run: Path) -> dict:
+    return json.loads((run / "checkpoints/latest/state.json").read_text())
+
+
+def kill_at(monkeypatch, step: int) -> None:
+    """SIGTERM to this process at gradient step ``step``, as a user's kill or a scheduler's would arrive."""
+    from rlgen.agents.offline import D3rlpyAgent
+
+    update, calls = D3rlpyAgent.update, {"n": 0}
+
+    def counting(self, batch):
+        calls["n"] += 1
+        if calls["n"] == step:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return update(self, batch)
+
+    monkeypatch.setattr(D3rlpyAgent, "update", counting)
+
+
+def test_an_unfinished_run_is_evaluated_with_a_warning_and_its_rows_say_so(tmp_path, capsys, monkeypatch):
+    # Before: a run killed mid-training was evaluated silently as if final (checkpoint: null, no step), and
+    # its rows outlived the run's finished evaluation in the report.
+    data = offline_dataset(tmp_path / "toy")
+    run = tmp_path / "bc"
+    train = ["train", *BC, f"dataset={data}", "eval.enabled=false", "steps=40", "checkpoint_every=10", f"out_dir={run}"]
+    kill_at(monkeypatch, 25)
+    assert main(train) == 130
+    monkeypatch.undo()
+    assert state_of(run)["finished"] is False and state_of(run)["step"] == 25  # saved on the signal
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--episodes", "3"]) == 0
+    err = capsys.readouterr().err
+    (warning,) = [line for line in err.splitlines() if "not finished" in line]
+    assert "step 25 of 40" in warning
+    assert [(r["finished"], r["step"], r["checkpoint"]) for r in rows_of(run)] == [(False, 25, None)] * 2
+    assert main(train) == 0  # resumes and finishes
+    assert main(["evaluate", str(run), "--episodes", "3"]) == 0
+    assert "not finished" not in capsys.readouterr().err
+    assert [(r["finished"], r["step"]) for r in rows_of(run)] == [(True, 40)] * 2  # the finished evaluation replaced the other
+
+
+def test_an_offline_checkpoint_is_asked_for_by_its_name_and_a_wrong_name_is_refused(tmp_path, capsys):
+    # Before: --checkpoint X was ignored for offline runs: the final model was evaluated and the rows said checkpoint X.
+    data = offline_dataset(tmp_path / "toy")
+    run = tmp_path / "bc"
+    assert main(["train", *BC, f"dataset={data}", "eval.enabled=false", "steps=4", f"out_dir={run}"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--episodes", "2", "--checkpoint", "does-not-exist"]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert "'does-not-exist'" in err and "--checkpoint latest" in err and "model/" in err
+    assert not (run / "results.jsonl").exists()
+    assert main(["evaluate", str(run), "--episodes", "2", "--checkpoint", "latest"]) == 0
+    assert {(r["checkpoint"], r["step"], r["finished"]) for r in rows_of(run)} == {("latest", 4, True)}
+
+
+def test_a_run_that_stopped_early_is_finished_and_training_it_again_changes_nothing(tmp_path, capsys):
+    # Before: the same command again trained the early-stopped run further (10 -> 15 steps) and its model changed;
+    # both runs printed "for 200 gradient steps".
+    data = offline_dataset(tmp_path / "toy")
+    run = tmp_path / "bc"
+    train = ["train", *BC, f"dataset={data}", "steps=200", "eval.every_steps=5", "eval.episodes=2", "eval.early_stopping_patience=1",
+             f"out_dir={run}"]  # fmt: skip
+    assert main(train) == 0
+    first = capsys.readouterr().out
+    step, model = state_of(run)["step"], (run / "model/model.d3").read_bytes()
+    assert step < 200
+    assert main(train) == 0
+    again = capsys.readouterr().out
+    assert state_of(run)["step"] == step and (run / "model/model.d3").read_bytes() == model
+    assert state_of(run)["stopped_early"] is True
+    assert f"to gradient step {step}" in first and "stopped early" in first and "200" not in first
+    assert again.startswith(f"nothing to do: {run} finished training at gradient step {step}")
+
+
+def test_an_offline_run_moved_away_from_its_dataset_and_cwd_still_evaluates(tmp_path, capsys, monkeypatch):
+    # Before: config.yaml's dataset path is relative to the cwd of training, and loading needed the dataset.
+    monkeypatch.chdir(tmp_path)
+    offline_dataset(tmp_path / "toy")
+    assert main(["train", *BC, "dataset=toy", "eval.enabled=false", "steps=4", "out_dir=runs/bc"]) == 0
+    (tmp_path / "elsewhere").mkdir()
+    shutil.move("runs/bc", tmp_path / "elsewhere" / "bc")
+    shutil.rmtree(tmp_path / "toy")  # shipped without its dataset
+    (tmp_path / "other").mkdir()
+    monkeypatch.chdir(tmp_path / "other")
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "elsewhere" / "bc"), "--episodes", "2"]) == 0, capsys.readouterr().err
+    train, held = rows_of(tmp_path / "elsewhere" / "bc")
+    assert max(train["levels"]) < 10 and min(held["levels"]) >= 100  # the dataset's training levels, recorded in the run
+    assert (train["dataset"], train["dataset_transitions"]) == ("toy", 80)
