@@ -117,3 +117,30 @@ def test_an_offline_run_moved_away_from_its_dataset_and_cwd_still_evaluates(tmp_
     train, held = rows_of(tmp_path / "elsewhere" / "bc")
     assert max(train["levels"]) < 10 and min(held["levels"]) >= 100  # the dataset's training levels, recorded in the run
     assert (train["dataset"], train["dataset_transitions"]) == ("toy", 80)
+
+
+def test_rows_record_the_acting_mode_actually_used(tmp_path, capsys):
+    # Before: CQL (greedy on its Q-values whatever is asked) was labelled deterministic: false, as if it sampled.
+    data = offline_dataset(tmp_path / "toy")
+    run = tmp_path / "cql"
+    assert main(["train", str(ROOT / "configs/offline/cql.yaml"), *BC[1:], f"dataset={data}", "eval.enabled=false", "steps=2",
+                 f"out_dir={run}"]) == 0  # fmt: skip
+    assert main(["evaluate", str(run), "--episodes", "2", "--which", "held_out"]) == 0
+    (r,) = rows_of(run)
+    assert (r["algorithm"], r["deterministic"], r.get("deterministic_requested")) == ("cql", True, False)
+
+
+def test_evaluations_during_offline_training_use_the_datasets_training_levels(tmp_path, monkeypatch):
+    # Before: TensorBoard's eval/train_levels used the split's 50 training levels, not the 10 the data came from.
+    import rlgen.agents.offline_train as offline_train
+
+    seen, evaluate = {}, offline_train.evaluate_on_levels
+
+    def spy(agent, split, which, **kwargs):
+        seen[which] = split
+        return evaluate(agent, split, which, **kwargs)
+
+    monkeypatch.setattr(offline_train, "evaluate_on_levels", spy)
+    data = offline_dataset(tmp_path / "toy")
+    assert main(["train", *BC, f"dataset={data}", "steps=2", "eval.every_steps=2", "eval.episodes=2", f"out_dir={tmp_path / 'bc'}"]) == 0
+    assert str(seen["train"].train) == "0-9" and str(seen["validation"].validation) == "50-99"
