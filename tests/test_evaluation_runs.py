@@ -144,3 +144,17 @@ def test_evaluations_during_offline_training_use_the_datasets_training_levels(tm
     data = offline_dataset(tmp_path / "toy")
     assert main(["train", *BC, f"dataset={data}", "steps=2", "eval.every_steps=2", "eval.episodes=2", f"out_dir={tmp_path / 'bc'}"]) == 0
     assert str(seen["train"].train) == "0-9" and str(seen["validation"].validation) == "50-99"
+
+
+def test_runs_differing_only_in_seed_share_a_config_digest_and_other_settings_do_not(tmp_path, capsys):
+    # Before: rows had no config digest: BC 60 steps and 600 steps at lr 0.003 became "bc 2 runs".
+    data = offline_dataset(tmp_path / "toy")
+    digests = {}
+    for name, extra in (("s0", ["seed=0"]), ("s1", ["seed=1", "device=auto", "checkpoint_every=1"]), ("lr", ["seed=0", "learning_rate=0.003"])):
+        run = tmp_path / name
+        assert main(["train", *BC, f"dataset={data}", "eval.enabled=false", "steps=2", *extra, f"out_dir={run}", f"name={name}"]) == 0
+        assert main(["evaluate", str(run), "--episodes", "1", "--which", "held_out"]) == 0
+        (r,) = rows_of(run)
+        digests[name] = (r["config_digest"], r["split_digest"], r["settings"])
+    assert digests["s0"][:2] == digests["s1"][:2] and digests["s0"][0] != digests["lr"][0]
+    assert digests["lr"][2]["learning_rate"] == 0.003 and "seed" not in digests["s0"][2]
