@@ -71,13 +71,26 @@ def cmd_splits_check(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from rlgen.agents import get_algorithm, train_schema
-    from rlgen.config import load_config
+    from rlgen.config import OFFLINE_ALGOS, load_config
 
     from rlgen.agents.run_dir import check_writable_dir
 
     cfg = load_config(args.config, args.overrides, schema=train_schema(args.config, args.overrides))
     algorithm = get_algorithm(cfg.algo)  # type: ignore[attr-defined]
     check_writable_dir(cfg.out_dir)  # the trainers check it too; here it fails before torch loads
+    if algorithm.kind == "offline" and cfg.algo in OFFLINE_ALGOS:  # type: ignore[attr-defined]
+        from rlgen.agents.offline_train import training_summary
+
+        before = training_summary(cfg.out_dir)
+        run_dir = algorithm.trainer()(cfg)
+        after = training_summary(run_dir)
+        early = " (stopped early: no better validation return)" if after["stopped_early"] else ""
+        if before["finished"] and after["step"] == before["step"]:
+            print(f"nothing to do: {run_dir} finished training at gradient step {after['step']:,}{early}")
+        else:
+            print(f"trained {cfg.algo} on {cfg.dataset} to gradient step {after['step']:,}{early}; run directory {run_dir}")  # type: ignore[attr-defined]
+        print(f"next: rlgen evaluate {run_dir} --episodes 100")
+        return 0
     run_dir = algorithm.trainer()(cfg)  # heavy imports (torch, SB3, d3rlpy, JAX) only after the config is valid
     # a registered algorithm's schema need not have rlgen's own budget fields: say what the schema has
     data, budget, unit = (getattr(cfg, "dataset", None), getattr(cfg, "steps", None), "gradient steps") if algorithm.kind == "offline" \
@@ -100,13 +113,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from rlgen.agents import load_agent
     from rlgen.agents.run_dir import check_writable_dir
     from rlgen.evaluation import generalization_gap
-    from rlgen.pipeline.evaluate_run import evaluate_and_record, run_candidates
+    from rlgen.pipeline.evaluate_run import adopt_old_run, evaluate_and_record, run_candidates
 
     run_dir = Path(args.run_dir)
     run = load_agent(run_dir, checkpoint=args.checkpoint, device=args.device)
     check_writable_dir(run_dir, "run directory", "rlgen evaluate writes its results.jsonl there: fix its permissions, or evaluate a copy "
                        "of the run")  # before evaluating, not after  # fmt: skip
     num_envs = int(getattr(run.config, "eval_num_envs", 16))
+    note = adopt_old_run(run)
+    if note:
+        print(f"rlgen: {note}", file=sys.stderr)
+    p = run.progress
+    if p is not None and p.finished is False:
+        at = f"step {p.step:,}" if p.step is not None else "an unknown step"
+        of = f" of {p.total:,}" if p.total is not None else ""
+        print(f"rlgen: warning: {run_dir} has not finished training: evaluating its model at {at}{of}; "
+              "its rows say finished: false, and `rlgen report` flags them", file=sys.stderr)  # fmt: skip
 
     def show(name: str, which: str, r) -> None:  # noqa: ANN001 - an EvalResult
         norm = f"{r.mean_normalized:.3f}" if r.mean_normalized is not None else "-"

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlgen.agents.networks import as_tensor, make_encoder, prefers_channels_last
+from rlgen.evaluation.episodes import sample_from_uniforms
 
 HIDDEN_DIM = 256  # width of the MLP head after each encoder, as in the IQL paper
 MAX_AWR_WEIGHT = 100.0  # the paper's clip of exp(beta * advantage): keeps a few large advantages from dominating
@@ -189,15 +190,18 @@ class DiscreteIQL:
             net.train(mode)
 
     @torch.no_grad()
-    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+    def act(self, obs: np.ndarray, deterministic: bool = False, uniforms: np.ndarray | None = None) -> np.ndarray:
         """Actions for a batch of observations ``(B, C, H, W)`` uint8 -> ``(B,)`` int64.
 
-        ``deterministic``: the policy's most likely action; otherwise a sample from it.
+        ``deterministic``: the policy's most likely action; otherwise a sample from it, drawn with
+        ``uniforms`` (one per row in [0, 1), by inverse CDF) when given, else with the agent's generator.
         """
         self.train(False)
         logits = self.policy(as_tensor(obs, self.device)).float().cpu()  # (B, A)
         if deterministic:
             actions = logits.argmax(dim=-1)
+        elif uniforms is not None:
+            return sample_from_uniforms(torch.softmax(logits.double(), dim=-1).numpy(), uniforms)
         else:
             actions = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=self.generator).squeeze(1)
         return actions.numpy().astype(np.int64)

@@ -64,6 +64,7 @@ from rlgen.devices import torch_device
 from rlgen.envs import LevelSplit, make_env
 from rlgen.errors import RlgenError
 from rlgen.evaluation import evaluate_on_levels
+from rlgen.evaluation.episodes import sb3_actions
 from rlgen.progress import ProgressBar
 
 from stable_baselines3 import PPO  # noqa: E402
@@ -90,6 +91,7 @@ class PPOAgent:
     """
 
     episodic = False
+    samples_from_uniforms = True  # evaluation's per-episode draws (rlgen.evaluation.episodes.UniformSampler)
 
     def __init__(self, policy: Any, arch: dict[str, Any]) -> None:
         self.policy = policy
@@ -104,10 +106,10 @@ class PPOAgent:
         """The shape of one observation the policy takes."""
         return tuple(int(x) for x in self.arch["obs_shape"])
 
-    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
-        """Actions ``(B,)`` for observations ``(B, *obs_shape)`` (uint8, as the env gives them)."""
-        actions, _ = self.policy.predict(obs, deterministic=deterministic)
-        return np.asarray(actions)
+    def act(self, obs: np.ndarray, deterministic: bool = False, uniforms: np.ndarray | None = None) -> np.ndarray:
+        """Actions ``(B,)`` for observations ``(B, *obs_shape)`` (uint8, as the env gives them); sampled ones
+        from ``uniforms`` (one per row in [0, 1), by inverse CDF) when given, else by SB3's ``predict``."""
+        return sb3_actions(self.policy, obs, deterministic, uniforms)
 
     def save(self, path: str | Path, num_timesteps: int = 0) -> Path:
         """The policy's weights and architecture as one weights-only ``.pt`` file, atomically."""

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from rlgen.agents.identity import agent_identity, dataset_facts
+from rlgen.agents.identity import TrainingProgress, agent_identity, dataset_facts, online_progress
 from rlgen.agents.run_dir import read_run_config
 from rlgen.config import OFFLINE_ALGOS, JaxPPOConfig, OfflineConfig, PPOConfig, RlgenConfig, merge, parse_overrides, read_yaml, validate_config
 from rlgen.envs import LevelSet, LevelSplit
@@ -155,6 +155,7 @@ class LoadedAgent:
         config: the run's validated config (its algorithm's schema).
         resolved: the ``resolved`` block of its ``config.yaml`` (split, dataset facts...).
         checkpoint: the checkpoint loaded (None: the final policy).
+        progress: how far training had got (the loaded model's step, whether the run had finished).
     """
 
     run_dir: Path
@@ -164,6 +165,7 @@ class LoadedAgent:
     config: RlgenConfig
     resolved: dict[str, Any]
     checkpoint: str | None = None
+    progress: TrainingProgress | None = None
 
     @property
     def num_actions(self) -> int:
@@ -179,9 +181,11 @@ class LoadedAgent:
         return self.agent.act(obs, deterministic=deterministic)
 
     def identity(self, study: str | None = None, split: LevelSplit | None = None) -> dict[str, Any]:
-        """The ``results.jsonl`` identity fields of this agent (run id, algorithm, dataset facts...) evaluated
-        on ``split`` (default the run's)."""
-        return agent_identity(self.run_dir, self.algo, self.config, self.resolved, split or self.split, checkpoint=self.checkpoint, study=study)
+        """The ``results.jsonl`` identity fields of this agent (run id, study, algorithm, split and config
+        digests, dataset facts, training progress...) evaluated on ``split`` (default the run's); ``study``
+        labels a run whose ``run.json`` records none."""
+        return agent_identity(self.run_dir, self.algo, self.config, self.resolved, split or self.split, checkpoint=self.checkpoint, study=study,
+                              progress=self.progress)  # fmt: skip
 
     def evaluate(self, which: str = "held_out", episodes: int = 100, seed: int = 0, num_envs: int | None = None,
                  deterministic: bool = False, policy: Any = None, split: LevelSplit | None = None) -> EvalResult:  # fmt: skip
@@ -217,7 +221,12 @@ def load_agent(run_dir: str | Path, checkpoint: str | None = None, device: str |
             split = split.with_train(LevelSet(facts["train_levels"]))
     agent = algorithm.loader()(run, checkpoint=checkpoint, device=device or cfg.device)
     check_agent_fits(agent, split, f"{run} ({split.id}, as its config.yaml says)")
-    return LoadedAgent(run, algorithm.name, agent, split, cfg, resolved, checkpoint)
+    # A loader may say how far the model it loaded had trained (offline runs do); online runs follow the
+    # run-directory protocol (checkpoints/state.json, ladder rungs), read here for every online algorithm.
+    progress = getattr(agent, "progress", None)
+    if not isinstance(progress, TrainingProgress) and algorithm.kind == "online":
+        progress = online_progress(run, checkpoint, total=getattr(cfg, "total_steps", None))
+    return LoadedAgent(run, algorithm.name, agent, split, cfg, resolved, checkpoint, progress if isinstance(progress, TrainingProgress) else None)
 
 
 def env_spaces(split: LevelSplit) -> tuple[tuple[int, ...], int]:

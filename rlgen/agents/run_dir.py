@@ -19,10 +19,9 @@ A run directory may come from someone else, so everything read from it is data, 
 YAML files are checked for shape (a torn file is one line naming it), and every path they name must
 resolve inside the run directory (no ``../..``, no absolute path, no symlink out).
 
-A *run* is one training run; its id is a uuid4 hex written once into ``run.json``. Resuming, moving the
-directory or naming it by a relative or an absolute path keeps the id; deleting the directory and
-training again gives a new one. Run directories made before ``run.json`` existed get an id derived from
-their resolved absolute path, so ``runs/p`` and ``/home/me/runs/p`` are the same run.
+A *run* is one training run; its id is written once into ``run.json`` (``rlgen.agents.run_record``, whose
+names this module re-exports): resuming, moving the directory or naming it by a relative or an absolute path
+keeps the id.
 
 Free of torch, SB3 and JAX, so every learner (and collection) can use it without importing the others.
 """
@@ -33,7 +32,6 @@ import dataclasses
 import errno
 import fcntl
 import functools
-import hashlib
 import json
 import os
 import shlex
@@ -42,7 +40,6 @@ import signal
 import stat
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -60,11 +57,13 @@ from rlgen.agents.run_checks import (
     holds_work,
     read_run_config,
 )
+from rlgen.agents.run_record import adopt_run_id, ensure_run_id, path_run_id, read_run_id, read_run_record
 from rlgen.atomic_files import write_json_atomic, write_text_atomic
 from rlgen.errors import RlgenError, TrainingInterrupted
 
-__all__ = ["CONFIG", "LADDER", "LOCK", "RUN_FILE", "Resume", "TrainingInterrupted", "append_rung", "check_same_config", "ensure_run_id",
-           "inside_run_dir", "locks_run_dir", "path_run_id", "read_json", "read_ladder", "read_run_config", "read_run_id", "read_state",
+__all__ = ["CONFIG", "LADDER", "LOCK", "RUN_FILE", "Resume", "TrainingInterrupted", "adopt_run_id", "append_rung", "check_same_config",
+           "ensure_run_id", "inside_run_dir", "locks_run_dir", "path_run_id", "read_json", "read_ladder", "read_run_config", "read_run_id",
+           "read_run_record", "read_state",
            "recover_unit", "resume_preamble", "run_dir_lock", "stop_on_signals", "write_resolved_config", "write_state", "write_unit",
            "keep_rung", "final_checkpoint", "interrupted", "tensorboard_writer", "config_dict", "ladder_or_new", "RESUME_NEUTRAL_KEYS",
            "holds_work", "check_writable_dir", "SameAs"]  # fmt: skip
@@ -97,63 +96,6 @@ def inside_run_dir(run_dir: str | Path, relative: Any, source: str | Path) -> Pa
     if target != root and root not in target.parents:
         raise RlgenError(f"{source}: checkpoint path {relative!r} leaves the run directory {root}; refusing to read {target}")
     return target
-
-
-# --- run ids ---------------------------------------------------------------------------------------
-
-
-def path_run_id(run_dir: str | Path) -> str:
-    """The id of a run directory without ``run.json``: derived from its resolved absolute path."""
-    resolved = str(Path(run_dir).resolve())
-    return "path-" + hashlib.sha256(resolved.encode()).hexdigest()[:32]
-
-
-def _read_run_record(path: Path) -> str:
-    try:
-        run_id = json.loads(path.read_text())["run_id"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise RlgenError(f"{path} is not a readable run record (expected JSON with a run_id); "
-                         "restore it, or delete it to give the run a new id") from None  # fmt: skip
-    if not isinstance(run_id, str) or not run_id:
-        raise RlgenError(f"{path}: run_id must be a non-empty string, got {run_id!r}")
-    return run_id
-
-
-def ensure_run_id(run_dir: str | Path) -> str:
-    """The run id of ``run_dir``, creating ``run.json`` if the directory has none yet.
-
-    Written once and never rewritten: the record is written to a temporary name and hard-linked to
-    ``run.json``, which fails when another process got there first (then its id is the id).
-    """
-    d = Path(run_dir)
-    path = d / RUN_FILE
-    if path.is_file():
-        return _read_run_record(path)
-    d.mkdir(parents=True, exist_ok=True)
-    run_id = uuid.uuid4().hex
-    tmp = d / f"{RUN_FILE}.{uuid.uuid4().hex}.tmp"  # unique per caller: processes and threads alike
-    tmp.write_text(json.dumps({"run_id": run_id, "created": time.time()}) + "\n")
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        return _read_run_record(path)
-    except OSError:  # a file system without hard links: exclusive create instead
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return _read_run_record(path)
-        with os.fdopen(fd, "w") as f:
-            f.write(tmp.read_text())
-    finally:
-        tmp.unlink(missing_ok=True)
-    return run_id
-
-
-def read_run_id(run_dir: str | Path) -> str:
-    """The run id of ``run_dir``: from ``run.json``, else :func:`path_run_id` (run directories made
-    before run ids existed)."""
-    path = Path(run_dir) / RUN_FILE
-    return _read_run_record(path) if path.is_file() else path_run_id(run_dir)
 
 
 # --- the config ------------------------------------------------------------------------------------

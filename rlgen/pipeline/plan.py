@@ -46,6 +46,8 @@ class Stage:
         deps: ids of the stages whose outputs this one reads.
         hash: sha256 of kind, config (without ``VOLATILE_KEYS``) and the deps' hashes.
         num_cpus, num_gpus: resources for one run of this stage.
+        study: the study's name; a training stage records it in the ``run.json`` of the run it creates
+            (the run's study label in every row of it). Not part of the hash: renaming a study retrains nothing.
     """
 
     id: str
@@ -56,6 +58,7 @@ class Stage:
     hash: str
     num_cpus: float = 1.0
     num_gpus: float = 0.0
+    study: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -108,7 +111,8 @@ class _Planner:
             raise RlgenError(f"two stages with the id {sid!r}")
         res: Resources = self.study.resources_for(kind)
         digest = stage_hash(kind, config, [self.stages[d].hash for d in deps], self.root)
-        stage = Stage(sid, kind, str(directory or self.root / sid), config, tuple(deps), digest, num_cpus=res.num_cpus, num_gpus=res.num_gpus)
+        stage = Stage(sid, kind, str(directory or self.root / sid), config, tuple(deps), digest, num_cpus=res.num_cpus, num_gpus=res.num_gpus,
+                      study=self.study.name)  # fmt: skip
         self.stages[sid] = stage
         return stage
 
