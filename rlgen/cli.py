@@ -75,7 +75,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.overrides, schema=train_schema(args.config, args.overrides))
     algorithm = get_algorithm(cfg.algo)  # type: ignore[attr-defined]
-    run_dir = algorithm.trainer()(cfg)  # heavy imports (torch, SB3, d3rlpy, JAX) only after the config is valid
+    algorithm.check_inputs(cfg)  # datasets and the run directory, before the trainer's imports
+    run_dir = algorithm.trainer()(cfg)  # heavy imports (torch, SB3, d3rlpy, JAX) only after the config and inputs are valid
     if algorithm.kind == "offline":
         print(f"trained {cfg.algo} on {cfg.dataset} for {cfg.steps:,} gradient steps; run directory {run_dir}")  # type: ignore[attr-defined]
     else:

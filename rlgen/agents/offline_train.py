@@ -19,6 +19,7 @@ import torch
 
 from rlgen.agents.offline import CHECKPOINT_DIR, MODEL_DIR, OfflineAgent, build_agent
 from rlgen.agents.offline_checkpoint import STATE, decode_bytes, encode_bytes, read_state
+from rlgen.agents.inputs import RESUME_NEUTRAL_KEYS, check_batch_size
 from rlgen.agents.run_dir import (
     interrupted,
     locks_run_dir,
@@ -33,12 +34,9 @@ from rlgen.config import OfflineConfig
 from rlgen.data import dataset_identity, load_dataset
 from rlgen.devices import torch_device
 from rlgen.envs import LevelSplit
-from rlgen.errors import ConfigError, RlgenError
+from rlgen.errors import RlgenError
 from rlgen.evaluation import evaluate_on_levels
 from rlgen.progress import ProgressBar
-
-#: Config keys a resumed offline run may change: how long, how it shows progress, where it runs.
-RESUME_NEUTRAL_KEYS = ("steps", "progress", "device")
 
 
 @locks_run_dir  # one trainer per run directory: a second one gets a one-line error naming the first
@@ -50,9 +48,7 @@ def train_offline(cfg: OfflineConfig) -> Path:
     """
     run_dir = Path(cfg.out_dir or f"runs/{cfg.name}")
     ds = load_dataset(cfg.dataset, expect_env=cfg.env)
-    if cfg.batch_size > ds.num_transitions:  # sampling with replacement would allow it, at a cost of GBs for nothing
-        raise ConfigError(f"batch_size={cfg.batch_size:,} is larger than the dataset {cfg.dataset!r} ({ds.num_transitions:,} transitions); "
-                          f"use batch_size <= {ds.num_transitions:,}")  # fmt: skip
+    check_batch_size(cfg, ds.num_transitions)
     split = LevelSplit.from_dict(ds.manifest["split"]) if "split" in ds.manifest else cfg.level_split()
     device = torch_device(cfg.device)
     best_return = float(ds.episodes["return"].max())
