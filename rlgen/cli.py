@@ -18,10 +18,11 @@ from rlgen.errors import RlgenError, TrainingInterrupted
 
 
 def _config_from_target(target: str, overrides: Sequence[str]):  # -> RlgenConfig
-    """``target`` is a YAML config path or ``SUITE/ENV``."""
+    """``target`` is a YAML config path, a shipped config's name or ``SUITE/ENV``."""
     from rlgen.config import load_config
+    from rlgen.config.shipped import shipped_name
 
-    if target.endswith((".yaml", ".yml")) or Path(target).is_file():
+    if target.endswith((".yaml", ".yml")) or Path(target).is_file() or shipped_name(target):
         return load_config(target, overrides)
     return load_config(None, [f"env={target}", *overrides])
 
@@ -116,6 +117,53 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             kind = "normalized" if g.normalized else "raw"
             print(f"{candidate.name:<8} gap ({kind} train - held-out) {g.gap:+.3f}  95% CI [{g.ci_low:+.3f}, {g.ci_high:+.3f}] (evaluation noise of this run only)")
     print(f"wrote to {run_dir / 'results.jsonl'}" + (f"; replaced {replaced} earlier row(s) of the same evaluations" if replaced else ""))
+    return 0
+
+
+def cmd_configs_ls(args: argparse.Namespace) -> int:
+    from rlgen.config.shipped import describe, shipped_configs
+
+    configs = {n: p for n, p in shipped_configs().items() if not args.kind or n.split("/", 1)[0] == args.kind}
+    if not configs:
+        kinds = sorted({n.split("/", 1)[0] for n in shipped_configs()})
+        raise RlgenError(f"no shipped configs of kind {args.kind!r}; kinds: {', '.join(kinds)}")
+    width = max(map(len, configs))
+    for name, path in configs.items():
+        print(f"{name:<{width}}  {describe(path)}")
+    print(f"{len(configs)} configs; use one by name (rlgen train ppo/minigrid_doorkey) or copy it: rlgen configs copy NAME my.yaml",
+          file=sys.stderr)
+    return 0
+
+
+def _shipped(name: str) -> Path:
+    from rlgen.config.shipped import close_names, shipped_configs, shipped_name
+
+    found = shipped_name(name)
+    if found is None:
+        close = close_names(name)
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+        raise RlgenError(f"no shipped config {name!r}{hint}; `rlgen configs ls` lists them")
+    return shipped_configs()[found]
+
+
+def cmd_configs_show(args: argparse.Namespace) -> int:
+    print(_shipped(args.name).read_text(), end="")
+    return 0
+
+
+def cmd_configs_copy(args: argparse.Namespace) -> int:
+    from rlgen.atomic_files import write_text_atomic
+
+    source = _shipped(args.name)
+    dest = Path(args.dest)
+    if dest.is_dir():
+        dest = dest / source.name
+    if dest.exists() and not args.force:
+        raise RlgenError(f"{str(dest)!r} exists; choose another file or pass --force to overwrite it")
+    if not dest.parent.is_dir():
+        raise RlgenError(f"no directory {str(dest.parent)!r} to copy into")
+    write_text_atomic(dest, source.read_text())
+    print(f"copied {args.name} to {dest}; edit it, then e.g. rlgen train {dest}")
     return 0
 
 
@@ -360,6 +408,22 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("config", help="YAML config, e.g. configs/collect/procgen_coinrun.yaml")
     collect.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. skill=mixed transitions=1000000")
     collect.set_defaults(func=cmd_collect)
+
+    configs = sub.add_parser("configs", help="list, show and copy the configs shipped with rlgen",
+                             description="The configs shipped with rlgen, by name (kind/stem, e.g. ppo/minigrid_doorkey). Any "
+                             "command's config argument may name one instead of a file.")
+    csub = configs.add_subparsers(dest="configs_command", metavar="SUBCOMMAND", required=True)
+    p = csub.add_parser("ls", help="list the shipped configs, with what each is")
+    p.add_argument("kind", nargs="?", help="only this kind (ppo, ppo_jax, offline, collect, splits, study)")
+    p.set_defaults(func=cmd_configs_ls)
+    p = csub.add_parser("show", help="print a shipped config")
+    p.add_argument("name", help="e.g. ppo/minigrid_doorkey")
+    p.set_defaults(func=cmd_configs_show)
+    p = csub.add_parser("copy", help="copy a shipped config to a file to edit")
+    p.add_argument("name", help="e.g. ppo/minigrid_doorkey")
+    p.add_argument("dest", help="file (or directory) to write")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.set_defaults(func=cmd_configs_copy)
 
     datasets = sub.add_parser("datasets", help="list, inspect, verify and export datasets", description="Datasets.")
     dsub = datasets.add_subparsers(dest="datasets_command", metavar="SUBCOMMAND", required=True)
