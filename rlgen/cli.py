@@ -74,8 +74,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rlgen.agents import get_algorithm, train_schema
     from rlgen.config import load_config
 
+    from rlgen.agents.run_dir import check_writable_dir
+
     cfg = load_config(args.config, args.overrides, schema=train_schema(args.config, args.overrides))
     algorithm = get_algorithm(cfg.algo)  # type: ignore[attr-defined]
+    check_writable_dir(cfg.out_dir)  # the trainers check it too; here it fails before torch loads
     algorithm.check_inputs(cfg)  # datasets and the run directory, before the trainer's imports
     run_dir = algorithm.trainer()(cfg)  # heavy imports (torch, SB3, d3rlpy, JAX) only after the config and inputs are valid
     if algorithm.kind == "offline":
@@ -87,14 +90,22 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    if args.episodes < 1:
-        raise RlgenError(f"--episodes must be >= 1, got {args.episodes}")
+    from rlgen.config import LIMITS, MAX_SEED
+
+    limit = LIMITS["episodes"]
+    if not 1 <= args.episodes <= limit.value:
+        raise RlgenError(f"--episodes {args.episodes}: must be 1 to {limit.value:,} ({limit.why})")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise RlgenError(f"--seed {args.seed}: must be 0 to {MAX_SEED:,}")
     from rlgen.agents import load_agent
+    from rlgen.agents.run_dir import check_writable_dir
     from rlgen.evaluation import generalization_gap
     from rlgen.pipeline.evaluate_run import evaluate_and_record, run_candidates
 
     run_dir = Path(args.run_dir)
     run = load_agent(run_dir, checkpoint=args.checkpoint, device=args.device)
+    check_writable_dir(run_dir, "run directory", "rlgen evaluate writes its results.jsonl there: fix its permissions, or evaluate a copy "
+                       "of the run")  # before evaluating, not after  # fmt: skip
     num_envs = int(getattr(run.config, "eval_num_envs", 16))
 
     def show(name: str, which: str, r) -> None:  # noqa: ANN001 - an EvalResult
@@ -135,34 +146,17 @@ def cmd_configs_ls(args: argparse.Namespace) -> int:
     return 0
 
 
-def _shipped(name: str) -> Path:
-    from rlgen.config.shipped import close_names, shipped_configs, shipped_name
-
-    found = shipped_name(name)
-    if found is None:
-        close = close_names(name)
-        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-        raise RlgenError(f"no shipped config {name!r}{hint}; `rlgen configs ls` lists them")
-    return shipped_configs()[found]
-
-
 def cmd_configs_show(args: argparse.Namespace) -> int:
-    print(_shipped(args.name).read_text(), end="")
+    from rlgen.config.shipped import find_shipped
+
+    print(find_shipped(args.name).read_text(), end="")
     return 0
 
 
 def cmd_configs_copy(args: argparse.Namespace) -> int:
-    from rlgen.atomic_files import write_text_atomic
+    from rlgen.config.shipped import copy_shipped
 
-    source = _shipped(args.name)
-    dest = Path(args.dest)
-    if dest.is_dir():
-        dest = dest / source.name
-    if dest.exists() and not args.force:
-        raise RlgenError(f"{str(dest)!r} exists; choose another file or pass --force to overwrite it")
-    if not dest.parent.is_dir():
-        raise RlgenError(f"no directory {str(dest.parent)!r} to copy into")
-    write_text_atomic(dest, source.read_text())
+    dest = copy_shipped(args.name, Path(args.dest), force=args.force)
     print(f"copied {args.name} to {dest}; edit it, then e.g. rlgen train {dest}")
     return 0
 
@@ -416,14 +410,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = csub.add_parser("ls", help="list the shipped configs, with what each is")
     p.add_argument("kind", nargs="?", help="only this kind (ppo, ppo_jax, offline, collect, splits, study)")
     p.set_defaults(func=cmd_configs_ls)
-    p = csub.add_parser("show", help="print a shipped config")
-    p.add_argument("name", help="e.g. ppo/minigrid_doorkey")
-    p.set_defaults(func=cmd_configs_show)
-    p = csub.add_parser("copy", help="copy a shipped config to a file to edit")
-    p.add_argument("name", help="e.g. ppo/minigrid_doorkey")
+    for verb, what, func in (("show", "print a shipped config", cmd_configs_show), ("copy", "copy a shipped config to a file to edit", cmd_configs_copy)):
+        p = csub.add_parser(verb, help=what)
+        p.add_argument("name", help="e.g. ppo/minigrid_doorkey")
+        p.set_defaults(func=func)
     p.add_argument("dest", help="file (or directory) to write")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
-    p.set_defaults(func=cmd_configs_copy)
 
     datasets = sub.add_parser("datasets", help="list, inspect, verify and export datasets", description="Datasets.")
     dsub = datasets.add_subparsers(dest="datasets_command", metavar="SUBCOMMAND", required=True)
@@ -495,6 +487,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RlgenError as e:
         if args.debug:
             raise
+        for w in e.warnings:  # what was met on the way (skipped lines...) often says why
+            print(f"rlgen: warning: {w}", file=sys.stderr)
         print(f"rlgen: error: {e}", file=sys.stderr)
         return 130 if isinstance(e, TrainingInterrupted) else 2
     except KeyboardInterrupt:

@@ -90,6 +90,11 @@ class ModelDirAgent:
     MODEL_FILE = ""
     spec: dict[str, Any]
 
+    @property
+    def observation_shape(self) -> tuple[int, ...]:
+        """The shape of one observation the agent takes (its dataset's)."""
+        return tuple(int(x) for x in self.spec["observation_shape"])
+
     def state_dict(self) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -194,6 +199,11 @@ class D3rlpyAgent(ModelDirAgent):
         """Put the weights (and optimizer state) of ``directory``'s model file into this agent."""
         path = directory / self.MODEL_FILE
         saved = load_weights(path, self.device)
+        if with_optimizer:  # d3rlpy only warns and resumes with a fresh Adam: another run than the one checkpointed
+            for k, v in self._modules().items():
+                if not isinstance(v, torch.nn.Module) and not (isinstance(saved, dict) and isinstance(saved.get(k), dict) and "optim" in saved[k]):
+                    raise RlgenError(f"{path} holds no optimizer state for {k!r}, so training cannot resume from it; delete {directory} "
+                                     "to restart from step 0 (the file still evaluates)")  # fmt: skip
 
         def restore() -> None:
             for k, v in self._modules().items():

@@ -19,7 +19,7 @@ import torch
 
 from rlgen.agents.offline import CHECKPOINT_DIR, MODEL_DIR, OfflineAgent, build_agent
 from rlgen.agents.offline_checkpoint import STATE, decode_bytes, encode_bytes, read_state
-from rlgen.agents.inputs import RESUME_NEUTRAL_KEYS, check_batch_size
+from rlgen.agents.inputs import RESUME_NEUTRAL_KEYS, check_batch_size, dataset_digest, same_dataset
 from rlgen.agents.run_dir import (
     interrupted,
     locks_run_dir,
@@ -46,7 +46,7 @@ def train_offline(cfg: OfflineConfig) -> Path:
     Raises:
         TrainingInterrupted: after SIGINT/SIGTERM, once the checkpoint is saved.
     """
-    run_dir = Path(cfg.out_dir or f"runs/{cfg.name}")
+    run_dir = Path(cfg.out_dir)
     ds = load_dataset(cfg.dataset, expect_env=cfg.env)
     check_batch_size(cfg, ds.num_transitions)
     split = LevelSplit.from_dict(ds.manifest["split"]) if "split" in ds.manifest else cfg.level_split()
@@ -55,10 +55,12 @@ def train_offline(cfg: OfflineConfig) -> Path:
     target_return = cfg.dt_target_return if cfg.dt_target_return is not None else cfg.dt_target_return_scale * best_return
     checkpoint = run_dir / CHECKPOINT_DIR
     recover_unit(checkpoint)  # a kill mid-swap leaves the previous checkpoint under another name
+    digest = dataset_digest(ds)
     resume = resume_preamble(run_dir, cfg, f"{CHECKPOINT_DIR}/{STATE}", f"{CHECKPOINT_DIR}/{STATE}", cfg.steps, steps_key="step",
-                             ignore=RESUME_NEUTRAL_KEYS, read=lambda path: read_state(path.parent))  # fmt: skip
+                             ignore=RESUME_NEUTRAL_KEYS, read=lambda path: read_state(path.parent),
+                             same={"dataset": same_dataset(cfg.dataset, digest)})  # fmt: skip
     write_resolved_config(cfg, run_dir, extra={"split": split.to_dict(), "dataset": {"path": str(cfg.dataset), **dataset_identity(ds),
-                          "best_return": best_return}, "dt_target_return": target_return,
+                          "best_return": best_return, "digest": digest}, "dt_target_return": target_return,
                           "observation_shape": list(ds.observation_shape), "num_actions": ds.num_actions})  # fmt: skip
     agent = build_agent(cfg, ds.observation_shape, ds.num_actions, device, target_return)
     rng = np.random.default_rng(cfg.seed)
@@ -79,6 +81,7 @@ def train_offline(cfg: OfflineConfig) -> Path:
     bar = ProgressBar(f"[bold]{cfg.algo.upper()}[/] {Path(cfg.dataset).name}", total=cfg.steps, completed=step,
                       fields={"rate": "updates/s", "loss": ""}, enabled=cfg.progress)  # fmt: skip
     t0, s0 = time.perf_counter(), step
+    checkpoint_every = cfg.checkpoint_interval()  # at most a tenth of the run: a kill never loses more
     losses: dict[str, float] = {}
     stopped_early = False
 
@@ -131,7 +134,7 @@ def train_offline(cfg: OfflineConfig) -> Path:
                     if evaluate_now():
                         stopped_early = True
                         break
-                if step % cfg.checkpoint_every == 0:
+                if step % checkpoint_every == 0:
                     save_checkpoint(finished=False)
         finally:
             bar.close()

@@ -229,7 +229,34 @@ def load_agent(run_dir: str | Path, checkpoint: str | None = None, device: str |
         if not path.exists():
             raise RlgenError(f"--checkpoint {checkpoint!r}: no such file in {run} (rungs are listed in {run / 'ladder.json'})")
     agent = algorithm.loader()(run, checkpoint=checkpoint, device=device or cfg.device)
+    check_agent_fits(agent, split, f"{run} ({split.id}, as its config.yaml says)")
     return LoadedAgent(run, algorithm.name, agent, split, cfg, resolved, checkpoint)
+
+
+def env_spaces(split: LevelSplit) -> tuple[tuple[int, ...], int]:
+    """The observation shape and action count of ``split``'s env (one env is made and closed)."""
+    from rlgen.envs import make_env
+
+    probe = make_env(split, "train", num_envs=1, levels=[split.train.min])
+    try:
+        return tuple(int(x) for x in probe.single_observation_space.shape), int(probe.single_action_space.n)
+    finally:
+        probe.close()
+
+
+def check_agent_fits(agent: Any, split: LevelSplit, where: str) -> None:
+    """Refuse, with one line, an agent whose observations are not those of ``split``'s env, or that chooses among
+    more actions than the env has (a run whose config.yaml was edited or emptied, a policy collected or
+    evaluated on another view...), instead of a traceback from inside its network or the env. A policy over
+    fewer actions (the first ones) acts validly and passes; so do agents that do not say their ``observation_shape``."""
+    shape = getattr(agent, "observation_shape", None)
+    if shape is None:
+        return
+    shape, num_actions = tuple(int(x) for x in shape), int(agent.num_actions)
+    env_shape, env_actions = env_spaces(split)
+    if shape != env_shape or num_actions > env_actions:
+        raise RlgenError(f"{where}: the policy takes observations {list(shape)} and {num_actions} actions, the env gives "
+                         f"{list(env_shape)} and {env_actions}; it was trained on another env or view (check env and split.options)")  # fmt: skip
 
 
 # --- rlgen's own algorithms ----------------------------------------------------------------------------

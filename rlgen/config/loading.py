@@ -88,7 +88,12 @@ def load_config(
     data: dict[str, Any] = read_yaml(path) if path is not None else {}
     if path is not None and "name" not in data and schema.name_from_file:
         data["name"] = Path(path).stem
-    data = merge(data, parse_overrides(overrides))
+    given = parse_overrides(overrides)
+    for group in getattr(schema, "alternative_keys", ()):  # an override beats the file: `episodes=7` replaces its `transitions`
+        chosen = [k for k in group if given.get(k) is not None]
+        if len(chosen) == 1:
+            data = {**data, **{k: None for k in group if k not in given}}
+    data = merge(data, given)
     return validate_config(data, schema, source=str(path) if path is not None else "config")
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
+from rlgen.errors import RlgenError
+
 #: Where the shipped configs are: ``rlgen/configs`` (a link to ``configs/`` in a checkout, files in a wheel).
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "configs"
 
@@ -60,3 +62,29 @@ def describe(path: Path, width: int = 100) -> str:
     sentence = " ".join(words)
     sentence = sentence.split(". ", 1)[0].rstrip(".:")
     return sentence if len(sentence) <= width else sentence[: width - 3].rstrip() + "..."
+
+
+def find_shipped(name: str) -> Path:
+    """The file of the shipped config ``name``; else one ``RlgenError`` with the closest names."""
+    found = shipped_name(name)
+    if found is None:
+        close = close_names(name)
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+        raise RlgenError(f"no shipped config {name!r}{hint}; `rlgen configs ls` lists them")
+    return shipped_configs()[found]
+
+
+def copy_shipped(name: str, dest: Path, force: bool = False) -> Path:
+    """Copy the shipped config ``name`` to ``dest`` (a file, or a directory to copy into); returns the file written.
+    An existing file is kept unless ``force``."""
+    from rlgen.atomic_files import write_text_atomic
+
+    source = find_shipped(name)
+    if dest.is_dir():
+        dest = dest / source.name
+    if dest.exists() and not force:
+        raise RlgenError(f"{str(dest)!r} exists; choose another file or pass --force to overwrite it")
+    if not dest.parent.is_dir():
+        raise RlgenError(f"no directory {str(dest.parent)!r} to copy into")
+    write_text_atomic(dest, source.read_text())
+    return dest

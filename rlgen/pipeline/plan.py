@@ -99,7 +99,7 @@ class _Planner:
     def __init__(self, study: StudyConfig, source: str) -> None:
         self.study = study
         self.source = source
-        self.root = Path(study.out_dir or f"runs/{study.name}")
+        self.root = Path(study.out_dir)  # set by the validator (default runs/<name>)
         self.stages: dict[str, Stage] = {}
 
     # --- helpers ---------------------------------------------------------------------------------
@@ -228,7 +228,8 @@ class _Planner:
             fields = {**base_fields, "seed": seed}
             for skill in d.skills:
                 for levels in d.levels:
-                    sizes = sorted(d.transitions, reverse=True)
+                    # the largest kept size is collected; smaller kept sizes are subsets of it (subset_sizes)
+                    sizes = sorted((n for n in d.transitions if d.keeps(skill, levels, n)), reverse=True)
                     collected: Stage | None = None
                     for size in sizes:
                         name = f"{slug}-{skill}" + (f"-{levels}lv" if levels else "") + f"-{human_count(size)}-s{seed}"
@@ -259,7 +260,7 @@ class _Planner:
             for ds_stage, variant in datasets:
                 if variant["seed"] != data_seed:
                     continue
-                for algo in o.algos:
+                for algo in s.datasets.algos_for(variant["skill"], variant["levels"], variant["transitions"], o.algos):
                     sid = f"offline/{variant['name']}/{algo}-s{seed}"
                     fields = {**base_fields, "seed": seed, "algo": algo}
                     decided = {"algo": algo, "name": f"{algo}-{variant['name']}-s{seed}", "out_dir": str(self.root / sid), "env": env,

@@ -120,7 +120,7 @@ def _redirect_output(path: Path) -> list[int]:
     sys.stdout.flush()
     sys.stderr.flush()
     saved = [os.dup(1), os.dup(2)]
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)  # never append through a planted symlink
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)

@@ -101,7 +101,9 @@ def make_report(paths: Sequence[str | Path], out_dir: str | Path | None = None, 
     out = Path(out_dir) if out_dir else (Path(paths[0]) if Path(paths[0]).is_dir() else Path(paths[0]).parent) / "report"
     pg = per_game(res.rows, seed=seed)
     if not pg.rows:
-        raise RlgenError("no agent has both train and held-out results; run `rlgen evaluate` with --which train held_out")
+        error = RlgenError("no agent has both train and held-out results; run `rlgen evaluate` with --which train held_out")
+        error.warnings = tuple(res.warnings)  # every row skipped: the per-line warnings say why
+        raise error
     out.mkdir(parents=True, exist_ok=True)
     aggs, imps = aggregate_table(pg.rows, seed=seed), improvement_table(pg.rows, seed=seed)
     notes = [f"warning: {w}" for w in res.warnings]
