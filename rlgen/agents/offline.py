@@ -53,6 +53,8 @@ MODEL_DIR = "model"
 #: Beside the model file: what the agent is (config, shapes, target return), so the directory loads on its own.
 AGENT_FILE = "agent.json"
 AGENT_FORMAT = "rlgen.offline/1"
+#: What an update reports that is not a loss: logged as ``train/<name>``, never under ``train/loss/``.
+DIAGNOSTICS = ("grad_norm", "learning_rate")
 
 
 @dataclasses.dataclass()
@@ -269,7 +271,8 @@ class OwnTorchAgent(ModelDirAgent):
         self.spec["target_return"] = float(value)
 
     def update(self, batch: dict[str, Any]) -> dict[str, float]:
-        return {k if k.startswith("loss") else f"loss/{k}": float(v) for k, v in self.impl.update(batch).items()}
+        # losses under loss/ (TensorBoard's train/loss/*); diagnostics such as grad_norm or a learning rate beside them
+        return {k if k.startswith("loss") or k in DIAGNOSTICS else f"loss/{k}": float(v) for k, v in self.impl.update(batch).items()}
 
     def act(self, obs: np.ndarray, deterministic: bool = False, keys: Sequence[int] | None = None) -> np.ndarray:
         deterministic = deterministic or self.greedy

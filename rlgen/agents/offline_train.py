@@ -20,6 +20,7 @@ import torch
 from rlgen.agents.offline import CHECKPOINT_DIR, MODEL_DIR, OfflineAgent, build_agent
 from rlgen.agents.offline_checkpoint import STATE, decode_bytes, encode_bytes, read_state
 from rlgen.agents.inputs import RESUME_NEUTRAL_KEYS, check_batch_size, dataset_digest, same_dataset
+from rlgen.agents.run_checks import HELD_OUT_CURVE
 from rlgen.agents.run_dir import (
     interrupted,
     locks_run_dir,
@@ -109,6 +110,9 @@ def train_offline(cfg: OfflineConfig) -> Path:
             if r.mean_normalized is not None:
                 tb.add_scalar(f"eval/{key}/mean_normalized", r.mean_normalized, step)
             row[which] = r.mean_return
+        if cfg.held_out_curve:  # TensorBoard only: kept out of ``history``, so early stopping never sees it
+            r = evaluate_on_levels(agent, split, "held_out", episodes=cfg.eval.episodes, seed=cfg.seed, num_envs=cfg.eval_num_envs)
+            tb.add_scalar(f"{HELD_OUT_CURVE}/mean_return", r.mean_return, step)
         history.append(row)
         patience = cfg.eval.early_stopping_patience
         if patience and "validation" in row:
@@ -140,6 +144,8 @@ def train_offline(cfg: OfflineConfig) -> Path:
             bar.close()
             tb.flush()
     finished = step >= cfg.steps or stopped_early
+    if finished and cfg.eval.enabled and (not history or history[-1]["step"] != step):
+        evaluate_now()  # the final policy's point on the curves (a run shorter than eval.every_steps has only this one)
     save_checkpoint(finished=finished)
     if finished:
         write_unit(run_dir / MODEL_DIR, agent.save)

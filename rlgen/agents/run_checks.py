@@ -18,6 +18,9 @@ from rlgen.errors import RlgenError
 
 CONFIG = "config.yaml"
 RUN_FILE = "run.json"
+#: The TensorBoard group of the held-out-level return logged during training: to watch the generalization gap
+#: open, never read by any selection (rungs, early stopping and checkpoints use training and validation levels).
+HELD_OUT_CURVE = "eval/held_out_levels_never_used_for_selection"
 #: The lock file of a run directory; its content says who holds it (JSON: pid, command, since).
 LOCK = ".lock"
 

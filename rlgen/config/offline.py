@@ -37,6 +37,8 @@ class OfflineConfig(RlgenConfig):
 
     algo: str = "bc"
     dataset: str = Field(default="", description="dataset directory (rlgen collect's out_dir)")
+    held_out_curve: bool = Field(default=True, description="at each evaluation also log the held-out-level return to TensorBoard "
+                                 "(never used for selection or early stopping)")
     steps: Annotated[int, LIMITS["gradient_steps"].field] = Field(default=100_000, ge=1, description="gradient steps")
     batch_size: Annotated[int, LIMITS["batch_size"].field] = Field(default=256, ge=1, description="at most the dataset's transitions")
     learning_rate: float = Field(default=5e-4, gt=0)
