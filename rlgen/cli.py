@@ -18,10 +18,11 @@ from rlgen.errors import RlgenError, TrainingInterrupted
 
 
 def _config_from_target(target: str, overrides: Sequence[str]):  # -> RlgenConfig
-    """``target`` is a YAML config path or ``SUITE/ENV``."""
+    """``target`` is a YAML config path, a shipped config's name or ``SUITE/ENV``."""
     from rlgen.config import load_config
+    from rlgen.config.shipped import shipped_name
 
-    if target.endswith((".yaml", ".yml")) or Path(target).is_file():
+    if target.endswith((".yaml", ".yml")) or Path(target).is_file() or shipped_name(target):
         return load_config(target, overrides)
     return load_config(None, [f"env={target}", *overrides])
 
@@ -70,34 +71,12 @@ def cmd_splits_check(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from rlgen.agents import get_algorithm, train_schema
-    from rlgen.config import OFFLINE_ALGOS, load_config
-
-    from rlgen.agents.run_dir import check_writable_dir
+    from rlgen.agents import train_and_describe, train_schema
+    from rlgen.config import load_config
 
     cfg = load_config(args.config, args.overrides, schema=train_schema(args.config, args.overrides))
-    algorithm = get_algorithm(cfg.algo)  # type: ignore[attr-defined]
-    check_writable_dir(cfg.out_dir)  # the trainers check it too; here it fails before torch loads
-    if algorithm.kind == "offline" and cfg.algo in OFFLINE_ALGOS:  # type: ignore[attr-defined]
-        from rlgen.agents.offline_train import training_summary
-
-        before = training_summary(cfg.out_dir)
-        run_dir = algorithm.trainer()(cfg)
-        after = training_summary(run_dir)
-        early = " (stopped early: no better validation return)" if after["stopped_early"] else ""
-        if before["finished"] and after["step"] == before["step"]:
-            print(f"nothing to do: {run_dir} finished training at gradient step {after['step']:,}{early}")
-        else:
-            print(f"trained {cfg.algo} on {cfg.dataset} to gradient step {after['step']:,}{early}; run directory {run_dir}")  # type: ignore[attr-defined]
-        print(f"next: rlgen evaluate {run_dir} --episodes 100")
-        return 0
-    run_dir = algorithm.trainer()(cfg)  # heavy imports (torch, SB3, d3rlpy, JAX) only after the config is valid
-    # a registered algorithm's schema need not have rlgen's own budget fields: say what the schema has
-    data, budget, unit = (getattr(cfg, "dataset", None), getattr(cfg, "steps", None), "gradient steps") if algorithm.kind == "offline" \
-        else (cfg.env, getattr(cfg, "total_steps", None), "env steps")  # fmt: skip
-    on = f" on {data}" if data else ""
-    amount = f" for {budget:,} {unit}" if isinstance(budget, int) else ""
-    print(f"trained {cfg.algo}{on}{amount}; run directory {run_dir}")  # type: ignore[attr-defined]
+    run_dir, summary = train_and_describe(cfg)  # input checks first; heavy imports only after them
+    print(summary)
     print(f"next: rlgen evaluate {run_dir} --episodes 100")
     return 0
 
@@ -120,8 +99,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     check_writable_dir(run_dir, "run directory", "rlgen evaluate writes its results.jsonl there: fix its permissions, or evaluate a copy "
                        "of the run")  # before evaluating, not after  # fmt: skip
     num_envs = int(getattr(run.config, "eval_num_envs", 16))
-    note = adopt_old_run(run)
-    if note:
+    if note := adopt_old_run(run):
         print(f"rlgen: {note}", file=sys.stderr)
     p = run.progress
     if p is not None and p.finished is False:
@@ -150,6 +128,36 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             kind = "normalized" if g.normalized else "raw"
             print(f"{candidate.name:<8} gap ({kind} train - held-out) {g.gap:+.3f}  95% CI [{g.ci_low:+.3f}, {g.ci_high:+.3f}] (evaluation noise of this run only)")
     print(f"wrote to {run_dir / 'results.jsonl'}" + (f"; replaced {replaced} earlier row(s) of the same evaluations" if replaced else ""))
+    return 0
+
+
+def cmd_configs_ls(args: argparse.Namespace) -> int:
+    from rlgen.config.shipped import describe, shipped_configs
+
+    configs = {n: p for n, p in shipped_configs().items() if not args.kind or n.split("/", 1)[0] == args.kind}
+    if not configs:
+        kinds = sorted({n.split("/", 1)[0] for n in shipped_configs()})
+        raise RlgenError(f"no shipped configs of kind {args.kind!r}; kinds: {', '.join(kinds)}")
+    width = max(map(len, configs))
+    for name, path in configs.items():
+        print(f"{name:<{width}}  {describe(path)}")
+    print(f"{len(configs)} configs; use one by name (rlgen train ppo/minigrid_doorkey) or copy it: rlgen configs copy NAME my.yaml",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_configs_show(args: argparse.Namespace) -> int:
+    from rlgen.config.shipped import find_shipped
+
+    print(find_shipped(args.name).read_text(), end="")
+    return 0
+
+
+def cmd_configs_copy(args: argparse.Namespace) -> int:
+    from rlgen.config.shipped import copy_shipped
+
+    dest = copy_shipped(args.name, Path(args.dest), force=args.force)
+    print(f"copied {args.name} to {dest}; edit it, then e.g. rlgen train {dest}")
     return 0
 
 
@@ -394,6 +402,20 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("config", help="YAML config, e.g. configs/collect/procgen_coinrun.yaml")
     collect.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. skill=mixed transitions=1000000")
     collect.set_defaults(func=cmd_collect)
+
+    configs = sub.add_parser("configs", help="list, show and copy the configs shipped with rlgen",
+                             description="The configs shipped with rlgen, by name (kind/stem, e.g. ppo/minigrid_doorkey). Any "
+                             "command's config argument may name one instead of a file.")
+    csub = configs.add_subparsers(dest="configs_command", metavar="SUBCOMMAND", required=True)
+    p = csub.add_parser("ls", help="list the shipped configs, with what each is")
+    p.add_argument("kind", nargs="?", help="only this kind (ppo, ppo_jax, offline, collect, splits, study)")
+    p.set_defaults(func=cmd_configs_ls)
+    for verb, what, func in (("show", "print a shipped config", cmd_configs_show), ("copy", "copy a shipped config to a file to edit", cmd_configs_copy)):
+        p = csub.add_parser(verb, help=what)
+        p.add_argument("name", help="e.g. ppo/minigrid_doorkey")
+        p.set_defaults(func=func)
+    p.add_argument("dest", help="file (or directory) to write")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
 
     datasets = sub.add_parser("datasets", help="list, inspect, verify and export datasets", description="Datasets.")
     dsub = datasets.add_subparsers(dest="datasets_command", metavar="SUBCOMMAND", required=True)

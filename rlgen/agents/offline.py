@@ -34,6 +34,7 @@ import torch
 from rlgen.agents import networks
 from rlgen.agents.identity import TrainingProgress
 from rlgen.agents.offline_checkpoint import STATE, decode_bytes, encode_bytes, load_into, load_weights
+from rlgen.agents.inputs import CHECKPOINT_DIR
 from rlgen.agents.quiet import silence_gym_banner
 from rlgen.agents.run_dir import config_dict, read_json, read_run_config
 from rlgen.atomic_files import write_bytes_atomic
@@ -50,7 +51,6 @@ from d3rlpy.models.encoders import EncoderFactory  # noqa: E402
 from d3rlpy.torch_utility import TorchMiniBatch  # noqa: E402
 
 D3RLPY_ALGOS = ("bc", "bcq", "cql")
-CHECKPOINT_DIR = "checkpoints/latest"
 MODEL_DIR = "model"
 #: Beside the model file: what the agent is (config, shapes, target return), so the directory loads on its own.
 AGENT_FILE = "agent.json"

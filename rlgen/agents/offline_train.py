@@ -9,7 +9,6 @@ a kill continues bit for bit as if never stopped.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -20,9 +19,10 @@ import torch
 
 from rlgen.agents.offline import CHECKPOINT_DIR, MODEL_DIR, OfflineAgent, build_agent
 from rlgen.agents.offline_checkpoint import STATE, decode_bytes, encode_bytes, read_state
+from rlgen.agents.inputs import RESUME_NEUTRAL_KEYS, check_batch_size, dataset_digest, same_dataset
+from rlgen.agents.run_checks import HELD_OUT_CURVE
 from rlgen.agents.run_dir import (
     CONFIG,
-    SameAs,
     interrupted,
     locks_run_dir,
     read_run_config,
@@ -35,38 +35,11 @@ from rlgen.agents.run_dir import (
 )
 from rlgen.config import OfflineConfig
 from rlgen.data import dataset_identity, load_dataset
-from rlgen.data.format import manifest_digest
 from rlgen.devices import torch_device
 from rlgen.envs import LevelSet, LevelSplit
-from rlgen.errors import ConfigError, RlgenError
+from rlgen.errors import RlgenError
 from rlgen.evaluation import evaluate_on_levels
 from rlgen.progress import ProgressBar
-
-#: Config keys a resumed offline run may change: how long, how it shows progress, where it runs, how often it
-#: saves, where the directory is (a moved run resumes). ``dataset`` is compared by content (:func:`same_dataset`).
-RESUME_NEUTRAL_KEYS = ("steps", "progress", "device", "checkpoint_every", "out_dir", "name")
-
-
-def dataset_digest(ds: Any) -> str:
-    """What a dataset holds, independent of where it lies: the sha256 of its manifest's canonical JSON (which
-    lists every shard's sha256 and that of ``episodes.jsonl``), with its parent's for a subset."""
-    parts = [manifest_digest(ds.manifest)]
-    if ds.base is not ds:
-        parts.append(manifest_digest(ds.base.manifest))
-    return hashlib.sha256(":".join(parts).encode()).hexdigest()
-
-
-def same_dataset(path: str, digest: str) -> SameAs:
-    """For ``check_same_config``: a run's saved ``dataset`` names today's dataset (``path``, content ``digest``)
-    when the digests agree, wherever each lies; runs saved before digests were recorded compare resolved paths."""
-
-    def same(saved_path: Any, resolved: Any) -> bool:
-        saved = resolved.get("dataset") if isinstance(resolved, dict) else None
-        if isinstance(saved, dict) and isinstance(saved.get("digest"), str):
-            return saved["digest"] == digest
-        return isinstance(saved_path, str) and Path(saved_path).resolve() == Path(path).resolve()
-
-    return same
 
 
 @locks_run_dir  # one trainer per run directory: a second one gets a one-line error naming the first
@@ -79,9 +52,7 @@ def train_offline(cfg: OfflineConfig) -> Path:
     run_dir = Path(cfg.out_dir)
     ds = load_dataset(cfg.dataset, expect_env=cfg.env)
     ds.cache()  # every shard's sha256 is checked here, before anything is written: a refused dataset blocks no retry
-    if cfg.batch_size > ds.num_transitions:  # sampling with replacement would allow it, at a cost of GBs for nothing
-        raise ConfigError(f"batch_size={cfg.batch_size:,} is larger than the dataset {cfg.dataset!r} ({ds.num_transitions:,} transitions); "
-                          f"use batch_size <= {ds.num_transitions:,}")  # fmt: skip
+    check_batch_size(cfg, ds.num_transitions)
     split = LevelSplit.from_dict(ds.manifest["split"]) if "split" in ds.manifest else cfg.level_split()
     facts = dataset_identity(ds)
     # "train" levels in evaluations during training are those the data came from, as in `rlgen evaluate`
@@ -147,6 +118,9 @@ def train_offline(cfg: OfflineConfig) -> Path:
             if r.mean_normalized is not None:
                 tb.add_scalar(f"eval/{key}/mean_normalized", r.mean_normalized, step)
             row[which] = r.mean_return
+        if cfg.held_out_curve:  # TensorBoard only: kept out of ``history``, so early stopping never sees it
+            r = evaluate_on_levels(agent, split, "held_out", episodes=cfg.eval.episodes, seed=cfg.seed, num_envs=cfg.eval_num_envs)
+            tb.add_scalar(f"{HELD_OUT_CURVE}/mean_return", r.mean_return, step)
         history.append(row)
         patience = cfg.eval.early_stopping_patience
         if patience and "validation" in row:
@@ -178,6 +152,8 @@ def train_offline(cfg: OfflineConfig) -> Path:
             bar.close()
             tb.flush()
     finished = step >= cfg.steps or stopped_early
+    if finished and cfg.eval.enabled and (not history or history[-1]["step"] != step):
+        evaluate_now()  # the final policy's point on the curves (a run shorter than eval.every_steps has only this one)
     save_checkpoint(finished=finished)
     if finished:
         write_unit(run_dir / MODEL_DIR, agent.save)

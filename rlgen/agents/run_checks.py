@@ -18,6 +18,9 @@ from rlgen.errors import RlgenError
 
 CONFIG = "config.yaml"
 RUN_FILE = "run.json"
+#: The TensorBoard group of the held-out-level return logged during training: to watch the generalization gap
+#: open, never read by any selection (rungs, early stopping and checkpoints use training and validation levels).
+HELD_OUT_CURVE = "eval/held_out_levels_never_used_for_selection"
 #: The lock file of a run directory; its content says who holds it (JSON: pid, command, since).
 LOCK = ".lock"
 
@@ -93,10 +96,23 @@ def check_same_config(run_dir: Path, cfg: Any, ignore: Iterable[str] = RESUME_NE
 
     diff = sorted(k for k in set(saved) | set(now) if k not in skip and differs(k))
     if diff:
-        raise RlgenError(
-            f"{run_dir} holds a run with a different config (keys differ: {', '.join(diff)}); "
-            "use another out_dir, or delete the directory to start over"
-        )
+        advice = _which_key_to_change(run_dir, diff, saved, now, same)
+        raise RlgenError(f"{run_dir} holds a run with a different config (keys differ: {', '.join(diff)}); {advice}")
+
+
+def _which_key_to_change(run_dir: Path, diff: list[str], saved: Mapping[str, Any], now: Mapping[str, Any], same: Mapping[str, Any]) -> str:
+    """The refusal's advice: the values that differ, and the key that keeps both runs (``out_dir``), with an example."""
+
+    def short(v: Any) -> str:
+        text = json.dumps(v) if not isinstance(v, str) else v
+        return text if len(text) <= 40 else text[:37] + "..."
+
+    values = "; ".join(f"{k} holds other content there" if k in same else f"{k} is {short(saved.get(k))} there and {short(now.get(k))} here"
+                       for k in diff[:3])  # fmt: skip
+    example = f"{run_dir}-2"
+    if "seed" in diff and "seed" in now:  # runs/cql-data-s0 -> runs/cql-data-s1, runs/ppo-doorkey -> runs/ppo-doorkey-s1
+        example = str(run_dir).removesuffix(f"-s{saved.get('seed')}") + f"-s{now['seed']}"
+    return f"{values}. To keep both runs give this one its own out_dir (e.g. out_dir={example}) or name; to start over, delete {run_dir}"
 
 
 def check_writable_dir(path: str | Path, what: str = "out_dir", remedy: str | None = None) -> None:

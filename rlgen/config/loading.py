@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel
 
 from rlgen.config.base import RlgenConfig
+from rlgen.config.shipped import close_names, resolve_config_path
 from rlgen.errors import ConfigError, RlgenError
 
 
@@ -55,9 +56,13 @@ def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
+    """The mapping in YAML file ``path``, or in the shipped config ``path`` names when it is not a file
+    (``configs/ppo/minigrid_doorkey.yaml`` outside a clone: ``rlgen.config.shipped``)."""
+    p = resolve_config_path(path)
     if not p.is_file():
-        raise ConfigError(f"config file {str(p)!r} does not exist")
+        close = close_names(path)
+        hint = f" (did you mean the shipped config {' or '.join(close)}?)" if close else ""
+        raise ConfigError(f"config file {str(path)!r} does not exist{hint}; `rlgen configs ls` lists the shipped configs")
     try:
         data = yaml.safe_load(p.read_text())
     except yaml.YAMLError as e:

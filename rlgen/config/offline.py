@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -32,8 +32,13 @@ class OfflineConfig(RlgenConfig):
     ``procgen/configs/offline/final/``); the algorithm configs in ``configs/offline/`` set them per algorithm.
     """
 
+    #: the default name is the algorithm, dataset and seed (``_name_from_dataset``), not the config file's name
+    name_from_file: ClassVar[bool] = False
+
     algo: str = "bc"
     dataset: str = Field(default="", description="dataset directory (rlgen collect's out_dir)")
+    held_out_curve: bool = Field(default=True, description="at each evaluation also log the held-out-level return to TensorBoard "
+                                 "(never used for selection or early stopping)")
     steps: Annotated[int, LIMITS["gradient_steps"].field] = Field(default=100_000, ge=1, description="gradient steps")
     batch_size: Annotated[int, LIMITS["batch_size"].field] = Field(default=256, ge=1, description="at most the dataset's transitions")
     learning_rate: float = Field(default=5e-4, gt=0)
@@ -84,6 +89,16 @@ class OfflineConfig(RlgenConfig):
                     data = {**data, "env": m["env"], "split": data.get("split", {"num_levels": len(LevelSet(m["split"]["train"]))} if "split" in m else {})}
                 except (OSError, KeyError, ValueError, AttributeError, TypeError):  # e.g. a manifest of `[]`
                     pass  # load_dataset reports a broken dataset properly later
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_from_dataset(cls, data: Any) -> Any:
+        """Without an explicit ``name``, a run is named by what varies between runs of one config file:
+        ``<algo>-<dataset directory name>-s<seed>`` (so ``out_dir`` defaults to ``runs/cql-coinrun-expert-1M-s0``
+        and a second dataset or seed never lands in the first run's directory)."""
+        if isinstance(data, dict) and "name" not in data and data.get("dataset"):
+            data = {**data, "name": f"{data.get('algo', 'bc')}-{Path(str(data['dataset'])).name}-s{data.get('seed', 0)}"}
         return data
 
     @model_validator(mode="before")
