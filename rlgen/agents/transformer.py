@@ -100,8 +100,17 @@ class CausalTransformer(nn.Module):
                 ``context_length``.
             returns_to_go: ``(B, L)`` float, needed by a return-conditioned network and ignored otherwise.
         """
+        tokens = self.step_tokens(obs, actions, timesteps, returns_to_go)  # (B, L, k, D)
+        return self.decode(self.embed_dropout(tokens.flatten(1, 2)), mask)
+
+    def step_tokens(
+        self, obs: torch.Tensor, actions: torch.Tensor, timesteps: torch.Tensor, returns_to_go: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Each step's normalized input tokens ``(B, L, k, D)``: ``[R_t,] o_t, a_t`` (arguments as ``forward``'s).
+
+        A token depends on its own step only, so acting computes each step's tokens once, when the
+        step arrives, and keeps them (the observation goes through the encoder once)."""
         b, length = actions.shape
-        k = self.tokens_per_step
         features = self.encoder(obs.reshape(b * length, *obs.shape[2:])).reshape(b, length, -1)  # (B, L, F)
         time = self.timestep_embed(timesteps.clamp(0, self.max_timestep - 1))  # (B, L, D)
         per_step = [self.obs_embed(features) + time, self.action_embed(actions) + time]  # 2 x (B, L, D)
@@ -109,19 +118,33 @@ class CausalTransformer(nn.Module):
             if returns_to_go is None:
                 raise ValueError("a return-conditioned transformer needs returns_to_go")
             per_step.insert(0, self.return_embed(returns_to_go.float().reshape(b, length, 1)) + time)
-        tokens = torch.stack(per_step, dim=2).reshape(b, k * length, -1)  # (B, kL, D): [R_0,] o_0, a_0, [R_1,] o_1, ...
-        tokens = self.embed_dropout(self.embed_norm(tokens))
+        return self.embed_norm(torch.stack(per_step, dim=2))  # (B, L, k, D): [R_t,] o_t, a_t
 
+    def action_tokens(self, actions: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """The normalized ``a_t`` tokens ``(B, D)`` of ``actions`` ``(B,)`` taken at ``timesteps`` ``(B,)``
+        (``step_tokens(...)[:, :, -1]`` for one step, without the encoder)."""
+        time = self.timestep_embed(timesteps.clamp(0, self.max_timestep - 1))
+        return self.embed_norm(self.action_embed(actions) + time)
+
+    def decode(self, tokens: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """Action logits ``(B, L, A)`` at the observation tokens of ``tokens`` ``(B, kL, D)`` (after dropout),
+        ``mask`` ``(B, L)`` as ``forward``'s; with ``last_only``, ``(B, 1, A)`` at the last one only."""
+        k = self.tokens_per_step
+        length = mask.shape[1]
         # A token may attend to earlier-or-same real tokens. A padding token attends to itself
         # only: a row with every key masked would give NaNs that reach the gradients.
-        real = mask.repeat_interleave(k, dim=1)  # (B, kL)
         causal = self.causal[: k * length, : k * length]  # (kL, kL)
-        diagonal = torch.eye(k * length, dtype=torch.bool, device=tokens.device)
-        allowed = causal & (real[:, None, :] | diagonal)  # (B, kL, kL)
-        blocked = (~allowed).repeat_interleave(self.n_heads, dim=0)  # (B * heads, kL, kL), True = may not attend
+        if bool(mask.all()):  # no padding (every window once episodes are longer than the context): one shared mask
+            blocked = ~causal  # (kL, kL), True = may not attend; the same as the per-row masks below, and faster
+        else:
+            real = mask.repeat_interleave(k, dim=1)  # (B, kL)
+            diagonal = torch.eye(k * length, dtype=torch.bool, device=tokens.device)
+            allowed = causal & (real[:, None, :] | diagonal)  # (B, kL, kL)
+            blocked = (~allowed).repeat_interleave(self.n_heads, dim=0)  # (B * heads, kL, kL), True = may not attend
 
         hidden = self.transformer(tokens, mask=blocked)  # (B, kL, D)
-        return self.action_head(hidden[:, k - 2 :: k])  # (B, L, A): at the observation tokens
+        at_obs = hidden[:, k - 2 :: k]  # (B, L, D)
+        return self.action_head(at_obs[:, -1:] if last_only else at_obs)  # (B, L, A) (or (B, 1, A)): at the observation tokens
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -196,8 +219,8 @@ class CausalTransformerAgent:
         # Sampling happens on the CPU so the generator state is the same whatever the device.
         self.generator = torch.Generator().manual_seed(seed)
         self.num_updates = 0
-        # Per episode key: the last `context_length` observations (and returns-to-go), the actions
-        # taken after them, the timestep of the next observation and the return still to collect.
+        # Per episode key: the tokens of the last `context_length` steps, the actions taken at
+        # them, the timestep of the next observation and the return still to collect.
         self._history: dict[int, dict[str, Any]] = {}
 
     # --- training ------------------------------------------------------------------------------------
@@ -264,46 +287,45 @@ class CausalTransformerAgent:
             if len(keys) != len(obs) or len(set(keys)) != len(keys):
                 raise ValueError(f"act needs one distinct key per observation; got {len(keys)} keys for {len(obs)} rows")
             histories = [self._history.setdefault(k, self._new_history()) for k in keys]
-        for h, o in zip(histories, obs):
-            h["obs"].append(np.array(o))  # copy: callers reuse their observation buffers
-            h["rtg"].append(h["return_left"])
+        # Each new observation is encoded once, here: a history keeps its steps' tokens, not images.
+        model, device = self.model, self.device
+        model.eval()
+        next_t = torch.as_tensor([h["next_t"] for h in histories], dtype=torch.int64)  # (B,)
+        rtg = torch.as_tensor([[h["return_left"]] for h in histories], dtype=torch.float32)  # (B, 1)
+        placeholder = torch.zeros(len(histories), 1, dtype=torch.int64)  # a_t is unknown yet: 0, seen by no earlier token
+        new = model.step_tokens(as_tensor(obs[:, None], device), placeholder.to(device), next_t[:, None].to(device), rtg.to(device))
+        for h, step in zip(histories, new[:, 0]):  # (k, D) each
+            h["tokens"].append(step)
+            h["rtg"].append(h["return_left"])  # the returns-to-go the tokens were made from (a record)
 
         # Left-padded batch as long as the longest history; with padding masked out the result
-        # does not depend on how much padding a row gets.
-        b, length = len(histories), max(len(h["obs"]) for h in histories)
-        window_obs = np.zeros((b, length, *obs.shape[1:]), dtype=obs.dtype)
-        window_actions = np.zeros((b, length), dtype=np.int64)  # the last step's action is unknown: 0, never seen
-        window_rtg = np.zeros((b, length), dtype=np.float32)
-        timesteps = np.zeros((b, length), dtype=np.int64)
-        mask = np.zeros((b, length), dtype=bool)
+        # does not depend on how much padding a row gets (nor on the padding tokens' values).
+        b, length, k = len(histories), max(len(h["tokens"]) for h in histories), model.tokens_per_step
+        window = torch.zeros(b, length, k, new.shape[-1], dtype=new.dtype, device=device)  # (B, L, k, D)
+        mask = torch.zeros(b, length, dtype=torch.bool)
         for i, h in enumerate(histories):
-            n = len(h["obs"])
-            window_obs[i, length - n :] = np.stack(h["obs"])
-            window_rtg[i, length - n :] = list(h["rtg"])
-            if n > 1:  # the actions taken after this window's earlier observations
-                window_actions[i, length - n : length - 1] = list(h["actions"])[-(n - 1) :]
-            timesteps[i, length - n :] = np.arange(h["next_t"] - n + 1, h["next_t"] + 1)
+            n = len(h["tokens"])
+            window[i, length - n :] = torch.stack(list(h["tokens"]))
             mask[i, length - n :] = True
-
-        self.model.eval()
-        logits = self.model(
-            as_tensor(window_obs, self.device), as_tensor(window_actions, self.device), as_tensor(timesteps, self.device),
-            as_tensor(mask, self.device), as_tensor(window_rtg, self.device),
-        )[:, -1].float().cpu()  # (B, A): the prediction at each row's latest observation  # fmt: skip
+        logits = model.decode(window.flatten(1, 2), mask.to(device), last_only=True)[:, -1].float().cpu()  # (B, A)
         if deterministic:
             actions_np = logits.argmax(dim=-1).numpy().astype(np.int64)
         elif uniforms is not None:
             actions_np = sample_from_uniforms(torch.softmax(logits.double(), dim=-1).numpy(), uniforms)
         else:
             actions_np = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=self.generator).squeeze(1).numpy().astype(np.int64)
-        for h, a in zip(histories, actions_np):
+        # The taken actions replace the placeholders in the latest steps' tokens.
+        taken = model.action_tokens(torch.as_tensor(actions_np, device=device), next_t.to(device))  # (B, D)
+        for h, a, token in zip(histories, actions_np, taken):
+            h["tokens"][-1] = torch.cat([h["tokens"][-1][:-1], token[None]])
             h["actions"].append(int(a))
             h["next_t"] += 1
         return actions_np
 
     def _new_history(self) -> dict[str, Any]:
         c = self.context_length
-        return {"obs": deque(maxlen=c), "rtg": deque(maxlen=c), "actions": deque(maxlen=c), "next_t": 0, "return_left": self.target_return}
+        # tokens: (k, D) per step, the normalized [R_t,] o_t, a_t of CausalTransformer.step_tokens.
+        return {"tokens": deque(maxlen=c), "rtg": deque(maxlen=c), "actions": deque(maxlen=c), "next_t": 0, "return_left": self.target_return}
 
     # --- checkpoints -----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

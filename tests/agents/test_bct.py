@@ -157,7 +157,7 @@ def test_act_keeps_a_separate_history_per_key(rng):
     agent.reset([11])
     run_episodes(agent, observations[:, 1:2], keys=[11])
     history = agent._history[11]
-    assert len(history["obs"]) == CONTEXT and list(history["actions"]) == together[-CONTEXT:, 1].tolist()
+    assert len(history["tokens"]) == CONTEXT and list(history["actions"]) == together[-CONTEXT:, 1].tolist()
     assert history["next_t"] == 7
 
 
