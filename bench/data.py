@@ -14,6 +14,7 @@ and the cost of building the cache once and of checking it (sha256 of every file
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import tempfile
@@ -68,6 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(args.dir or tempfile.mkdtemp(prefix="rlgen-bench-"))
     root = work / "coinrun-random"
     shutil.rmtree(root, ignore_errors=True)
+    load0 = os.getloadavg()[0]
     try:
         raw = raw_steps_per_second(64, 100 if args.quick else 500)
         cfg = validate_config({"env": "procgen/coinrun", "skill": "random", "transitions": n, "num_envs": 64,
@@ -100,6 +102,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{'(c) sample_transitions(256)/s vs BC updates/s':<52} {sample_rate:>12,.1f} {bc_rate:>12,.2f} {sample_rate / bc_rate:>8.1f}")
         cache_gb = sum(f.stat().st_size for f in (root / "cache").glob("*.npy")) / 1e9
         print(f"dataset: {ds.num_transitions:,} transitions; cache ({cache_gb:.2f} GB) built once in {cache_s:.1f}s, checked on each open in {check_s:.2f}s")
+        print(f"load average (1 min) before {load0:.2f}, after {os.getloadavg()[0]:.2f}; {os.cpu_count()} CPUs")
     finally:
         if not args.dir:
             shutil.rmtree(work, ignore_errors=True)

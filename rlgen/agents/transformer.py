@@ -126,25 +126,42 @@ class CausalTransformer(nn.Module):
         time = self.timestep_embed(timesteps.clamp(0, self.max_timestep - 1))
         return self.embed_norm(self.action_embed(actions) + time)
 
-    def decode(self, tokens: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
-        """Action logits ``(B, L, A)`` at the observation tokens of ``tokens`` ``(B, kL, D)`` (after dropout),
-        ``mask`` ``(B, L)`` as ``forward``'s; with ``last_only``, ``(B, 1, A)`` at the last one only."""
+    def decode(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Action logits ``(B, L, A)`` at the observation tokens of ``tokens`` ``(B, kL, D)`` (after dropout);
+        ``mask`` ``(B, L)`` as ``forward``'s."""
         k = self.tokens_per_step
-        length = mask.shape[1]
+        hidden = self.transformer(tokens, mask=self.attention_mask(mask, tokens.shape[1]))  # (B, kL, D)
+        return self.action_head(hidden[:, k - 2 :: k])  # (B, L, A): at the observation tokens
+
+    def decode_last(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Acting's ``decode``: logits ``(B, 1, A)`` at the last observation token only, for ``tokens``
+        ``(B, kL - 1, D)`` that end with it (the unknown last action's token, which no earlier token sees,
+        left out). Every layer but the last runs on all tokens; the last one only on the final token's
+        query (its keys and values still come from all), so the feed-forward runs for one token per row."""
+        blocked = self.attention_mask(mask, tokens.shape[1])  # (T, T) or (B * heads, T, T)
+        *body, top = self.transformer.layers
+        x = tokens
+        for layer in body:
+            x = layer(x, src_mask=blocked)
+        h = top.norm1(x)  # the layers are pre-norm (norm_first)
+        attended = top.self_attn(h[:, -1:], h, h, attn_mask=blocked[..., -1:, :], need_weights=False)[0]  # (B, 1, D)
+        y = x[:, -1:] + top.dropout1(attended)
+        y = y + top.dropout2(top.linear2(top.dropout(top.activation(top.linear1(top.norm2(y))))))
+        return self.action_head(self.transformer.norm(y))  # (B, 1, A)
+
+    def attention_mask(self, mask: torch.Tensor, num_tokens: int) -> torch.Tensor:
+        """True where a token may not attend, for the first ``num_tokens`` tokens of windows whose steps
+        ``mask`` ``(B, L)`` marks real: ``(T, T)`` when no row is padded, else ``(B * heads, T, T)``."""
+        k, n = self.tokens_per_step, num_tokens
         # A token may attend to earlier-or-same real tokens. A padding token attends to itself
         # only: a row with every key masked would give NaNs that reach the gradients.
-        causal = self.causal[: k * length, : k * length]  # (kL, kL)
+        causal = self.causal[:n, :n]  # (T, T)
         if bool(mask.all()):  # no padding (every window once episodes are longer than the context): one shared mask
-            blocked = ~causal  # (kL, kL), True = may not attend; the same as the per-row masks below, and faster
-        else:
-            real = mask.repeat_interleave(k, dim=1)  # (B, kL)
-            diagonal = torch.eye(k * length, dtype=torch.bool, device=tokens.device)
-            allowed = causal & (real[:, None, :] | diagonal)  # (B, kL, kL)
-            blocked = (~allowed).repeat_interleave(self.n_heads, dim=0)  # (B * heads, kL, kL), True = may not attend
-
-        hidden = self.transformer(tokens, mask=blocked)  # (B, kL, D)
-        at_obs = hidden[:, k - 2 :: k]  # (B, L, D)
-        return self.action_head(at_obs[:, -1:] if last_only else at_obs)  # (B, L, A) (or (B, 1, A)): at the observation tokens
+            return ~causal  # the same as the per-row masks below, and faster
+        real = mask.repeat_interleave(k, dim=1)[:, :n]  # (B, T)
+        diagonal = torch.eye(n, dtype=torch.bool, device=mask.device)
+        allowed = causal & (real[:, None, :] | diagonal)  # (B, T, T)
+        return (~allowed).repeat_interleave(self.n_heads, dim=0)  # (B * heads, T, T)
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -307,7 +324,7 @@ class CausalTransformerAgent:
             n = len(h["tokens"])
             window[i, length - n :] = torch.stack(list(h["tokens"]))
             mask[i, length - n :] = True
-        logits = model.decode(window.flatten(1, 2), mask.to(device), last_only=True)[:, -1].float().cpu()  # (B, A)
+        logits = model.decode_last(window.flatten(1, 2)[:, :-1], mask.to(device))[:, -1].float().cpu()  # (B, A)
         if deterministic:
             actions_np = logits.argmax(dim=-1).numpy().astype(np.int64)
         elif uniforms is not None:
