@@ -19,7 +19,9 @@ weights), gradient norm clipped at 1.0, cross-entropy over the real (unpadded) s
 
 Acting is episodic and batched: the agent keeps each episode's last ``context_length`` steps,
 keyed by the ids the caller passes (``reset``/``act``/``observe``), and decides for every row of
-a batch in one forward pass, each row with its own history.
+a batch in one forward pass, each row with its own history. A step's tokens depend on that step
+alone, so they are computed once, when its observation arrives (the encoder sees each observation
+once), and the top layer runs for the last observation token only (``decode_last``).
 """
 
 from __future__ import annotations
