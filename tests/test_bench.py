@@ -30,8 +30,9 @@ def test_bench_data_quick():
     result = subprocess.run([sys.executable, str(ROOT / "bench" / "data.py"), "--quick"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
-    assert lines[0].split()[-1] == "ratio" and len(lines) == 5
+    assert lines[0].split()[-1] == "ratio" and len(lines) == 6
     assert all(float(line.split()[-1]) > 0 for line in lines[1:4])
+    assert lines[-1].startswith("load average")  # the machine's load, for the ratios above
 
 
 def test_bench_offline_quick():
