@@ -51,7 +51,7 @@ def cmd_splits_check(args: argparse.Namespace) -> int:
     print(f"{split.id}: fingerprinting {len(train)} training levels ({train}) and {len(held)} held-out levels ({held})"
           + (f", first frame + {args.rollout_steps} scripted steps" if args.rollout_steps else ", first frame"), file=sys.stderr)
     t0 = time.perf_counter()
-    report = find_duplicate_levels(split.suite, split.env, train, held, split.options, rollout_steps=args.rollout_steps)
+    report = find_duplicate_levels(split.suite, split.env, train, held, split.options, rollout_steps=args.rollout_steps, progress=True)
     elapsed = time.perf_counter() - t0
     n = len(report.duplicated_held_out)
     print(f"held-out levels checked       {len(held)}")
@@ -118,7 +118,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         # written per level set, so a kill keeps what finished; an earlier evaluation of the same
         # run, policy and level set is replaced (the latest evaluation wins)
         done = evaluate_and_record([candidate], run.split, args.which, run_dir / "results.jsonl", episodes=args.episodes, seed=args.seed,
-                                   num_envs=num_envs, deterministic=args.deterministic, on_result=show)  # fmt: skip
+                                   num_envs=num_envs, deterministic=args.deterministic, on_result=show, progress=True)  # fmt: skip
         replaced += done.replaced
         for w in done.warnings:
             print(f"rlgen: warning: {w}", file=sys.stderr)
