@@ -261,7 +261,7 @@ def cmd_datasets_export(args: argparse.Namespace) -> int:
     from rlgen.data.minari_io import export_minari
 
     ds = load_dataset(args.path)
-    path = export_minari(ds, args.minari)
+    path = export_minari(ds, args.minari, progress=True)
     print(f"exported {ds.num_episodes:,} episodes to Minari dataset {args.minari} ({path})")
     return 0
 
@@ -269,7 +269,7 @@ def cmd_datasets_export(args: argparse.Namespace) -> int:
 def cmd_datasets_import(args: argparse.Namespace) -> int:
     from rlgen.data.minari_io import import_minari
 
-    root = import_minari(args.minari, args.out, env=args.env)
+    root = import_minari(args.minari, args.out, env=args.env, progress=True)
     print(f"imported Minari dataset {args.minari} into {root}")
     return 0
 
@@ -277,7 +277,7 @@ def cmd_datasets_import(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from rlgen.report import fmt, make_report, table_lines
 
-    rep = make_report(args.paths, out_dir=args.out, seed=args.seed)
+    rep = make_report(args.paths, out_dir=args.out, seed=args.seed, progress=True)
     for note in rep.notes:
         print(f"rlgen: {note}", file=sys.stderr)
     if rep.results.dropped:

@@ -85,3 +85,22 @@ def test_bars_are_silent_when_stdout_is_not_a_terminal(monkeypatch):
     assert bar.active and not ProgressBar("x", total=3, enabled=False).active
     bar.close()
     assert not bar.active
+
+
+def test_rlgen_report_advances_a_bar_through_its_stages(tmp_path, monkeypatch):
+    import rlgen.report.document
+    from tests.test_report import three_seeds, write_rows
+
+    RecordingBar.made = []
+    stages = []
+
+    class StageBar(RecordingBar):
+        def update(self, completed=None, advance=None, **fields) -> None:
+            stages.append((completed, fields.get("stage")))
+
+    monkeypatch.setattr(rlgen.report.document, "ProgressBar", StageBar)
+    write_rows(tmp_path / "r" / "results.jsonl", three_seeds())
+    assert main(["report", str(tmp_path / "r"), "--out", str(tmp_path / "rep")]) == 0
+    (bar,) = RecordingBar.made
+    assert bar.total == 5 and bar.closed and [c for c, _ in stages] == [0, 1, 2, 3, 4, 5]
+    assert [s for _, s in stages] == ["per-game estimates", "aggregates", "improvements", "plots", "report.md", "done"]

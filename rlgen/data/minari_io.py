@@ -17,6 +17,7 @@ import numpy as np
 from rlgen.data.dataset import Dataset
 from rlgen.data.format import DatasetError, decode_shard, inside
 from rlgen.data.writer import DatasetWriter, Episode
+from rlgen.progress import ProgressBar
 
 #: Episodes handed to Minari per call, so export never holds more than about a shard in RAM.
 _CHUNK_EPISODES = 256
@@ -64,9 +65,10 @@ def _reference_scores(ds: Dataset) -> tuple[float, float] | None:
     return return_range(env, mode)
 
 
-def export_minari(ds: Dataset, dataset_id: str) -> Path:
+def export_minari(ds: Dataset, dataset_id: str, progress: bool = False) -> Path:
     """Write ``ds`` as the local Minari dataset ``dataset_id`` (e.g. ``rlgen/coinrun/expert-v0``).
-    Returns the Minari dataset's directory."""
+    Returns the Minari dataset's directory. ``progress``: a bar over the episodes written (``rlgen.progress``;
+    silent when stdout is not a terminal), advanced per chunk of ``_CHUNK_EPISODES``."""
     import gymnasium as gym
     import minari
 
@@ -77,25 +79,29 @@ def export_minari(ds: Dataset, dataset_id: str) -> Path:
     ref = _reference_scores(ds)
     chunks = _buffers(ds)
     first = next(chunks)
-    with warnings.catch_warnings():  # Minari warns that no gymnasium env spec was given: rlgen envs are not registered there
+    bar = ProgressBar(f"[bold]export[/] {ds.name} -> {dataset_id}", total=ds.num_episodes, unit="episodes", enabled=progress)
+    with bar, warnings.catch_warnings():  # Minari warns that no gymnasium env spec was given: rlgen envs are not registered there
         warnings.simplefilter("ignore", UserWarning)
         mds = minari.create_dataset_from_buffers(
             dataset_id, first, observation_space=obs_space, action_space=act_space, algorithm_name=f"rlgen {ds.manifest.get('skill', 'subset')}",
             description=json.dumps({"rlgen_env": ds.env, "rlgen_dataset": ds.name, "skill": ds.manifest.get("skill"), "split": ds.manifest.get("split")}),
             ref_min_score=ref[0] if ref else None, ref_max_score=ref[1] if ref else None, jpeg_encoding=False,
         )  # fmt: skip
-    for chunk in chunks:
-        mds.storage.update_episodes(chunk)
+        bar.update(advance=len(first))
+        for chunk in chunks:
+            mds.storage.update_episodes(chunk)
+            bar.update(advance=len(chunk))
     return Path(mds.storage.data_path).parent
 
 
-def import_minari(dataset_id: str, out: str | Path, env: str | None = None, shard_transitions: int = 50_000) -> Path:
+def import_minari(dataset_id: str, out: str | Path, env: str | None = None, shard_transitions: int = 50_000, progress: bool = False) -> Path:
     """Copy the local Minari dataset ``dataset_id`` (uint8 image observations, discrete actions) into
     an rlgen dataset at ``out``. ``env`` (``SUITE/ENV``) is needed unless the dataset came from rlgen.
     Levels come from ``infos["level"]`` when present, else the episode id.
 
     A truncated or structurally damaged HDF5 file is refused in one line; Minari stores no data checksums,
-    so a flipped byte inside an array cannot be detected here (rlgen's own shards carry checksums)."""
+    so a flipped byte inside an array cannot be detected here (rlgen's own shards carry checksums).
+    ``progress``: a bar over the episodes read (silent when stdout is not a terminal)."""
     import gymnasium as gym
     import minari
 
@@ -125,13 +131,15 @@ def import_minari(dataset_id: str, out: str | Path, env: str | None = None, shar
                 "source": {"minari": dataset_id}}  # fmt: skip
     if meta.get("split"):
         manifest["split"] = meta["split"]
-    with DatasetWriter(out, manifest, shard_transitions) as w:
+    bar = ProgressBar(f"[bold]import[/] {dataset_id}", total=int(mds.total_episodes), unit="episodes", enabled=progress)
+    with bar, DatasetWriter(out, manifest, shard_transitions) as w:
         try:
             for ep in mds.iterate_episodes():
                 levels = (ep.infos or {}).get("level")
                 level = int(np.asarray(levels)[0]) if levels is not None and len(levels) else int(ep.id)
                 w.add(Episode(np.asarray(ep.observations), np.asarray(ep.actions, np.int64), np.asarray(ep.rewards, np.float32),
                               np.asarray(ep.terminations, bool), np.asarray(ep.truncations, bool), level=level, policy=manifest["skill"]))  # fmt: skip
+                bar.update(advance=1)
         except _READ_ERRORS as e:  # no manifest is written: the directory holds no dataset
             raise DatasetError(f"Minari dataset {dataset_id!r} ({where}): an episode cannot be read, the file is truncated or corrupt: "
                                f"{_first_line(e)}") from None  # fmt: skip
