@@ -29,7 +29,7 @@ import gymnasium as gym
 import numpy as np
 
 from rlgen.envs.splits import LevelSplit
-from rlgen.envs.suites import get_suite, make_env
+from rlgen.envs.suites import get_suite, make_env, parse_env_id
 from rlgen.errors import SplitError
 
 NAMESPACE = "rlgen"
@@ -47,20 +47,25 @@ def gym_id(suite: str, env: str, which: str) -> str:
     return f"{NAMESPACE}/{suite}-{env}-{word}-v{VERSION}"
 
 
-def _split(env: str, num_levels: int | None, validation_levels: int, options: Mapping[str, Any] | None) -> LevelSplit:
+def _split(env: str, num_levels: int | None, validation_levels: int, options: Mapping[str, Any] | None,
+           split: Mapping[str, Any] | None = None) -> LevelSplit:  # fmt: skip
+    if split is not None:  # an exact split (``LevelSplit.to_dict``): what a dataset's env spec records
+        return LevelSplit.from_dict(split)
     suite, _, name = env.partition("/")
     return get_suite(suite).default_split(get_suite(suite).canonical_env(name), num_levels=num_levels,
                                           options=dict(options or {}), validation_levels=validation_levels)  # fmt: skip
 
 
 def make_vector(num_envs: int = 1, *, env: str, which: str, num_levels: int | None = None, validation_levels: int = 50,
-                options: Mapping[str, Any] | None = None, seed: int = 0, **unused: Any) -> gym.vector.VectorEnv:  # fmt: skip
-    """``gymnasium.make_vec``'s entry point: ``make_env`` of the default split (``env`` is ``suite/name``).
-    The suites' vector envs reseed their level streams on ``reset(seed=s)`` exactly as ``make_env(seed=s)``."""
+                options: Mapping[str, Any] | None = None, seed: int = 0, split: Mapping[str, Any] | None = None,
+                **unused: Any) -> gym.vector.VectorEnv:  # fmt: skip
+    """``gymnasium.make_vec``'s entry point: ``make_env`` of the default split (``env`` is ``suite/name``), or of
+    ``split`` (a ``LevelSplit.to_dict()``) when given. The suites' vector envs reseed their level streams on
+    ``reset(seed=s)`` exactly as ``make_env(seed=s)``."""
     unused.pop("max_episode_steps", None)  # make_vec passes the spec's; episode limits are the suite's options
     if unused:
-        raise SplitError(f"unknown argument(s) {sorted(unused)}; allowed: num_levels, validation_levels, options, seed")
-    return make_env(_split(env, num_levels, validation_levels, options), which, num_envs=num_envs, seed=seed)
+        raise SplitError(f"unknown argument(s) {sorted(unused)}; allowed: num_levels, validation_levels, options, seed, split")
+    return make_env(_split(env, num_levels, validation_levels, options, split), which, num_envs=num_envs, seed=seed)
 
 
 class LevelSetEnv(gym.Env):
@@ -73,9 +78,9 @@ class LevelSetEnv(gym.Env):
     metadata: dict[str, Any] = {"render_modes": []}
 
     def __init__(self, *, env: str, which: str, num_levels: int | None = None, validation_levels: int = 50,
-                 options: Mapping[str, Any] | None = None, seed: int = 0) -> None:  # fmt: skip
+                 options: Mapping[str, Any] | None = None, seed: int = 0, split: Mapping[str, Any] | None = None) -> None:  # fmt: skip
         self._vec = make_vector(1, env=env, which=which, num_levels=num_levels, validation_levels=validation_levels,
-                                options=options, seed=seed)  # fmt: skip
+                                options=options, seed=seed, split=split)  # fmt: skip
         self.observation_space = self._vec.single_observation_space
         self.action_space = self._vec.single_action_space
         self._started = False
@@ -121,6 +126,41 @@ def _env_names(suite: str) -> tuple[str, ...]:
     from rlgen.envs.minigrid import _registry  # noqa: PLC0415 - imports MiniGrid (about 0.1 s) for its env list
 
     return tuple(_registry())
+
+
+def env_spec_of(split: LevelSplit, which: str = "train") -> gym.envs.registration.EnvSpec:
+    """A Gymnasium ``EnvSpec`` of ``split``'s ``which`` levels, exact (the split travels in its kwargs): what an
+    exported dataset records, so ``gymnasium.make(spec)`` (Minari's ``recover_environment()``) rebuilds the env
+    without importing rlgen first (the entry point names the module)."""
+    short = _short_name(split.suite, split.env)
+    kwargs = {"env": split.id, "which": which, "split": split.to_dict()}
+    return gym.envs.registration.EnvSpec(gym_id(split.suite, short, which), entry_point=f"{__name__}:LevelSetEnv",
+                                         vector_entry_point=f"{__name__}:make_vector", kwargs=kwargs)  # fmt: skip
+
+
+def rlgen_env_of_spec(spec: Any) -> str | None:
+    """The rlgen env (``suite/name``) an ``EnvSpec`` makes: rlgen's own (its ``env`` kwarg), a MiniGrid id
+    (``MiniGrid-DoorKey-6x6-v0`` -> ``minigrid/MiniGrid-DoorKey-6x6-v0``); None for anything else."""
+    if spec is None:
+        return None
+    entry = str(getattr(spec, "entry_point", "") or "")
+    kwargs = getattr(spec, "kwargs", None) or {}
+    if entry.startswith(f"{__name__}:") and isinstance(kwargs.get("env"), str):
+        suite, name = parse_env_id(kwargs["env"])  # canonical: "minigrid/empty-5x5" -> "minigrid/MiniGrid-Empty-5x5-v0"
+        return f"{suite}/{name}"
+    env_id = str(getattr(spec, "id", "") or "")
+    if env_id.startswith("MiniGrid-"):
+        return f"minigrid/{env_id}"
+    return None
+
+
+def _short_name(suite: str, canonical: str) -> str:
+    """The name ids use for a canonical env: MiniGrid's short name (``doorkey-6x6``), else the canonical one."""
+    if suite == "minigrid":
+        from rlgen.envs.minigrid import _registry  # noqa: PLC0415
+
+        return next((short for short, full in _registry().items() if full == canonical), canonical)
+    return canonical
 
 
 def register_gymnasium_ids(suites: tuple[str, ...] = ("procgen", "minigrid")) -> list[str]:
