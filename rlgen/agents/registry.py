@@ -245,6 +245,10 @@ def load_agent(run_dir: str | Path, checkpoint: str | None = None, device: str |
     return LoadedAgent(run, algorithm.name, agent, split, cfg, resolved, checkpoint, progress if isinstance(progress, TrainingProgress) else None)
 
 
+#: rlgen's online trainers' state files (``num_timesteps``, ``finished``: ``rlgen.agents.run_dir.write_state``).
+ONLINE_STATE_FILES = {"ppo": "checkpoints/state.json", "ppo_jax": "checkpoints/state.json"}
+
+
 def train_and_describe(cfg: RlgenConfig) -> tuple[Path, str]:
     """``rlgen train``: check ``cfg``'s inputs (writable run directory, datasets: before any heavy import), train
     or resume its algorithm, and say in one line what happened. Returns the run directory and that line."""
@@ -263,6 +267,17 @@ def train_and_describe(cfg: RlgenConfig) -> tuple[Path, str]:
         if before["finished"] and after["step"] == before["step"]:
             return run_dir, f"nothing to do: {run_dir} finished training at gradient step {after['step']:,}{early}"
         return run_dir, f"trained {cfg.algo} on {cfg.dataset} to gradient step {after['step']:,}{early}; run directory {run_dir}"  # type: ignore[attr-defined]
+    if algorithm.kind == "online" and cfg.algo in ONLINE_STATE_FILES:  # type: ignore[attr-defined]
+        # the steps the state file records: PPO runs whole rollouts, so it can pass total_steps (4,096 for 4,000)
+        from rlgen.agents.run_dir import read_state
+
+        state_file = ONLINE_STATE_FILES[cfg.algo]  # type: ignore[attr-defined]
+        before = read_state(cfg.out_dir, state_file)
+        run_dir = algorithm.trainer()(cfg)
+        after = read_state(run_dir, state_file)
+        if before.get("finished") and after.get("num_timesteps") == before.get("num_timesteps"):
+            return run_dir, f"nothing to do: {run_dir} finished training at env step {after['num_timesteps']:,}"
+        return run_dir, f"trained {cfg.algo} on {cfg.env} to env step {after['num_timesteps']:,}; run directory {run_dir}"  # type: ignore[attr-defined]
     run_dir = algorithm.trainer()(cfg)
     # a registered algorithm's schema need not have rlgen's own budget fields: say what the schema has
     data, budget, unit = (getattr(cfg, "dataset", None), getattr(cfg, "steps", None), "gradient steps") if algorithm.kind == "offline" \
