@@ -91,6 +91,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from rlgen.evaluation import generalization_gap
     from rlgen.pipeline.evaluate_run import evaluate_and_record, run_candidates
 
+    from rlgen.agents.run_dir import member_runs
+
+    members = member_runs(Path(args.run_dir))
+    if len(members) > 1 or members[0] != Path(args.run_dir):  # a seed group: every member is a run, with its own rows
+        for i, member in enumerate(members):
+            print(f"{member}:")
+            cmd_evaluate(argparse.Namespace(**{**vars(args), "run_dir": str(member), "random_baseline": args.random_baseline and i == 0}))
+        print(f"{len(members)} runs, one per seed: `rlgen report {args.run_dir}` gives CIs over them")
+        return 0
     run_dir = Path(args.run_dir)
     run = load_agent(run_dir, checkpoint=args.checkpoint, device=args.device)
     num_envs = int(getattr(run.config, "eval_num_envs", 16))

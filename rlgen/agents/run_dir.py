@@ -8,6 +8,9 @@ What a training run directory holds, whichever learner wrote it::
     checkpoints/     the resumable checkpoint and its ``state.json``
     .lock            flock()ed by the process training in the directory
 
+A trainer that trains several seeds in one process (the JAX offline agents) writes a *seed group* instead:
+``group.json`` naming its members, each a run directory as above (:func:`member_runs`).
+
 and what every trainer does with it: one trainer at a time (:func:`locks_run_dir`), the resume preamble
 (:func:`resume_preamble`: is there a checkpoint, is the run finished, is it the same config), the
 resolved config and run id (:func:`write_resolved_config`), ladder rungs (:func:`append_rung`),
@@ -50,11 +53,14 @@ from rlgen.errors import RlgenError, TrainingInterrupted
 __all__ = ["CONFIG", "LADDER", "LOCK", "RUN_FILE", "Resume", "TrainingInterrupted", "append_rung", "check_same_config", "ensure_run_id",
            "inside_run_dir", "locks_run_dir", "path_run_id", "read_json", "read_ladder", "read_run_config", "read_run_id", "read_state",
            "recover_unit", "resume_preamble", "run_dir_lock", "stop_on_signals", "write_resolved_config", "write_state", "write_unit",
-           "keep_rung", "final_checkpoint", "interrupted", "tensorboard_writer", "config_dict", "ladder_or_new", "RESUME_NEUTRAL_KEYS"]  # fmt: skip
+           "keep_rung", "final_checkpoint", "interrupted", "tensorboard_writer", "config_dict", "ladder_or_new", "RESUME_NEUTRAL_KEYS", "GROUP",
+           "member_runs"]  # fmt: skip
 
 CONFIG = "config.yaml"
 LADDER = "ladder.json"
 RUN_FILE = "run.json"
+#: A seed group's record: ``{"format", "algo", "seeds", "members": {seed: relative dir}, "config"}``.
+GROUP = "group.json"
 #: The lock file of a run directory; its content says who holds it (JSON: pid, command, since).
 LOCK = ".lock"
 
@@ -176,6 +182,9 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
     """
     path = Path(run_dir) / CONFIG
     if not path.is_file():
+        if (Path(run_dir) / GROUP).is_file():
+            names = ", ".join(str(m.relative_to(run_dir)) for m in member_runs(run_dir))
+            raise RlgenError(f"{str(run_dir)!r} is a group of seed runs ({names}); name one of them, or evaluate them all with `rlgen evaluate {run_dir}`")
         raise RlgenError(f"{str(run_dir)!r} is not a run directory (no {CONFIG}); pass the out_dir of `rlgen train`")
     import yaml
 
@@ -207,6 +216,20 @@ def check_same_config(run_dir: Path, cfg: Any, ignore: Iterable[str] = RESUME_NE
             f"{run_dir} holds a run with a different config (keys differ: {', '.join(diff)}); "
             "use another out_dir, or delete the directory to start over"
         )
+
+
+def member_runs(run_dir: str | Path) -> list[Path]:
+    """The run directories ``run_dir`` stands for: its seed group's members (``group.json``, in seed order),
+    or ``[run_dir]`` itself. Member paths must stay inside the group; a torn record is one ``RlgenError``."""
+    d = Path(run_dir)
+    path = d / GROUP
+    if not path.is_file():
+        return [d]
+    group = read_json(path)
+    members = group.get("members") if isinstance(group, dict) else None
+    if not isinstance(members, dict) or not members:
+        raise RlgenError(f"{path}: expected an object with a non-empty `members` mapping (seed -> directory)")
+    return [d / inside_run_dir(d, rel, path).relative_to(d.resolve()) for rel in members.values()]
 
 
 # --- resuming --------------------------------------------------------------------------------------
