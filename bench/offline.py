@@ -12,6 +12,7 @@ IQL and BCT have no d3rlpy counterpart; their absolute updates/s are printed. Me
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -86,17 +87,19 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--updates", type=int, default=5)
+    parser.add_argument("--algos", default="bc,bcq,cql,dt,iql,bct", help="comma-separated subset to time")
     args = parser.parse_args(argv)
     configure_logging(debug=False)
     N_UPDATES = 10 if args.quick else args.updates
     shape, encoder, n = ((3, 7, 7), "minigrid_cnn", 2000) if args.quick else ((3, 64, 64), "impala", 20_000)
     batch = {"bc": 256, "bcq": 512, "cql": 256, "iql": 512, "dt": 512, "bct": 512}
     torch.manual_seed(0)
+    load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         ds = load_dataset(make_data(Path(tmp) / "d", shape, n))
         rng = np.random.default_rng(0)
         print(f"{'algo':<6} {'batch':>6} {'rlgen updates/s':>16} {'d3rlpy updates/s':>17} {'ratio':>6}")
-        for algo in ("bc", "bcq", "cql", "dt", "iql", "bct"):
+        for algo in args.algos.split(","):
             bs = 32 if args.quick else batch[algo]
             cfg = validate_config({"algo": algo, "dataset": str(ds.root), "batch_size": bs, "network": encoder, "device": "cpu",
                                    "n_layers": 2 if args.quick else 6, "n_heads": 2 if args.quick else 8, "embed_dim": 32 if args.quick else 128}, OfflineConfig)  # fmt: skip
@@ -111,6 +114,8 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             ours, plain = median_rates([ours_step, d3rlpy_plain(algo, cfg, ds, encoder)], N_UPDATES)
             print(f"{algo:<6} {bs:>6} {ours:>16.2f} {plain:>17.2f} {ours / plain:>6.3f}")
+        print(f"median of {N_UPDATES} interleaved updates; torch threads {torch.get_num_threads()}; "
+              f"load average (1 min) before {load0:.2f}, after {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

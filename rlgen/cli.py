@@ -18,10 +18,11 @@ from rlgen.errors import RlgenError, TrainingInterrupted
 
 
 def _config_from_target(target: str, overrides: Sequence[str]):  # -> RlgenConfig
-    """``target`` is a YAML config path or ``SUITE/ENV``."""
+    """``target`` is a YAML config path, a shipped config's name or ``SUITE/ENV``."""
     from rlgen.config import load_config
+    from rlgen.config.shipped import shipped_name
 
-    if target.endswith((".yaml", ".yml")) or Path(target).is_file():
+    if target.endswith((".yaml", ".yml")) or Path(target).is_file() or shipped_name(target):
         return load_config(target, overrides)
     return load_config(None, [f"env={target}", *overrides])
 
@@ -70,26 +71,28 @@ def cmd_splits_check(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from rlgen.agents import get_algorithm, train_schema
+    from rlgen.agents import train_and_describe, train_schema
     from rlgen.config import load_config
 
     cfg = load_config(args.config, args.overrides, schema=train_schema(args.config, args.overrides))
-    algorithm = get_algorithm(cfg.algo)  # type: ignore[attr-defined]
-    run_dir = algorithm.trainer()(cfg)  # heavy imports (torch, SB3, d3rlpy, JAX) only after the config is valid
-    if algorithm.kind == "offline":
-        print(f"trained {cfg.algo} on {cfg.dataset} for {cfg.steps:,} gradient steps; run directory {run_dir}")  # type: ignore[attr-defined]
-    else:
-        print(f"trained {cfg.algo} on {cfg.env} for {cfg.total_steps:,} env steps; run directory {run_dir}")  # type: ignore[attr-defined]
+    run_dir, summary = train_and_describe(cfg)  # input checks first; heavy imports only after them
+    print(summary)
     print(f"next: rlgen evaluate {run_dir} --episodes 100")
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    if args.episodes < 1:
-        raise RlgenError(f"--episodes must be >= 1, got {args.episodes}")
+    from rlgen.config import LIMITS, MAX_SEED
+
+    limit = LIMITS["episodes"]
+    if not 1 <= args.episodes <= limit.value:
+        raise RlgenError(f"--episodes {args.episodes}: must be 1 to {limit.value:,} ({limit.why})")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise RlgenError(f"--seed {args.seed}: must be 0 to {MAX_SEED:,}")
     from rlgen.agents import load_agent
+    from rlgen.agents.run_dir import check_writable_dir
     from rlgen.evaluation import generalization_gap
-    from rlgen.pipeline.evaluate_run import evaluate_and_record, run_candidates
+    from rlgen.pipeline.evaluate_run import adopt_old_run, evaluate_and_record, run_candidates
 
     from rlgen.agents.run_dir import member_runs
 
@@ -102,7 +105,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return 0
     run_dir = Path(args.run_dir)
     run = load_agent(run_dir, checkpoint=args.checkpoint, device=args.device)
+    check_writable_dir(run_dir, "run directory", "rlgen evaluate writes its results.jsonl there: fix its permissions, or evaluate a copy "
+                       "of the run")  # before evaluating, not after  # fmt: skip
     num_envs = int(getattr(run.config, "eval_num_envs", 16))
+    if note := adopt_old_run(run):
+        print(f"rlgen: {note}", file=sys.stderr)
+    p = run.progress
+    if p is not None and p.finished is False:
+        at = f"step {p.step:,}" if p.step is not None else "an unknown step"
+        of = f" of {p.total:,}" if p.total is not None else ""
+        print(f"rlgen: warning: {run_dir} has not finished training: evaluating its model at {at}{of}; "
+              "its rows say finished: false, and `rlgen report` flags them", file=sys.stderr)  # fmt: skip
 
     def show(name: str, which: str, r) -> None:  # noqa: ANN001 - an EvalResult
         norm = f"{r.mean_normalized:.3f}" if r.mean_normalized is not None else "-"
@@ -124,6 +137,36 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             kind = "normalized" if g.normalized else "raw"
             print(f"{candidate.name:<8} gap ({kind} train - held-out) {g.gap:+.3f}  95% CI [{g.ci_low:+.3f}, {g.ci_high:+.3f}] (evaluation noise of this run only)")
     print(f"wrote to {run_dir / 'results.jsonl'}" + (f"; replaced {replaced} earlier row(s) of the same evaluations" if replaced else ""))
+    return 0
+
+
+def cmd_configs_ls(args: argparse.Namespace) -> int:
+    from rlgen.config.shipped import describe, shipped_configs
+
+    configs = {n: p for n, p in shipped_configs().items() if not args.kind or n.split("/", 1)[0] == args.kind}
+    if not configs:
+        kinds = sorted({n.split("/", 1)[0] for n in shipped_configs()})
+        raise RlgenError(f"no shipped configs of kind {args.kind!r}; kinds: {', '.join(kinds)}")
+    width = max(map(len, configs))
+    for name, path in configs.items():
+        print(f"{name:<{width}}  {describe(path)}")
+    print(f"{len(configs)} configs; use one by name (rlgen train ppo/minigrid_doorkey) or copy it: rlgen configs copy NAME my.yaml",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_configs_show(args: argparse.Namespace) -> int:
+    from rlgen.config.shipped import find_shipped
+
+    print(find_shipped(args.name).read_text(), end="")
+    return 0
+
+
+def cmd_configs_copy(args: argparse.Namespace) -> int:
+    from rlgen.config.shipped import copy_shipped
+
+    dest = copy_shipped(args.name, Path(args.dest), force=args.force)
+    print(f"copied {args.name} to {dest}; edit it, then e.g. rlgen train {dest}")
     return 0
 
 
@@ -369,6 +412,20 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. skill=mixed transitions=1000000")
     collect.set_defaults(func=cmd_collect)
 
+    configs = sub.add_parser("configs", help="list, show and copy the configs shipped with rlgen",
+                             description="The configs shipped with rlgen, by name (kind/stem, e.g. ppo/minigrid_doorkey). Any "
+                             "command's config argument may name one instead of a file.")
+    csub = configs.add_subparsers(dest="configs_command", metavar="SUBCOMMAND", required=True)
+    p = csub.add_parser("ls", help="list the shipped configs, with what each is")
+    p.add_argument("kind", nargs="?", help="only this kind (ppo, ppo_jax, offline, collect, splits, study)")
+    p.set_defaults(func=cmd_configs_ls)
+    for verb, what, func in (("show", "print a shipped config", cmd_configs_show), ("copy", "copy a shipped config to a file to edit", cmd_configs_copy)):
+        p = csub.add_parser(verb, help=what)
+        p.add_argument("name", help="e.g. ppo/minigrid_doorkey")
+        p.set_defaults(func=func)
+    p.add_argument("dest", help="file (or directory) to write")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+
     datasets = sub.add_parser("datasets", help="list, inspect, verify and export datasets", description="Datasets.")
     dsub = datasets.add_subparsers(dest="datasets_command", metavar="SUBCOMMAND", required=True)
     p = dsub.add_parser("ls", help="list the datasets under a directory")
@@ -439,6 +496,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RlgenError as e:
         if args.debug:
             raise
+        for w in e.warnings:  # what was met on the way (skipped lines...) often says why
+            print(f"rlgen: warning: {w}", file=sys.stderr)
         print(f"rlgen: error: {e}", file=sys.stderr)
         return 130 if isinstance(e, TrainingInterrupted) else 2
     except KeyboardInterrupt:

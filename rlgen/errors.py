@@ -8,7 +8,13 @@ from __future__ import annotations
 
 
 class RlgenError(Exception):
-    """A problem with the user's input or environment, with a message that says how to fix it."""
+    """A problem with the user's input or environment, with a message that says how to fix it.
+
+    ``warnings``: one line each, met on the way to the error (lines skipped as unreadable...); the CLI
+    prints them before the error's line.
+    """
+
+    warnings: tuple[str, ...] = ()
 
 
 class ConfigError(RlgenError, ValueError):

@@ -38,6 +38,16 @@ def test_bench_offline_quick():
     result = subprocess.run([sys.executable, str(ROOT / "bench" / "offline.py"), "--quick"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
-    assert lines[0].split()[-1] == "ratio" and [line.split()[0] for line in lines[1:]] == ["bc", "bcq", "cql", "dt", "iql", "bct"]
+    assert lines[0].split()[-1] == "ratio" and [line.split()[0] for line in lines[1:-1]] == ["bc", "bcq", "cql", "dt", "iql", "bct"]
+    assert lines[-1].startswith("median of") and "load average" in lines[-1]
     assert all(float(line.split()[-1]) > 0 for line in lines[1:5])
     assert "Gym has been unmaintained" not in result.stderr
+
+
+def test_bench_evaluate_quick():
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "evaluate.py"), "--quick"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].split()[-1] == "bc" and [line.split()[0] for line in lines[1:4]] == ["bc", "dt", "bct"]
+    assert float(lines[1].split()[-1]) == 1.0 and all(float(line.split()[-1]) > 0 for line in lines[2:4])
+    assert "load average" in lines[-1]

@@ -68,3 +68,92 @@ def test_train_bad_input_is_one_line_and_writes_nothing(tmp_path, monkeypatch, c
     assert err.count("\n") == 1 and "Traceback" not in err and names in err, err
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "afile", "b"]  # nothing written, inside or outside
     assert not Path("/tmp/rlgen-absolute-name").exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "names"),
+    [("out_dir=''", "out_dir ''"), ("total_steps=true", "`total_steps`"), ("ppo.n_steps=1000000000", "`ppo.n_steps`"),
+     ("ladder.episodes=1000000000", "`ladder.episodes`")],
+)  # fmt: skip
+def test_train_refuses_empty_out_dirs_booleans_and_huge_sizes_before_any_work(tmp_path, monkeypatch, capsys, override, names):
+    from pathlib import Path
+
+    monkeypatch.chdir(tmp_path)
+    config = Path(__file__).resolve().parents[1] / "configs/ppo/minigrid_doorkey.yaml"
+    assert main(["train", str(config), *TRAIN_TINY, override]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and names in err, err
+    assert list(tmp_path.iterdir()) == []  # no runs/ppo or anything else
+
+
+def test_evaluate_refuses_huge_episode_counts_and_seeds_before_loading(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "no-run"), "--episodes", "1000000000"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--episodes 1000000000: must be 1 to 1,000,000" in err, err
+    assert main(["evaluate", str(tmp_path / "no-run"), "--seed", "99999999999999999999"]) == 2
+    assert "--seed 99999999999999999999: must be 0 to 4,294,967,295" in capsys.readouterr().err
+
+
+def test_report_prints_the_skipped_lines_before_its_error(tmp_path, capsys):
+    (tmp_path / "results.jsonl").write_text('{"torn": \n[1, 2]\n')
+    assert main(["report", str(tmp_path)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 3 and all(line.startswith("rlgen: warning: ") and "results.jsonl:" in line for line in lines[:2]), lines
+    assert lines[-1].startswith("rlgen: error: no agent has both train and held-out results")
+
+
+# --- an out_dir (or a run directory to evaluate) where nothing can be written ----------------------
+
+
+def unprivileged(cmd: list[str]) -> list[str]:
+    """``cmd`` run without root's power to write anywhere (as the review did: setpriv drops DAC override)."""
+    import os
+
+    if os.geteuid() != 0:
+        return cmd
+    if not shutil.which("setpriv"):
+        pytest.skip("running as root without setpriv: cannot drop the capability that writes into read-only directories")
+    return ["setpriv", "--inh-caps=-dac_override,-dac_read_search", "--bounding-set=-dac_override,-dac_read_search", *cmd]
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    d = tmp_path / "ro"
+    d.mkdir()
+    d.chmod(0o555)
+    yield d
+    d.chmod(0o755)
+
+
+@pytest.mark.parametrize("where", ["ro/run", "ro"])
+def test_train_into_an_unwritable_out_dir_is_one_line_naming_it(tmp_path, read_only, where):
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / where
+    config = Path(__file__).resolve().parents[1] / "configs/ppo/minigrid_doorkey.yaml"
+    cmd = unprivileged([sys.executable, "-m", "rlgen.cli", "train", str(config), *TRAIN_TINY, f"out_dir={out}"])
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr and str(out) in result.stderr
+    assert "cannot write there" in result.stderr and "Permission denied" in result.stderr, result.stderr
+    assert list(read_only.iterdir()) == []
+
+
+def test_evaluate_checks_it_can_write_results_before_evaluating(tmp_path):
+    import sys
+    from pathlib import Path
+
+    run = tmp_path / "run"
+    config = Path(__file__).resolve().parents[1] / "configs/ppo/minigrid_doorkey.yaml"
+    assert main(["train", str(config), *TRAIN_TINY, f"out_dir={run}"]) == 0
+    run.chmod(0o555)
+    try:
+        result = subprocess.run(unprivileged([sys.executable, "-m", "rlgen.cli", "evaluate", str(run), "--episodes", "2"]),
+                                capture_output=True, text=True, timeout=300)  # fmt: skip
+    finally:
+        run.chmod(0o755)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and str(run) in result.stderr and "results.jsonl" in result.stderr, result.stderr
+    assert result.stdout == ""  # refused before evaluating: no header, no result line
+    assert not (run / "results.jsonl").exists()

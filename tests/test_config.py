@@ -188,3 +188,108 @@ def test_study_name_and_seeds_are_checked_too():
                             ("ray.connect_timeout_s=.inf", "finite")):  # fmt: skip
         with pytest.raises(ConfigError, match=match.replace("(", r"\(")):
             load_config(None, ["datasets={skills: [random]}", override], schema=StudyConfig)
+
+
+# --- size-like keys: documented upper bounds, one line naming the key and the limit -------------------
+
+
+def _size_cases():
+    from rlgen.config import CollectConfig, JaxPPOConfig, OfflineConfig, PPOConfig
+    from rlgen.pipeline.study import StudyConfig
+
+    ppo, jax, offline, dt = (PPOConfig, []), (JaxPPOConfig, []), (OfflineConfig, ["dataset=data/x"]), (OfflineConfig, ["dataset=data/x", "algo=dt"])
+    study = (StudyConfig, ["datasets={skills: [random]}"])
+    return [
+        (*ppo, "total_steps=1000000000000", "total_steps", "100,000,000,000"),
+        (*ppo, "ppo.n_steps=1000000000", "ppo.n_steps", "1,048,576"),
+        (*ppo, "ppo.n_epochs=1000000", "ppo.n_epochs", "1,000"),
+        (*ppo, "ladder.episodes=1000000000", "ladder.episodes", "1,000,000"),
+        (*ppo, "ladder.every_steps=1000000000000", "ladder.every_steps", "100,000,000,000"),
+        (*ppo, "checkpoint_every=1000000000000", "checkpoint_every", "100,000,000,000"),
+        (*ppo, "split.duplicate_check_levels=1000000000", "split.duplicate_check_levels", "1,000,000"),
+        (*jax, "ppo_jax.n_steps=1000000", "ppo_jax.n_steps", "16,777,216"),
+        (*jax, "ppo_jax.hidden_dim=1000000", "ppo_jax.hidden_dim", "16,384"),
+        (*jax, "ppo_jax.embed_dim=1000000", "ppo_jax.embed_dim", "16,384"),
+        (*jax, "log_every_steps=1000000000000", "log_every_steps", "100,000,000,000"),
+        (*offline, "steps=100000000000", "steps", "10,000,000,000"),
+        (*offline, "batch_size=1000000", "batch_size", "65,536"),
+        (*offline, "eval.episodes=1000000000", "eval.episodes", "1,000,000"),
+        (*offline, "eval.every_steps=100000000000", "eval.every_steps", "10,000,000,000"),
+        (*offline, "target_update_interval=100000000000", "target_update_interval", "10,000,000,000"),
+        (*offline, "checkpoint_every=100000000000", "checkpoint_every", "10,000,000,000"),
+        (*dt, "context_length=1000000", "context_length", "1,024"),
+        (*dt, "embed_dim=1000000", "embed_dim", "8,192"),
+        (*dt, "n_layers=1000000", "n_layers", "128"),
+        (*dt, "n_heads=1000", "n_heads", "128"),
+        (*dt, "n_layers=100 embed_dim=8192 n_heads=8", "n_layers", "2,000,000,000"),
+        (*dt, "batch_size=65536 context_length=100", "batch_size", "1,048,576"),
+        (*study, "evaluation.episodes=1000000000", "evaluation.episodes", "1,000,000"),
+        (*study, "evaluation.num_envs=100000", "evaluation.num_envs", "4,096"),
+        (CollectConfig, ["skill=random"], "split.duplicate_check_levels=1000000000", "split.duplicate_check_levels", "1,000,000"),
+    ]  # fmt: skip
+
+
+SIZE_CASES = _size_cases()
+
+
+@pytest.mark.parametrize(("schema", "base", "override", "key", "limit"), SIZE_CASES, ids=[c[2] for c in SIZE_CASES])
+def test_size_like_keys_have_upper_bounds(schema, base, override, key, limit):
+    with pytest.raises(ConfigError) as info:
+        load_config(None, [*base, *override.split()], schema=schema)
+    message = str(info.value)
+    assert "\n" not in message and f"key `{key}`" in message and f"at most {limit}" in message, message
+
+
+def test_values_up_to_the_bounds_are_accepted():
+    from rlgen.config import JaxPPOConfig, OfflineConfig, PPOConfig
+
+    assert load_config(None, ["num_envs=4096", "ppo.n_steps=256", "total_steps=100000000000"], schema=PPOConfig).ppo.n_steps == 256
+    assert load_config(None, ["num_envs=65536", "ppo_jax.n_steps=256"], schema=JaxPPOConfig).num_envs == 65536
+    dt = load_config(None, ["dataset=x", "algo=dt", "context_length=1024", "batch_size=1024", "embed_dim=4096", "n_layers=8"], schema=OfflineConfig)
+    assert dt.context_length == 1024
+
+
+def test_every_limit_is_documented_in_the_readme():
+    from rlgen.config import LIMITS
+
+    readme = (CONFIGS.parent / "README.md").read_text()
+    section = readme[readme.index("### Limits of size-like keys"):]
+    section = section[: section.index("\n#", 4)]
+    for name, limit in LIMITS.items():
+        assert f"| {limit.value:,} |" in section, f"README's limits table lacks {name} ({limit.value:,})"
+
+
+# --- strict numbers, non-empty out_dir --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("override", ["total_steps=true", "seed=false", "num_envs=true", "ppo.n_steps=true", "ppo.learning_rate=true",
+                                      "checkpoint_every=true", "split.num_levels=true", "split.train=true"])  # fmt: skip
+def test_true_and_false_are_not_numbers(override):
+    from rlgen.config import PPOConfig
+
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError) as info:
+        load_config(CONFIGS / "ppo/minigrid_doorkey.yaml", [override], schema=PPOConfig)
+    assert "\n" not in str(info.value) and f"key `{key}`" in str(info.value) and "true/false is not" in str(info.value)
+
+
+def test_numbers_and_booleans_still_load_where_they_belong():
+    from rlgen.config import PPOConfig
+    from rlgen.pipeline.study import StudyConfig
+
+    cfg = load_config(CONFIGS / "ppo/minigrid_doorkey.yaml", ["ppo.learning_rate=1", "progress=false", "split.train=[1, 2]", "split.num_levels=null"],
+                      schema=PPOConfig)  # fmt: skip
+    assert cfg.ppo.learning_rate == 1.0 and cfg.progress is False
+    with pytest.raises(ConfigError, match=r"key `seeds` = \[0, True\]: true/false is not an integer"):
+        load_config(None, ["datasets={skills: [random]}", "seeds=[0, true]"], schema=StudyConfig)
+
+
+@pytest.mark.parametrize("value", ["''", "' '"])
+def test_an_empty_out_dir_is_refused_by_every_schema(value):
+    from rlgen.config import CollectConfig, JaxPPOConfig, OfflineConfig, PPOConfig
+    from rlgen.pipeline.study import StudyConfig
+
+    for schema, base in ((PPOConfig, []), (JaxPPOConfig, []), (OfflineConfig, ["dataset=x"]), (CollectConfig, ["skill=random"]),
+                         (StudyConfig, ["datasets={skills: [random]}"])):  # fmt: skip
+        with pytest.raises(ConfigError, match="out_dir .* is not a directory path"):
+            load_config(None, [*base, f"out_dir={value}"], schema=schema)

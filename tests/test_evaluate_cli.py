@@ -90,6 +90,42 @@ def offline_dataset(path: Path) -> Path:
                                      "policies": [{"label": "expert"}]})  # fmt: skip
 
 
+def test_sampled_evaluations_do_not_depend_on_how_many_episodes_run_at_once(ppo_run):
+    # Before: sampled actions came from one generator in batch order: the random baseline scored held-out
+    # 0.027 / 0.027 / 0.050 at num_envs 1 / 4 / 16.
+    from rlgen.agents import load_agent
+
+    run = load_agent(ppo_run)
+    for policy in (None, run.random_policy(seed=0)):  # the run's PPO (SB3), and the random baseline
+        results = [run.evaluate("held_out", episodes=8, seed=0, num_envs=n, policy=policy) for n in (1, 3, 8)]
+        for r in results[1:]:
+            assert (r.returns.tolist(), r.lengths.tolist()) == (results[0].returns.tolist(), results[0].lengths.tolist())
+        assert len(set(results[0].lengths.tolist())) > 1  # sampled actions do change the episodes
+        assert [r.to_row()["num_envs"] for r in results] == [1, 3, 8]  # recorded: other policies may depend on it
+
+
+def test_a_run_directory_from_before_run_json_keeps_its_id_when_moved(ppo_run, tmp_path, capsys):
+    # Before: evaluating an old run directory recorded a path-derived id but wrote no run.json; after a move the
+    # next evaluation recorded another id, and the report counted one run as 2.
+    import shutil
+
+    old = tmp_path / "legacy" / "p"
+    shutil.copytree(ppo_run, old)
+    (old / "run.json").unlink()
+    assert main(["evaluate", str(old), "--episodes", "3"]) == 0
+    assert "had no run.json" in capsys.readouterr().err
+    first = json.loads((old / "run.json").read_text())["run_id"]
+    assert [r["run_id"] for r in rows_of(old)] == [first, first]
+    moved = tmp_path / "legacy" / "q"
+    old.rename(moved)
+    assert main(["evaluate", str(moved), "--episodes", "3"]) == 0
+    assert "had no run.json" not in capsys.readouterr().err
+    assert [r["run_id"] for r in rows_of(moved)] == [first, first]
+    assert main(["report", str(tmp_path / "legacy"), "--out", str(tmp_path / "rep")]) == 0
+    with open(tmp_path / "rep" / "per_game.csv") as f:
+        assert [r["runs"] for r in csv.DictReader(f)] == ["1"]
+
+
 def test_offline_rows_carry_the_dataset_identity_and_use_its_training_levels(tmp_path, capsys):
     data = offline_dataset(tmp_path / "toy")
     run = tmp_path / "bc"

@@ -7,11 +7,13 @@ Layers, bottom to top (a module may import its own layer and those below):
 
 ``evaluation`` sits below ``agents`` because training loops evaluate their ladder rungs and validation levels;
 whatever needs a loaded run composes the two above them (``rlgen evaluate``, ``rlgen.pipeline.evaluate_run``).
-Every import counts, function-level ones included, for both rules: a lazy import that closes a cycle (as
+Every import counts, function-level ones and string references (``"rlgen.x.y:f"``, ``import_module("rlgen.x")``)
+included, for both rules: a lazy import that closes a cycle (as
 ``envs.splits`` -> ``envs.suites`` -> ``envs.leakage`` -> ``envs.splits`` did) is still a cycle.
 """
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -42,6 +44,12 @@ def module_name(path: Path) -> str:
 
 
 MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+#: The third field of :func:`rlgen_imports` for a string reference: it counts for the layer rule, not for cycles
+#: (a registry naming the modules it loads on demand, as ``envs.suites`` does its built-in suites, is the
+#: plugin pattern: the registry does not need them to import).
+REFERENCE_EDGE = "reference"
+#: A string that names an rlgen module (``rlgen.a.b``) or a function in one (``rlgen.a.b:f``).
+REFERENCE = re.compile(r"^rlgen(\.[A-Za-z_]\w*)+(:[A-Za-z_]\w*)?$")
 
 
 def layer(module: str) -> int:
@@ -65,13 +73,23 @@ def rlgen_imports(module: str) -> list[tuple[str, int, bool]]:
     name`` counts as importing ``pkg.name`` when that is a module."""
     tree = ast.parse(MODULES[module].read_text())
     top_level = {id(n) for n in tree.body} | {id(n) for s in tree.body if isinstance(s, (ast.If, ast.Try)) for n in ast.walk(s)}
-    type_checking = {id(n) for s in tree.body if isinstance(s, ast.If) and "TYPE_CHECKING" in ast.unparse(s.test) for n in ast.walk(s)}
+    # only the body of `if TYPE_CHECKING:` is for type checkers (its else branch runs)
+    type_checking = {id(n) for s in tree.body if isinstance(s, ast.If) and ast.unparse(s.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING")
+                     for b in s.body for n in ast.walk(b)}  # fmt: skip
     out = []
     for node in ast.walk(tree):
         if id(node) in type_checking:
             continue
         names: list[str] = []
-        if isinstance(node, ast.Import):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and REFERENCE.match(node.value):
+            # "rlgen.pkg.module:function" (the registry's lazy references) or importlib.import_module("rlgen.pkg"):
+            # an import all the same, only resolved later
+            target = node.value.partition(":")[0]
+            target = target if target in MODULES else target.rpartition(".")[0]
+            if target == "rlgen" or target.startswith("rlgen."):
+                out.append((target, node.lineno, REFERENCE_EDGE))
+            continue
+        elif isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
             target = resolve(module, node)
@@ -100,6 +118,8 @@ def module_graph(module_level_only: bool = False) -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {m: set() for m in MODULES}
     for module in MODULES:
         for target, _, top in rlgen_imports(module):
+            if top == REFERENCE_EDGE:
+                continue
             if (top or not module_level_only) and target in MODULES and target != module:
                 graph[module].add(target)
     return graph

@@ -220,3 +220,81 @@ def test_report_errors(tmp_path):
     write_rows(tmp_path / "x" / "results.jsonl", [row("bc", COINRUN, "train", [1.0])])
     with pytest.raises(RlgenError, match="both train and held-out"):
         make_report([tmp_path / "x"])
+
+
+# --- review findings of issue 12: rows never merge different experiments, and say what they rest on ----------
+
+
+def test_runs_on_different_splits_or_score_scales_never_share_a_row(tmp_path):
+    # Before: easy (normalized) and hard (raw) Procgen PPO runs were one row of 4 runs: 2.867 [0.483, 5.250].
+    rows = []
+    for s in range(2):
+        easy = {"split_digest": "e" * 16, "held_out_digest": "E" * 16, "split_options": {"distribution_mode": "easy"}}
+        hard = {"split_digest": "h" * 16, "held_out_digest": "H" * 16, "split_options": {"distribution_mode": "hard"}}
+        rows += [row("ppo", COINRUN, w, [0.5] * 4, s, run_id=f"easy{s}", **easy) for w in ("train", "held_out")]
+        rows += [{**row("ppo", COINRUN, w, [10.0, 0.0], s, run_id=f"hard{s}", **hard), "normalized": None} for w in ("train", "held_out")]
+        # rows of an older rlgen (no split digest): normalized and raw scores still never mix
+        rows += [{**row("bc", COINRUN, w, [10.0], s, run_id=f"raw{s}"), "normalized": None if s else [1.0]} for w in ("train", "held_out")]
+    write_rows(tmp_path / "r" / "results.jsonl", rows)
+    rep = make_report([tmp_path / "r"], out_dir=tmp_path / "rep")
+    got = {(t.label, t.runs, t.normalized, round(t.train, 3)) for t in rep.table}
+    assert got == {("ppo[distribution_mode=easy]", 2, True, 0.5), ("ppo-raw[distribution_mode=hard]", 2, False, 5.0),
+                   ("bc", 1, True, 1.0), ("bc-raw", 1, False, 10.0)}  # fmt: skip
+    assert any("performance profiles leave out bc-raw, ppo-raw[distribution_mode=hard]" in n for n in rep.notes)
+
+
+def test_runs_with_other_settings_are_other_agents_and_repeated_seeds_count_once(tmp_path, capsys):
+    # Before: BC with 60 and 600 steps were "bc 2 runs", and the same config and seed twice a zero-width CI.
+    def bc(run_id, seed, scores, digest, settings, t):
+        return [row("bc", COINRUN, w, scores, seed, run_id=run_id, t=t, config_digest=digest, settings=settings, dataset_transitions=1000)
+                for w in ("train", "held_out")]  # fmt: skip
+
+    rows = bc("a", 0, [0.7], "d1", {"steps": 60}, 1.0) + bc("b", 0, [0.3], "d2", {"steps": 600, "learning_rate": 0.003}, 1.0)
+    rows += bc("c", 1, [0.9], "d1", {"steps": 60}, 1.0) + bc("twin", 1, [0.5], "d1", {"steps": 60}, 2.0)  # c again, seed and all
+    write_rows(tmp_path / "r" / "results.jsonl", rows)
+    assert main(["report", str(tmp_path / "r"), "--out", str(tmp_path / "rep")]) == 0
+    captured = capsys.readouterr()
+    table = {t["agent"]: t for t in read_csv(tmp_path / "rep" / "per_game.csv")}
+    # labels name every key in which the two configs differ (a key left at its default says so)
+    first = "bc[learning_rate=default,steps=60]"
+    assert set(table) == {first, "bc[learning_rate=0.003,steps=600]"}
+    # seeds 0 and 1 of the first config; the repeated seed 1 counts once (the latest evaluated)
+    assert table[first]["runs"] == "2" and float(table[first]["held_out"]) == pytest.approx(0.6)
+    assert table[first]["run_ids"] == "a twin"
+    assert "2 runs with the same config and seed 1 (c, twin) are not independent seeds: counted once (the latest evaluated, twin)" in captured.err
+
+
+def test_a_run_takes_the_identity_of_its_latest_row_and_stays_paired(tmp_path):
+    # Before: re-evaluating held-out levels only with another study label split the run in two halves, neither paired.
+    old = [row("ppo", COINRUN, w, [0.6], run_id="p", t=1.0, study="quick") for w in ("train", "held_out")]
+    again = [row("ppo", COINRUN, "held_out", [0.5], run_id="p", t=2.0, study=None)]
+    table = per_game_table(old + again)
+    assert [(t.agent.study, t.runs, t.held_out) for t in table] == [(None, 1, 0.5)]
+
+
+def test_rows_of_unfinished_runs_are_flagged(tmp_path, capsys):
+    rows = []
+    for s, finished in enumerate([True, False, True]):
+        rows += [row("bc", COINRUN, w, [0.5 + 0.1 * s], s, finished=finished, step=100 if finished else 40) for w in ("train", "held_out")]
+    write_rows(tmp_path / "r" / "results.jsonl", rows)
+    assert main(["report", str(tmp_path / "r"), "--out", str(tmp_path / "rep")]) == 0
+    out = capsys.readouterr().out
+    assert next(x for x in out.splitlines() if x.startswith("bc ")).endswith("3 runs; 1 of 3 unfinished")
+    assert "warning: 1 of 1 rows include runs evaluated before they finished training (bc on procgen/coinrun)" in out
+    assert read_csv(tmp_path / "rep" / "per_game.csv")[0]["unfinished"] == "1"
+    assert "**3 runs; 1 of 3 unfinished**" in (tmp_path / "rep" / "report.md").read_text()
+
+
+def test_greedy_offline_agents_are_compared_with_sampling_baselines_of_their_study():
+    # CQL acts greedily, BC and PPO sample; a PPO of another study is the fallback only.
+    rows = []
+    for s in range(2):
+        data = {"dataset_transitions": 1000, "dataset_skill": "expert", "study": "q"}
+        rows += [row("cql", COINRUN, w, [0.3 + s / 10], s, deterministic=True, **data) for w in ("train", "held_out")]
+        rows += [row("bc", COINRUN, w, [0.2 + s / 10], s, **data) for w in ("train", "held_out")]
+        rows += [row("ppo", COINRUN, w, [0.9 + s / 100], s, study="q", run_id=f"ppo-q-{s}") for w in ("train", "held_out")]
+        rows += [row("ppo", COINRUN, w, [0.1 + s / 100], s, study="other", run_id=f"ppo-other-{s}") for w in ("train", "held_out")]
+    from rlgen.report import improvement_table
+
+    pairs = {(p.x, p.y) for p in improvement_table(per_game_table(rows)) if p.which == "held_out"}
+    assert pairs == {("cql@q", "bc@q"), ("cql@q", "ppo@q"), ("bc@q", "ppo@q")}

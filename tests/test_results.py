@@ -91,7 +91,8 @@ def test_record_results_replaces_the_same_evaluation(tmp_path):
     rows = read_results(path)
     assert [(r["which"], r["time"]) for r in rows] == [("train", 1.0), ("held_out", 2.0)]
     # another checkpoint, greedy actions or another run are other evaluations: kept
-    record_results(path, [eval_row("held_out", checkpoint="rung_1"), eval_row("held_out", deterministic=True), eval_row("held_out", run_id="r2")])
+    record_results(path, [eval_row("held_out", checkpoint="rung_1"), eval_row("held_out", deterministic=True, deterministic_requested=True),
+                         eval_row("held_out", run_id="r2")])
     assert len(read_results(path)) == 5 and not list(tmp_path.glob("*.tmp"))
 
 
@@ -128,3 +129,88 @@ def test_latest_row_wins_across_files(tmp_path):
     assert res.dropped == 1 and res.rows[0]["returns"] == [1.0, 1.0] and res.rows[0]["run_id"] == read_run_id(tmp_path / "run")
     kept, dropped = keep_latest([(legacy, None), ({**legacy, "algorithm": "random"}, None)])
     assert dropped == 0 and len(kept) == 2  # the random baseline is its own run
+
+
+# --- review findings of issue 12: keys, validation, lines kept, legacy paths -----------------------------
+
+
+def test_a_row_claiming_another_runs_id_for_another_agent_supersedes_nothing():
+    # Before: evaluation_key was (run id, checkpoint, greedy, which): a crafted cql row "of r1" replaced r1's bc rows.
+    bc = [eval_row("train", t=1.0), eval_row("held_out", t=1.0)]
+    forged = [{**r, "algorithm": "cql", "time": 2.0} for r in bc] + [{**eval_row("held_out", t=3.0), "env": "minigrid/other"}]
+    kept, dropped = keep_latest([(r, None) for r in bc + forged])
+    assert dropped == 0 and len(kept) == 5
+
+
+def test_a_finished_runs_evaluation_is_never_superseded_by_an_unfinished_one():
+    final = eval_row("held_out", t=1.0, finished=True, step=100)
+    mid = eval_row("held_out", t=2.0, finished=False, step=60)  # a later evaluation of the run, resumed with more steps
+    (kept,), dropped = keep_latest([(final, None), (mid, None)])
+    assert dropped == 1 and kept["step"] == 100
+    (kept,), _ = keep_latest([(mid, None), ({**final, "time": 3.0}, None)])
+    assert kept["finished"] is True
+
+
+@pytest.mark.parametrize("key, value, problem", [
+    ("dataset_levels", "abc", "key 'dataset_levels' = \"abc\" is not a whole number >= 0"),
+    ("dataset_transitions", 1000.5, "key 'dataset_transitions' = 1000.5 is not a whole number >= 0"),
+    ("train_seed", "zero", "key 'train_seed' = \"zero\" is not a whole number >= 0"),
+    ("checkpoint", ["a"], "key 'checkpoint' = [\"a\"] is not a string"),
+    ("study", ["x"], "key 'study' = [\"x\"] is not a string"),
+    ("run_id", {"a": 1}, "key 'run_id' = {\"a\": 1} is not a string"),
+    ("algorithm", 5, "key 'algorithm' = 5 is not a string"),
+    ("deterministic", "false", "key 'deterministic' = \"false\" is not true or false"),
+    ("finished", 1, "key 'finished' = 1 is not true or false"),
+    ("time", "yesterday", "key 'time' = \"yesterday\" is not a finite number"),
+    ("env", 5, "key 'env' = '5' is not SUITE/ENV"),
+    ("returns", [1e308, 1e308], "'returns' holds 1e+308, beyond +-1e+15"),
+    ("returns", [True, False], "'returns' is not a non-empty list of finite numbers"),
+    ("settings", [1], "key 'settings' = [1] is not a mapping"),
+])  # fmt: skip
+def test_every_field_the_report_reads_is_checked(tmp_path, key, value, problem):
+    # Before: "abc" levels crashed the gap plot, a list checkpoint crashed grouping (unhashable), 1e308 printed
+    # `inf [nan, nan]` and "deterministic": "false" was read as greedy.
+    path = tmp_path / "results.jsonl"
+    good = eval_row()
+    path.write_text(json.dumps(good) + "\n" + json.dumps({**good, key: value, "normalized": None}) + "\n")
+    warnings: list[str] = []
+    assert read_results(path, warnings) == [good]
+    assert len(warnings) == 1 and warnings[0].startswith(f"{path}:2: skipped: ") and problem in warnings[0]
+
+
+def test_rewriting_results_keeps_every_line_it_cannot_read(tmp_path):
+    # Before: `rlgen evaluate` dropped torn lines and rows with NaN returns for good when it rewrote the file.
+    path = tmp_path / "results.jsonl"
+    torn = '{"env": "minigrid/x", "wh'
+    nan_row = json.dumps({**eval_row("train", run_id="r9"), "returns": [float("nan"), 1.0]})
+    path.write_text(json.dumps(eval_row("train")) + "\n" + torn + "\n" + nan_row + "\n" + json.dumps(eval_row("held_out")) + "\n")
+    _, replaced, warnings = record_results(path, [eval_row("held_out", t=2.0)])
+    lines = path.read_text().splitlines()
+    assert replaced == 1 and lines[1:3] == [torn, nan_row] and json.loads(lines[-1])["time"] == 2.0 and len(lines) == 4
+    assert [w.split(": kept as it is")[0] for w in warnings] == [f"{path}:2", f"{path}:3"]
+
+
+def test_rows_without_run_ids_are_keyed_on_their_run_directory_resolved(tmp_path, monkeypatch):
+    # Before: the raw `run` string was the key: runs/p and /abs/runs/p were two runs.
+    monkeypatch.chdir(tmp_path)
+    legacy = {k: v for k, v in eval_row().items() if k not in ("run_id", "time")}
+    res = load_results([_write(tmp_path / "a.jsonl", [{**legacy, "run": "runs/p"}]), _write(tmp_path / "b.jsonl", [{**legacy, "run": str(tmp_path / "runs/p")}])])
+    assert res.dropped == 1 and res.rows[0]["run_id"] == path_run_id(tmp_path / "runs/p")
+
+
+def _write(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_split_facts_name_options_and_level_sets():
+    from rlgen.evaluation.results import split_facts
+
+    partial = split_facts(LevelSplit.minigrid("doorkey-5x5"))
+    assert partial == split_facts(LevelSplit("minigrid", "MiniGrid-DoorKey-5x5-v0", train="0-199", validation="200-249", held_out="250-"))
+    rgb = split_facts(LevelSplit("minigrid", "doorkey-5x5", train="0-199", validation="200-249", held_out="250-", options={"view": "full_rgb"}))
+    fewer = split_facts(LevelSplit.minigrid("doorkey-5x5").with_train("0-24"))
+    assert rgb["split_digest"] != partial["split_digest"] and rgb["split_options"]["view"] == "full_rgb"
+    assert fewer["split_digest"] != partial["split_digest"] and fewer["held_out_digest"] == partial["held_out_digest"]
+    easy, hard = (split_facts(LevelSplit.procgen("coinrun", distribution_mode=m)) for m in ("easy", "hard"))
+    assert easy["split_digest"] != hard["split_digest"] and easy["held_out_digest"] != hard["held_out_digest"]

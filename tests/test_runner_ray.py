@@ -73,3 +73,75 @@ def test_an_address_where_no_cluster_answers_fails_fast_with_one_line(tmp_path):
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1 and f"ray.address=127.0.0.1:{port}" in result.stderr and "no Ray cluster can be reached" in result.stderr
     assert elapsed < 60
+
+
+@pytest.fixture
+def not_ray():
+    """A plain TCP listener on 127.0.0.1 that accepts connections and never answers: not a Ray cluster."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held = []
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:  # closed at teardown
+                return
+            held.append(conn)
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"127.0.0.1:{server.getsockname()[1]}"
+    server.close()
+    for conn in held:
+        conn.close()
+
+
+def test_an_address_that_accepts_tcp_but_is_not_ray_fails_within_the_timeout(tmp_path, not_ray):
+    """The TCP check passes there, and Ray itself (which rewrites the address to the node's IP) retried for
+    over 10 minutes; the trial join in a child process is killed at ray.connect_timeout_s."""
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(STUDY))
+    t0 = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "rlgen.cli", "run", "study.yaml", f"ray.address={not_ray}", "ray.connect_timeout_s=3"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)  # fmt: skip
+    elapsed = time.perf_counter() - t0
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and f"ray.address={not_ray}: could not join a Ray cluster there within ray.connect_timeout_s=3 s" in result.stderr
+    assert elapsed < 60, elapsed  # the 3 s deadline plus the command's start-up (seconds here)
+    print(f"failed after {elapsed:.1f} s")
+
+
+def test_an_address_of_a_live_cluster_is_joined(tmp_path, monkeypatch):
+    """The trial join must not refuse a real cluster: a local Ray head in a child process, joined by address."""
+    import subprocess
+    import sys
+
+    from rlgen.pipeline.ray_scheduler import RayExecutor
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")  # a new local cluster uses token authentication; joining it needs this
+    head_code = ("import sys, ray; ctx = ray.init(include_dashboard=False, num_cpus=1, log_to_driver=False); "
+                 "print(ctx.address_info['gcs_address'], flush=True); sys.stdin.read(); ray.shutdown()")  # fmt: skip
+    head = subprocess.Popen([sys.executable, "-c", head_code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        address = head.stdout.readline().strip()
+        assert ":" in address, "the head did not start"
+        executor = RayExecutor(tmp_path / "logs", address, connect_timeout_s=60)
+        try:
+            assert ray.is_initialized() and ray.cluster_resources().get("CPU") == 1.0
+        finally:
+            executor.close()
+        assert not ray.is_initialized()
+    finally:
+        head.stdin.close()
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            head.kill()

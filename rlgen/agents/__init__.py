@@ -20,10 +20,11 @@ from rlgen.agents.registry import (
     register_algorithm,
     schema_for_algo,
     train,
+    train_and_describe,
     train_schema,
 )
 
 silence_gym_banner()  # SB3 and d3rlpy import the old gym, whose import prints a banner; keep the terminal clean
 
 __all__ = ["Agent", "Algorithm", "EpisodicAgent", "LoadedAgent", "OfflineLearner", "Trainer", "available_algorithms", "get_algorithm",
-           "load_agent", "register_algorithm", "schema_for_algo", "train", "train_schema"]  # fmt: skip
+           "load_agent", "register_algorithm", "schema_for_algo", "train", "train_and_describe", "train_schema"]  # fmt: skip

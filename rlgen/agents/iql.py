@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlgen.agents.networks import as_tensor, make_encoder
+from rlgen.agents.networks import as_tensor, make_encoder, prefers_channels_last
+from rlgen.evaluation.episodes import sample_from_uniforms
 
 HIDDEN_DIM = 256  # width of the MLP head after each encoder, as in the IQL paper
 MAX_AWR_WEIGHT = 100.0  # the paper's clip of exp(beta * advantage): keeps a few large advantages from dominating
@@ -36,9 +37,9 @@ MAX_AWR_WEIGHT = 100.0  # the paper's clip of exp(beta * advantage): keeps a few
 class EncoderHead(nn.Module):
     """Encoder -> ReLU MLP. ``(B, C, H, W)`` uint8 observations -> ``(B, out_dim)``."""
 
-    def __init__(self, encoder: str, observation_shape: Sequence[int], out_dim: int) -> None:
+    def __init__(self, encoder: str, observation_shape: Sequence[int], out_dim: int, channels_last: bool = False) -> None:
         super().__init__()
-        self.encoder = make_encoder(encoder, observation_shape)
+        self.encoder = make_encoder(encoder, observation_shape, channels_last=channels_last)
         self.head = nn.Sequential(nn.Linear(self.encoder.features_dim, HIDDEN_DIM), nn.ReLU(), nn.Linear(HIDDEN_DIM, out_dim))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
@@ -98,9 +99,10 @@ class DiscreteIQL:
         self.device = torch.device(device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.q_nets = nn.ModuleList([EncoderHead(encoder, observation_shape, num_actions) for _ in range(2)]).to(self.device)
-            self.value = EncoderHead(encoder, observation_shape, 1).to(self.device)
-            self.policy = EncoderHead(encoder, observation_shape, num_actions).to(self.device)
+            nhwc = prefers_channels_last(encoder, self.device)
+            self.q_nets = nn.ModuleList([EncoderHead(encoder, observation_shape, num_actions, nhwc) for _ in range(2)]).to(self.device)
+            self.value = EncoderHead(encoder, observation_shape, 1, nhwc).to(self.device)
+            self.policy = EncoderHead(encoder, observation_shape, num_actions, nhwc).to(self.device)
         self.q_targets = copy.deepcopy(self.q_nets).requires_grad_(False)
         params = [*self.q_nets.parameters(), *self.value.parameters(), *self.policy.parameters()]
         self.optimizer = torch.optim.Adam(params, lr=learning_rate)
@@ -188,15 +190,18 @@ class DiscreteIQL:
             net.train(mode)
 
     @torch.no_grad()
-    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+    def act(self, obs: np.ndarray, deterministic: bool = False, uniforms: np.ndarray | None = None) -> np.ndarray:
         """Actions for a batch of observations ``(B, C, H, W)`` uint8 -> ``(B,)`` int64.
 
-        ``deterministic``: the policy's most likely action; otherwise a sample from it.
+        ``deterministic``: the policy's most likely action; otherwise a sample from it, drawn with
+        ``uniforms`` (one per row in [0, 1), by inverse CDF) when given, else with the agent's generator.
         """
         self.train(False)
         logits = self.policy(as_tensor(obs, self.device)).float().cpu()  # (B, A)
         if deterministic:
             actions = logits.argmax(dim=-1)
+        elif uniforms is not None:
+            return sample_from_uniforms(torch.softmax(logits.double(), dim=-1).numpy(), uniforms)
         else:
             actions = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=self.generator).squeeze(1)
         return actions.numpy().astype(np.int64)

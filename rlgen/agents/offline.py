@@ -32,7 +32,9 @@ import numpy as np
 import torch
 
 from rlgen.agents import networks
-from rlgen.agents.offline_checkpoint import decode_bytes, encode_bytes, load_into, load_weights
+from rlgen.agents.identity import TrainingProgress
+from rlgen.agents.offline_checkpoint import STATE, decode_bytes, encode_bytes, load_into, load_weights
+from rlgen.agents.inputs import CHECKPOINT_DIR
 from rlgen.agents.quiet import silence_gym_banner
 from rlgen.agents.run_dir import config_dict, read_json, read_run_config
 from rlgen.atomic_files import write_bytes_atomic
@@ -40,6 +42,7 @@ from rlgen.config import OfflineConfig, validate_config
 from rlgen.devices import torch_device
 from rlgen.envs import LevelSplit, get_suite, make_env
 from rlgen.errors import RlgenError
+from rlgen.evaluation.episodes import sample_from_uniforms
 
 silence_gym_banner()
 
@@ -48,7 +51,6 @@ from d3rlpy.models.encoders import EncoderFactory  # noqa: E402
 from d3rlpy.torch_utility import TorchMiniBatch  # noqa: E402
 
 D3RLPY_ALGOS = ("bc", "bcq", "cql")
-CHECKPOINT_DIR = "checkpoints/latest"
 MODEL_DIR = "model"
 #: Beside the model file: what the agent is (config, shapes, target return), so the directory loads on its own.
 AGENT_FILE = "agent.json"
@@ -61,9 +63,10 @@ class RlgenEncoderFactory(EncoderFactory):
 
     name: str = "impala"
     features_dim: int = 0  # 0: the encoder's default (IMPALA 256, Nature 512, MiniGrid 128)
+    channels_last: bool = False  # the memory format only (networks.prefers_channels_last)
 
     def create(self, observation_shape: Sequence[int]) -> torch.nn.Module:
-        return networks.make_encoder(self.name, tuple(observation_shape), features_dim=self.features_dim or None)
+        return networks.make_encoder(self.name, tuple(observation_shape), features_dim=self.features_dim or None, channels_last=self.channels_last)
 
     def create_with_action(self, observation_shape: Sequence[int], action_size: int, discrete_action: bool = False) -> torch.nn.Module:
         raise NotImplementedError("rlgen's encoders are for discrete-action algorithms, which encode states only")
@@ -89,6 +92,13 @@ class ModelDirAgent:
 
     MODEL_FILE = ""
     spec: dict[str, Any]
+    #: Set by :func:`load_run`: the loaded model's step and whether its run had finished training.
+    progress: TrainingProgress | None = None
+
+    @property
+    def observation_shape(self) -> tuple[int, ...]:
+        """The shape of one observation the agent takes (its dataset's)."""
+        return tuple(int(x) for x in self.spec["observation_shape"])
 
     def state_dict(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -129,21 +139,24 @@ class D3rlpyAgent(ModelDirAgent):
         self.num_actions = int(num_actions)
         # no batch_size: d3rlpy only uses it in its own fit loop, and rlgen samples the batches it passes to update()
         common = {"learning_rate": cfg.learning_rate}
+        factory = RlgenEncoderFactory(encoder, channels_last=networks.prefers_channels_last(encoder, device))
         if cfg.algo == "bc":
             # beta=0: plain cross-entropy, as in the reference study (d3rlpy's default adds a logit penalty)
-            conf: Any = d3rlpy.algos.DiscreteBCConfig(**common, encoder_factory=RlgenEncoderFactory(encoder), beta=0.0)
+            conf: Any = d3rlpy.algos.DiscreteBCConfig(**common, encoder_factory=factory, beta=0.0)
         elif cfg.algo == "bcq":
             # beta: the imitator's logit penalty, the reference's `i_loss + 1e-2 * logits**2` (d3rlpy's default is 0.5)
-            conf = d3rlpy.algos.DiscreteBCQConfig(**common, gamma=cfg.gamma, encoder_factory=RlgenEncoderFactory(encoder), beta=cfg.bcq_beta,
+            conf = d3rlpy.algos.DiscreteBCQConfig(**common, gamma=cfg.gamma, encoder_factory=factory, beta=cfg.bcq_beta,
                                                   action_flexibility=cfg.bcq_threshold, target_update_interval=cfg.target_update_interval)  # fmt: skip
         elif cfg.algo == "cql":
-            conf = d3rlpy.algos.DiscreteCQLConfig(**common, gamma=cfg.gamma, encoder_factory=RlgenEncoderFactory(encoder),
+            conf = d3rlpy.algos.DiscreteCQLConfig(**common, gamma=cfg.gamma, encoder_factory=factory,
                                                   alpha=cfg.cql_alpha, target_update_interval=cfg.target_update_interval)  # fmt: skip
         else:
             raise ValueError(f"D3rlpyAgent runs {', '.join(D3RLPY_ALGOS)}, not {cfg.algo!r}")
         self.algo = conf.create(device=device)
         self.algo.create_impl(observation_shape, num_actions)
         self.episodic = False
+        self.samples_from_uniforms = True  # evaluation's per-episode draws (rlgen.evaluation.episodes.UniformSampler)
+        self.always_greedy = cfg.algo != "bc"  # BCQ and CQL act greedily on their Q-values either way
         self._generator = torch.Generator().manual_seed(cfg.seed)  # BC's sampled actions
 
     def update(self, batch: dict[str, Any]) -> dict[str, float]:
@@ -160,14 +173,18 @@ class D3rlpyAgent(ModelDirAgent):
         self.algo.set_grad_step(step + 1)
         return {f"loss/{k}": float(v) for k, v in losses.items()}
 
-    def act(self, obs: np.ndarray, deterministic: bool = False, keys: Sequence[int] | None = None) -> np.ndarray:
+    def act(self, obs: np.ndarray, deterministic: bool = False, keys: Sequence[int] | None = None,
+            uniforms: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
         """BC samples from its softmax policy unless ``deterministic`` (d3rlpy's ``predict`` is always the
         argmax, and a greedy imitation policy loops forever in partially observed levels: on DoorKey-6x6
-        a BC agent measured 0.37 greedy vs 0.94 sampled). BCQ and CQL act greedily on their Q-values
-        either way."""
+        a BC agent measured 0.37 greedy vs 0.94 sampled), with ``uniforms`` (one per row, by inverse CDF)
+        when given, else with its own generator. BCQ and CQL act greedily on their Q-values either way
+        (``always_greedy``)."""
         if self.kind == "bc" and not deterministic:
             with torch.no_grad():
                 logits = self.algo.impl._modules.imitator(torch.as_tensor(np.asarray(obs), device=self.device)).logits  # (B, A)
+                if uniforms is not None:
+                    return sample_from_uniforms(torch.softmax(logits.double(), dim=-1).cpu().numpy(), uniforms)
                 probs = torch.softmax(logits.float(), dim=-1)
                 return torch.multinomial(probs.cpu(), 1, generator=self._generator).squeeze(1).numpy().astype(np.int64)
         return np.asarray(self.algo.predict(np.asarray(obs)), dtype=np.int64)
@@ -194,6 +211,11 @@ class D3rlpyAgent(ModelDirAgent):
         """Put the weights (and optimizer state) of ``directory``'s model file into this agent."""
         path = directory / self.MODEL_FILE
         saved = load_weights(path, self.device)
+        if with_optimizer:  # d3rlpy only warns and resumes with a fresh Adam: another run than the one checkpointed
+            for k, v in self._modules().items():
+                if not isinstance(v, torch.nn.Module) and not (isinstance(saved, dict) and isinstance(saved.get(k), dict) and "optim" in saved[k]):
+                    raise RlgenError(f"{path} holds no optimizer state for {k!r}, so training cannot resume from it; delete {directory} "
+                                     "to restart from step 0 (the file still evaluates)")  # fmt: skip
 
         def restore() -> None:
             for k, v in self._modules().items():
@@ -247,6 +269,12 @@ class OwnTorchAgent(ModelDirAgent):
                             n_heads=cfg.n_heads, embed_dim=cfg.embed_dim, learning_rate=cfg.learning_rate,
                             max_timestep=_max_timestep(cfg), device=device, seed=cfg.seed, **extra)  # fmt: skip
         self.episodic = bool(getattr(self.impl, "episodic", False))
+        self.samples_from_uniforms = True  # evaluation's per-episode draws (rlgen.evaluation.episodes.UniformSampler)
+
+    @property
+    def always_greedy(self) -> bool:
+        """IQL with ``iql_deterministic`` acts by its policy's mode whatever evaluation asks: rows say so."""
+        return self.greedy
 
     @property
     def target_return(self) -> float:
@@ -259,13 +287,16 @@ class OwnTorchAgent(ModelDirAgent):
         self.spec["target_return"] = float(value)
 
     def update(self, batch: dict[str, Any]) -> dict[str, float]:
-        return {k if k.startswith("loss") else f"loss/{k}": float(v) for k, v in self.impl.update(batch).items()}
+        """One update; the implementation's keys as they are (``loss/...``, ``grad_norm``, ``q/mean``...):
+        the training loop logs them under ``train/``."""
+        return {k: float(v) for k, v in self.impl.update(batch).items()}
 
-    def act(self, obs: np.ndarray, deterministic: bool = False, keys: Sequence[int] | None = None) -> np.ndarray:
+    def act(self, obs: np.ndarray, deterministic: bool = False, keys: Sequence[int] | None = None,
+            uniforms: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
         deterministic = deterministic or self.greedy
         if self.episodic:
-            return np.asarray(self.impl.act(obs, deterministic=deterministic, keys=keys), dtype=np.int64)
-        return np.asarray(self.impl.act(obs, deterministic=deterministic), dtype=np.int64)
+            return np.asarray(self.impl.act(obs, deterministic=deterministic, keys=keys, uniforms=uniforms), dtype=np.int64)
+        return np.asarray(self.impl.act(obs, deterministic=deterministic, uniforms=uniforms), dtype=np.int64)
 
     def reseed(self, seed: int) -> None:
         """Evaluation's seeding hook (``rlgen.evaluation``): IQL, BCT and DT sample from their own generator."""
@@ -369,29 +400,60 @@ def run_shapes(cfg: OfflineConfig, resolved: dict[str, Any], split: LevelSplit) 
         probe.close()
 
 
-def load_run(run_dir: str | Path, checkpoint: str | None = None, device: str = "auto") -> OfflineAgent:
-    """The trained agent of an offline run directory (its final model, else its latest checkpoint),
-    ready to act. Reads weights only; never modifies the directory; needs no dataset.
+#: What ``--checkpoint`` may name in an offline run: its resumable checkpoint (the default is the final model).
+LATEST = "latest"
 
-    ``checkpoint`` is not supported for offline runs (they keep one model); giving one is an error.
+
+def _latest_state(run: Path) -> dict[str, Any]:
+    """``checkpoints/latest/state.json`` (or that of a unit a kill left under ``.old``); ``{}`` when unreadable."""
+    for d in (run / CHECKPOINT_DIR, run / (CHECKPOINT_DIR + ".old")):
+        try:
+            state = json.loads((d / STATE).read_text())
+        except (OSError, ValueError, UnicodeDecodeError):
+            continue
+        if isinstance(state, dict) and isinstance(state.get("step"), int):
+            return state
+    return {}
+
+
+def load_run(run_dir: str | Path, checkpoint: str | None = None, device: str = "auto") -> OfflineAgent:
+    """The trained agent of an offline run directory, ready to act: its final model (``model/``), else, for a
+    run that has not finished, its latest checkpoint; with ``checkpoint="latest"``, the latest checkpoint
+    (``checkpoints/latest/``) in any case. Sets ``agent.progress`` (the model's step, whether the run had
+    finished). Reads weights only; never modifies the directory; needs no dataset.
+
+    Raises:
+        RlgenError: any other ``checkpoint`` (the message lists what the run keeps), or no trained model.
     """
-    if checkpoint is not None:
-        raise RlgenError(f"--checkpoint {checkpoint!r}: offline runs keep one model (model/, else checkpoints/latest/); drop --checkpoint")
     run = Path(run_dir)
     data = read_run_config(run)
     resolved = data.pop("resolved", None) or {}
     cfg = validate_config(data, OfflineConfig, source=str(run / "config.yaml"))
     cls = agent_class(cfg.algo)
-    # A unit whose swap a kill interrupted is still complete under its ".old" name.
-    candidates = [run / MODEL_DIR, run / (MODEL_DIR + ".old"), run / CHECKPOINT_DIR, run / (CHECKPOINT_DIR + ".old")]
     model_files = (cls.MODEL_FILE, D3rlpyAgent.MODEL_FILE)  # an old DT's model.d3 gets its own message from load_weights()
-    source = next((d for d in candidates if any((d / f).is_file() for f in model_files)), None)
-    if source is None:
+    # A unit whose swap a kill interrupted is still complete under its ".old" name.
+    final = [d for d in (run / MODEL_DIR, run / (MODEL_DIR + ".old")) if any((d / f).is_file() for f in model_files)]
+    latest = [d for d in (run / CHECKPOINT_DIR, run / (CHECKPOINT_DIR + ".old")) if any((d / f).is_file() for f in model_files)]
+    state = _latest_state(run)
+    if checkpoint is not None and checkpoint != LATEST:
+        kept = ([f"the final model ({MODEL_DIR}/, the default)"] if final else []) + (
+            [f"its latest checkpoint (--checkpoint {LATEST}: {CHECKPOINT_DIR}/, step {state.get('step', '?')})"] if latest else [])  # fmt: skip
+        raise RlgenError(f"--checkpoint {checkpoint!r}: no such checkpoint in the offline run {run}; it keeps "
+                         f"{' and '.join(kept) or 'no trained model yet'}")  # fmt: skip
+    candidates = latest if checkpoint == LATEST else final + latest
+    if not candidates:
         raise RlgenError(f"{run} has no trained model yet (no {MODEL_DIR}/{cls.MODEL_FILE} or {CHECKPOINT_DIR}/{cls.MODEL_FILE})")
+    source = candidates[0]
     if (source / AGENT_FILE).is_file():
-        return load_model_dir(source, device)
-    split = LevelSplit.from_dict(resolved["split"]) if "split" in resolved else cfg.level_split()  # written before agent.json existed
-    shape, num_actions = run_shapes(cfg, resolved, split)
-    agent = build_agent(cfg, shape, num_actions, torch_device(device), float(resolved.get("dt_target_return", 0.0)))
-    agent.load_weights(source, with_optimizer=False)
+        agent = load_model_dir(source, device)
+    else:
+        split = LevelSplit.from_dict(resolved["split"]) if "split" in resolved else cfg.level_split()  # written before agent.json existed
+        shape, num_actions = run_shapes(cfg, resolved, split)
+        agent = build_agent(cfg, shape, num_actions, torch_device(device), float(resolved.get("dt_target_return", 0.0)))
+        agent.load_weights(source, with_optimizer=False)
+    # model/ is written once training finished, at the step of the last checkpoint (saved with finished=True)
+    state_finished = bool(state.get("finished"))
+    finished = True if source in final else state_finished
+    step = state.get("step") if (source not in final or state_finished) else None
+    agent.progress = TrainingProgress(step, finished, total=cfg.steps, stopped_early=bool(state.get("stopped_early")))
     return agent

@@ -19,9 +19,13 @@ import torch
 
 from rlgen.agents.offline import CHECKPOINT_DIR, MODEL_DIR, OfflineAgent, build_agent
 from rlgen.agents.offline_checkpoint import STATE, decode_bytes, encode_bytes, read_state
+from rlgen.agents.inputs import RESUME_NEUTRAL_KEYS, check_batch_size, dataset_digest, same_dataset
+from rlgen.agents.run_checks import HELD_OUT_CURVE
 from rlgen.agents.run_dir import (
+    CONFIG,
     interrupted,
     locks_run_dir,
+    read_run_config,
     recover_unit,
     resume_preamble,
     stop_on_signals,
@@ -32,13 +36,10 @@ from rlgen.agents.run_dir import (
 from rlgen.config import OfflineConfig
 from rlgen.data import dataset_identity, load_dataset
 from rlgen.devices import torch_device
-from rlgen.envs import LevelSplit
-from rlgen.errors import ConfigError, RlgenError
+from rlgen.envs import LevelSet, LevelSplit
+from rlgen.errors import RlgenError
 from rlgen.evaluation import evaluate_on_levels
 from rlgen.progress import ProgressBar
-
-#: Config keys a resumed offline run may change: how long, how it shows progress, where it runs.
-RESUME_NEUTRAL_KEYS = ("steps", "progress", "device")
 
 
 @locks_run_dir  # one trainer per run directory: a second one gets a one-line error naming the first
@@ -48,21 +49,27 @@ def train_offline(cfg: OfflineConfig) -> Path:
     Raises:
         TrainingInterrupted: after SIGINT/SIGTERM, once the checkpoint is saved.
     """
-    run_dir = Path(cfg.out_dir or f"runs/{cfg.name}")
+    run_dir = Path(cfg.out_dir)
     ds = load_dataset(cfg.dataset, expect_env=cfg.env)
-    if cfg.batch_size > ds.num_transitions:  # sampling with replacement would allow it, at a cost of GBs for nothing
-        raise ConfigError(f"batch_size={cfg.batch_size:,} is larger than the dataset {cfg.dataset!r} ({ds.num_transitions:,} transitions); "
-                          f"use batch_size <= {ds.num_transitions:,}")  # fmt: skip
+    ds.cache()  # every shard's sha256 is checked here, before anything is written: a refused dataset blocks no retry
+    check_batch_size(cfg, ds.num_transitions)
     split = LevelSplit.from_dict(ds.manifest["split"]) if "split" in ds.manifest else cfg.level_split()
+    facts = dataset_identity(ds)
+    # "train" levels in evaluations during training are those the data came from, as in `rlgen evaluate`
+    eval_split = split.with_train(LevelSet(facts["train_levels"])) if facts.get("train_levels") else split
     device = torch_device(cfg.device)
     best_return = float(ds.episodes["return"].max())
     target_return = cfg.dt_target_return if cfg.dt_target_return is not None else cfg.dt_target_return_scale * best_return
     checkpoint = run_dir / CHECKPOINT_DIR
     recover_unit(checkpoint)  # a kill mid-swap leaves the previous checkpoint under another name
+    digest = dataset_digest(ds)
     resume = resume_preamble(run_dir, cfg, f"{CHECKPOINT_DIR}/{STATE}", f"{CHECKPOINT_DIR}/{STATE}", cfg.steps, steps_key="step",
-                             ignore=RESUME_NEUTRAL_KEYS, read=lambda path: read_state(path.parent))  # fmt: skip
-    write_resolved_config(cfg, run_dir, extra={"split": split.to_dict(), "dataset": {"path": str(cfg.dataset), **dataset_identity(ds),
-                          "best_return": best_return}, "dt_target_return": target_return,
+                             ignore=RESUME_NEUTRAL_KEYS, read=lambda path: read_state(path.parent),
+                             same={"dataset": same_dataset(cfg.dataset, digest)})  # fmt: skip
+    # Finished means finished: a run that early stopping ended is done, whatever `steps` says now.
+    done = resume.finished or (resume.resuming and _stopped_early(run_dir, resume.state))
+    write_resolved_config(cfg, run_dir, extra={"split": split.to_dict(), "dataset": {"path": str(cfg.dataset), **facts,
+                          "best_return": best_return, "digest": digest}, "dt_target_return": target_return,
                           "observation_shape": list(ds.observation_shape), "num_actions": ds.num_actions})  # fmt: skip
     agent = build_agent(cfg, ds.observation_shape, ds.num_actions, device, target_return)
     rng = np.random.default_rng(cfg.seed)
@@ -71,7 +78,7 @@ def train_offline(cfg: OfflineConfig) -> Path:
     if resume.resuming:
         agent.load_weights(checkpoint)
         step, history = _restore_training_state(checkpoint, resume.state, agent, rng)
-        if resume.finished:
+        if done:
             if not (run_dir / MODEL_DIR / agent.MODEL_FILE).is_file():  # killed between the last checkpoint and model/
                 write_unit(run_dir / MODEL_DIR, agent.save)
             return run_dir  # nothing left to do
@@ -83,13 +90,14 @@ def train_offline(cfg: OfflineConfig) -> Path:
     bar = ProgressBar(f"[bold]{cfg.algo.upper()}[/] {Path(cfg.dataset).name}", total=cfg.steps, completed=step,
                       fields={"rate": "updates/s", "loss": ""}, enabled=cfg.progress)  # fmt: skip
     t0, s0 = time.perf_counter(), step
+    checkpoint_every = cfg.checkpoint_interval()  # at most a tenth of the run: a kill never loses more
     losses: dict[str, float] = {}
     stopped_early = False
 
     def save_checkpoint(finished: bool) -> None:
         """Model and counters as one unit: every RNG and counter the next updates depend on."""
-        state = {"step": step, "rng": rng.bit_generator.state, "finished": finished, "eval_history": history, "time": time.time(),
-                 "agent": agent.training_state(), "torch_rng": encode_bytes(torch.get_rng_state())}  # fmt: skip
+        state = {"step": step, "rng": rng.bit_generator.state, "finished": finished, "stopped_early": stopped_early, "eval_history": history,
+                 "time": time.time(), "agent": agent.training_state(), "torch_rng": encode_bytes(torch.get_rng_state())}  # fmt: skip
         if torch.cuda.is_available() and device.startswith("cuda"):
             state["cuda_rng"] = [encode_bytes(s) for s in torch.cuda.get_rng_state_all()]
 
@@ -105,11 +113,14 @@ def train_offline(cfg: OfflineConfig) -> Path:
         for which, key in (("train", "train_levels"), ("validation", "validation_levels")):
             if which == "validation" and not split.validation:
                 continue
-            r = evaluate_on_levels(agent, split, which, episodes=cfg.eval.episodes, seed=cfg.seed, num_envs=cfg.eval_num_envs)
+            r = evaluate_on_levels(agent, eval_split, which, episodes=cfg.eval.episodes, seed=cfg.seed, num_envs=cfg.eval_num_envs)
             tb.add_scalar(f"eval/{key}/mean_return", r.mean_return, step)
             if r.mean_normalized is not None:
                 tb.add_scalar(f"eval/{key}/mean_normalized", r.mean_normalized, step)
             row[which] = r.mean_return
+        if cfg.held_out_curve:  # TensorBoard only: kept out of ``history``, so early stopping never sees it
+            r = evaluate_on_levels(agent, split, "held_out", episodes=cfg.eval.episodes, seed=cfg.seed, num_envs=cfg.eval_num_envs)
+            tb.add_scalar(f"{HELD_OUT_CURVE}/mean_return", r.mean_return, step)
         history.append(row)
         patience = cfg.eval.early_stopping_patience
         if patience and "validation" in row:
@@ -126,7 +137,7 @@ def train_offline(cfg: OfflineConfig) -> Path:
                 step += 1
                 if step % 50 == 0 or step == cfg.steps:
                     rate = (step - s0) / max(time.perf_counter() - t0, 1e-9)
-                    for k, v in losses.items():
+                    for k, v in losses.items():  # train/loss/..., train/grad_norm, ...
                         tb.add_scalar(f"train/{k}", v, step)
                     tb.add_scalar("time/updates_per_second", rate, step)
                     loss = next(iter(losses.values()), float("nan"))
@@ -135,12 +146,14 @@ def train_offline(cfg: OfflineConfig) -> Path:
                     if evaluate_now():
                         stopped_early = True
                         break
-                if step % cfg.checkpoint_every == 0:
+                if step % checkpoint_every == 0:
                     save_checkpoint(finished=False)
         finally:
             bar.close()
             tb.flush()
     finished = step >= cfg.steps or stopped_early
+    if finished and cfg.eval.enabled and (not history or history[-1]["step"] != step):
+        evaluate_now()  # the final policy's point on the curves (a run shorter than eval.every_steps has only this one)
     save_checkpoint(finished=finished)
     if finished:
         write_unit(run_dir / MODEL_DIR, agent.save)
@@ -148,6 +161,27 @@ def train_offline(cfg: OfflineConfig) -> Path:
     if flag["stop"] and not finished:
         raise interrupted(f"step {step:,}", run_dir / CHECKPOINT_DIR)
     return run_dir
+
+
+def _stopped_early(run_dir: Path, state: dict[str, Any]) -> bool:
+    """Whether the checkpoint's run ended by early stopping: its state says so, or (checkpoints written before
+    it said so) it finished before the steps its saved config asked for."""
+    if "stopped_early" in state:
+        return bool(state["stopped_early"])
+    if not state.get("finished") or not (run_dir / CONFIG).is_file():
+        return False
+    saved = read_run_config(run_dir).get("steps")
+    return isinstance(saved, int) and isinstance(state.get("step"), int) and state["step"] < saved
+
+
+def training_summary(run_dir: str | Path) -> dict[str, Any]:
+    """``{"step", "finished", "stopped_early"}`` of an offline run directory's latest checkpoint (``step``
+    None before the first one): what ``rlgen train`` reports before and after training."""
+    path = Path(run_dir) / CHECKPOINT_DIR / STATE
+    if not path.is_file():
+        return {"step": None, "finished": False, "stopped_early": False}
+    state = read_state(path.parent)
+    return {"step": int(state["step"]), "finished": bool(state.get("finished")), "stopped_early": _stopped_early(Path(run_dir), state)}
 
 
 def _restore_training_state(checkpoint: Path, state: dict[str, Any], agent: OfflineAgent, rng: np.random.Generator) -> tuple[int, list[dict[str, Any]]]:

@@ -14,13 +14,19 @@ Run directory (``out_dir``)::
 Checkpoints are weights only (``rlgen.agents.ppo_sb3_policy``): loading one never runs code from it.
 ``rlgen train`` on a directory that holds ``checkpoints/latest.pt`` continues from it: same step
 counter, same TensorBoard curve (events after the checkpoint are purged from it). A resumable
-checkpoint is written at least every tenth of ``total_steps``. SIGINT/SIGTERM stop at the next env
-step and save a checkpoint first. Directories of older rlgen versions (SB3 ``.zip`` files) still
-evaluate and collect, without unpickling anything, but do not resume.
+checkpoint is written at least every tenth of ``total_steps``, always between two rollouts (where the
+policy, optimizer, normalization statistics and step counter belong together), so a resumed run
+collects whole rollouts and ends on the step count of an uninterrupted one. SIGINT/SIGTERM stop at the
+next env step and save the checkpoint of the rollout boundary before it (the unfinished rollout is
+collected again). What a resume does not restore: the envs' states and level stream (EnvPool cannot save
+them), so the first episodes after a resume are new episodes of the seed's level stream from its start,
+and a resumed run is not bit-identical to an uninterrupted one. Directories of older rlgen versions (SB3
+``.zip`` files) still evaluate and collect, without unpickling anything, but do not resume.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -58,6 +64,7 @@ from rlgen.devices import torch_device
 from rlgen.envs import LevelSplit, make_env
 from rlgen.errors import RlgenError
 from rlgen.evaluation import evaluate_on_levels
+from rlgen.evaluation.episodes import sb3_actions
 from rlgen.progress import ProgressBar
 
 from stable_baselines3 import PPO  # noqa: E402
@@ -84,6 +91,7 @@ class PPOAgent:
     """
 
     episodic = False
+    samples_from_uniforms = True  # evaluation's per-episode draws (rlgen.evaluation.episodes.UniformSampler)
 
     def __init__(self, policy: Any, arch: dict[str, Any]) -> None:
         self.policy = policy
@@ -93,10 +101,15 @@ class PPOAgent:
     def num_actions(self) -> int:
         return int(self.arch["num_actions"])
 
-    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
-        """Actions ``(B,)`` for observations ``(B, *obs_shape)`` (uint8, as the env gives them)."""
-        actions, _ = self.policy.predict(obs, deterministic=deterministic)
-        return np.asarray(actions)
+    @property
+    def observation_shape(self) -> tuple[int, ...]:
+        """The shape of one observation the policy takes."""
+        return tuple(int(x) for x in self.arch["obs_shape"])
+
+    def act(self, obs: np.ndarray, deterministic: bool = False, uniforms: np.ndarray | None = None) -> np.ndarray:
+        """Actions ``(B,)`` for observations ``(B, *obs_shape)`` (uint8, as the env gives them); sampled ones
+        from ``uniforms`` (one per row in [0, 1), by inverse CDF) when given, else by SB3's ``predict``."""
+        return sb3_actions(self.policy, obs, deterministic, uniforms)
 
     def save(self, path: str | Path, num_timesteps: int = 0) -> Path:
         """The policy's weights and architecture as one weights-only ``.pt`` file, atomically."""
@@ -123,10 +136,19 @@ class PPOAgent:
         return cls(policy, arch)
 
 
+@dataclasses.dataclass(frozen=True)
+class Boundary:
+    """The learner's state between two rollouts that is not in the policy and optimizer (which change only
+    in updates): env steps done and the reward-normalization statistics (updated at every env step)."""
+
+    steps: int
+    ret_rms: dict[str, Any] | None
+
+
 class LadderCallback(BaseCallback):
     """Every ``ladder.every_steps`` env steps: evaluate on training levels and keep a checkpoint (a rung).
-    Every ``checkpoint_every`` env steps: save the resumable ``latest`` checkpoint. Stops training
-    when a stop signal arrived. Shows progress."""
+    Every ``checkpoint_every`` env steps, at the next rollout boundary: save the resumable ``latest``
+    checkpoint. Stops training when a stop signal arrived. Shows progress."""
 
     def __init__(self, cfg: PPOConfig, split: LevelSplit, run_dir: Path, stop_flag: dict[str, bool], arch: dict[str, Any], tb: Any = None) -> None:
         super().__init__()
@@ -138,6 +160,8 @@ class LadderCallback(BaseCallback):
         self.stop_flag = stop_flag
         self.next_rung = 0
         self.next_checkpoint = 0
+        self.boundary: Boundary | None = None  # the start of the rollout being collected
+        self.aborted = False  # a stop signal ended a rollout before its update
         self.bar: ProgressBar | None = None
         self._t0 = time.perf_counter()
         self._steps0 = 0
@@ -153,6 +177,19 @@ class LadderCallback(BaseCallback):
         self.bar = ProgressBar(f"[bold]PPO[/] {self.split.id}", total=self.cfg.total_steps, completed=n,
                                fields={"sps": "steps/s", "ret": ""}, enabled=self.cfg.progress)  # fmt: skip
 
+    def _on_rollout_start(self) -> None:
+        # After the previous rollout's update and before this rollout's first step: the one point where a
+        # checkpoint resumes exactly as training would have continued. The update's train/* scalars go out
+        # now, at the step they belong to (SB3 would hold them until the end of this rollout), so they are
+        # in TensorBoard before any checkpoint taken here: a resume from it never leaves a hole.
+        self.logger.dump(self.num_timesteps)
+        self.boundary = boundary_of(self.model)
+        n = self.num_timesteps
+        if n >= self.next_checkpoint:
+            save_checkpoint(self.model, self.run_dir, finished=False)
+            ck = self.cfg.checkpoint_interval()
+            self.next_checkpoint = (n // ck + 1) * ck
+
     def _on_step(self) -> bool:
         for info in self.locals.get("infos", ()):
             if "episode" in info:
@@ -161,13 +198,10 @@ class LadderCallback(BaseCallback):
         if n >= self.next_rung and n < self.cfg.total_steps:
             self.add_rung()
             self.next_rung += self.cfg.ladder.every_steps
-        if n >= self.next_checkpoint:
-            save_checkpoint(self.model, self.run_dir, finished=False)
-            ck = self.cfg.checkpoint_interval()
-            self.next_checkpoint = (n // ck + 1) * ck
         if self.cfg.progress and n % (self.cfg.num_envs * 16) < self.cfg.num_envs:
             self._update_progress()
-        return not self.stop_flag["stop"]
+        self.aborted = bool(self.stop_flag["stop"])
+        return not self.aborted
 
     def _update_progress(self) -> None:
         sps = (self.num_timesteps - self._steps0) / max(time.perf_counter() - self._t0, 1e-9)
@@ -194,21 +228,32 @@ class LadderCallback(BaseCallback):
         return keep_rung(self.run_dir, self.split, step, rel, result, self.cfg.ladder.deterministic, tb=self.tb)
 
 
-def save_checkpoint(model: PPO, run_dir: Path, finished: bool) -> None:
-    """The resumable checkpoint: one weights-only file (policy, optimizer, reward-normalization
-    statistics, counters), so a kill can never leave them out of step; then ``state.json``."""
+def boundary_of(model: PPO) -> Boundary:
+    """``model``'s step count and reward-normalization statistics now (copies)."""
     venv = model.get_env()
     ret_rms = None
     if isinstance(venv, VecNormalize):
         rms = venv.ret_rms
-        ret_rms = {"mean": torch.as_tensor(np.asarray(rms.mean, np.float64)), "var": torch.as_tensor(np.asarray(rms.var, np.float64)),
+        ret_rms = {"mean": torch.as_tensor(np.array(rms.mean, np.float64)), "var": torch.as_tensor(np.array(rms.var, np.float64)),
                    "count": float(rms.count)}  # fmt: skip
+    return Boundary(int(model.num_timesteps), ret_rms)
+
+
+def save_checkpoint(model: PPO, run_dir: Path, finished: bool, at: Boundary | None = None) -> int:
+    """The resumable checkpoint: one weights-only file (policy, optimizer, reward-normalization
+    statistics, counters), so a kill can never leave them out of step; then ``state.json``. Returns its step.
+
+    ``at``: the rollout boundary to save (default: now, which must be one); a run stopped mid-rollout saves
+    the boundary before it, its policy and optimizer being those of that boundary still.
+    """
+    at = at if at is not None else boundary_of(model)
     arch = arch_for(_encoder(model), model.observation_space, model.action_space)
     save_checkpoint_file(run_dir / LATEST, {
         "arch": arch, "policy": model.policy.state_dict(), "optimizer": model.policy.optimizer.state_dict(),
-        "num_timesteps": int(model.num_timesteps), "n_updates": int(model._n_updates), "ret_rms": ret_rms,
+        "num_timesteps": at.steps, "n_updates": int(model._n_updates), "ret_rms": at.ret_rms,
     })  # fmt: skip
-    write_state(run_dir, STATE, model.num_timesteps, finished)
+    write_state(run_dir, STATE, at.steps, finished)
+    return at.steps
 
 
 def _encoder(model: PPO) -> str:
@@ -283,7 +328,7 @@ def train_ppo(cfg: PPOConfig) -> Path:
     Raises:
         TrainingInterrupted: after SIGINT/SIGTERM, once the checkpoint is saved.
     """
-    run_dir = Path(cfg.out_dir or "runs/ppo")
+    run_dir = Path(cfg.out_dir)
     split = cfg.level_split()
     resume = resume_preamble(run_dir, cfg, LATEST, STATE, cfg.total_steps)
     if resume.finished:
@@ -318,12 +363,15 @@ def train_ppo(cfg: PPOConfig) -> Path:
             if getattr(callback, "model", None) is None:  # nothing left to learn (killed after its last checkpoint)
                 callback.init_callback(model)
             callback.add_rung()  # the final policy: the "expert" rung
-        save_checkpoint(model, run_dir, finished=finished)
+        if not callback.aborted:
+            logger.dump(model.num_timesteps)  # the last update's train/* scalars
+        # stopped mid-rollout: the boundary before it (otherwise learn() ended between rollouts)
+        saved_at = save_checkpoint(model, run_dir, finished=finished, at=callback.boundary if callback.aborted else None)
     finally:
         logger.close()
         venv.close()
     if flag["stop"]:
-        raise interrupted(f"{model.num_timesteps:,} env steps", run_dir / LATEST)
+        raise interrupted(f"{saved_at:,} env steps (the last rollout boundary)", run_dir / LATEST)
     return run_dir
 
 

@@ -114,8 +114,9 @@ def _weights_only_load(source: Any, name: Path, device: torch.device | str) -> A
     try:
         return torch.load(source, map_location=device, weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise RlgenError(f"refusing to load {name}: it holds objects other than tensors and plain data ({first})") from None
+        # torch's message is a paragraph of advice about weights_only; the user needs only the verdict
+        raise RlgenError(f"refusing to load {name}: it holds objects other than tensors and plain data (a pickle could run code); "
+                         f"retrain the run, or use a checkpoint from a source you trust ({type(e).__name__})") from None  # fmt: skip
     except Exception as e:  # noqa: BLE001 - torn or foreign files raise anything from EOFError to RuntimeError
         raise RlgenError(f"{name} is not a readable checkpoint ({type(e).__name__}: {str(e)[:160]})") from None
 

@@ -16,6 +16,8 @@ against its schema before any of them loads.
   agent and for the random baseline; default ``rlgen.evaluation.evaluate_on_levels``.
 * ``collect(cfg: CollectConfig) -> dataset directory``, rolling out the run's checkpoints; default the
   generic collector (``rlgen.collect.rollout``), which steps any agent's ``act``.
+* ``check(cfg) -> None``, optional: light checks of what the run reads (a dataset, the run directory), run by
+  :func:`train` before the trainer is imported, so a bad path is one line before torch/d3rlpy/SB3/JAX load.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from rlgen.agents.identity import agent_identity, dataset_facts
-from rlgen.agents.run_dir import read_run_config
+from rlgen.agents.identity import TrainingProgress, agent_identity, dataset_facts, online_progress
+from rlgen.agents.run_dir import inside_run_dir, read_run_config
 from rlgen.config import OFFLINE_ALGOS, JaxPPOConfig, OfflineConfig, PPOConfig, RlgenConfig, merge, parse_overrides, read_yaml, validate_config
 from rlgen.config.offline_jax import JAX_OFFLINE_ALGOS, JaxOfflineConfig
 from rlgen.envs import LevelSet, LevelSplit
@@ -53,6 +55,12 @@ class Algorithm:
     load: Ref
     evaluate: Ref | None = None
     collect: Ref | None = None
+    check: Ref | None = None
+
+    def check_inputs(self, cfg: RlgenConfig) -> None:
+        """The algorithm's light ``check(cfg)`` (files and directories the run reads), when it has one."""
+        if self.check is not None:
+            _resolve(self.check, f"{self.name} input check")(cfg)
 
     def trainer(self) -> Callable[[RlgenConfig], Path]:
         return _resolve(self.train, f"{self.name} trainer")
@@ -63,8 +71,10 @@ class Algorithm:
     def evaluator(self) -> Callable[..., EvalResult]:
         return _resolve(self.evaluate or "rlgen.evaluation.episodes:evaluate_on_levels", f"{self.name} evaluator")
 
-    def collector(self) -> Callable[..., Path]:
-        return _resolve(self.collect or "rlgen.collect.rollout:collect_rollouts", f"{self.name} collector")
+    def collector(self) -> Callable[..., Path] | None:
+        """The collector the algorithm registered, or None: then ``rlgen.collect.collector_for`` picks rlgen's own
+        (the generic one, or the on-device one for ``ppo_jax``), since ``rlgen.collect`` sits above this layer."""
+        return None if self.collect is None else _resolve(self.collect, f"{self.name} collector")
 
 
 _ALGORITHMS: dict[str, Algorithm] = {}
@@ -83,14 +93,14 @@ def _resolve(ref: Ref, what: str) -> Callable[..., Any]:
 
 
 def register_algorithm(name: str, kind: Kind, schema: type[RlgenConfig], train: Ref, load: Ref, evaluate: Ref | None = None,
-                       collect: Ref | None = None) -> Algorithm:  # fmt: skip
+                       collect: Ref | None = None, check: Ref | None = None) -> Algorithm:  # fmt: skip
     """Make ``algo: name`` trainable, loadable and evaluable everywhere (CLI, pipeline, Python).
 
     Args:
         name: lower-case letters, digits and ``_``; registering a name again replaces its entry.
         kind: ``"online"`` (trains on env steps, keeps a skill ladder) or ``"offline"`` (trains on a dataset).
         schema: the config class of its runs (an ``RlgenConfig`` subclass; light: no heavy imports).
-        train, load, evaluate, collect: functions or ``"module:function"`` strings (module docstring).
+        train, load, evaluate, collect, check: functions or ``"module:function"`` strings (module docstring).
 
     Raises:
         ConfigError: a bad name or kind, or a schema that is not an ``RlgenConfig``.
@@ -101,7 +111,7 @@ def register_algorithm(name: str, kind: Kind, schema: type[RlgenConfig], train: 
         raise ConfigError(f"algorithm {name!r}: kind {kind!r} is not one of: online, offline")
     if not (isinstance(schema, type) and issubclass(schema, RlgenConfig)):
         raise ConfigError(f"algorithm {name!r}: schema must be a subclass of rlgen.config.RlgenConfig, got {schema!r}")
-    algorithm = Algorithm(name, kind, schema, train, load, evaluate, collect)
+    algorithm = Algorithm(name, kind, schema, train, load, evaluate, collect, check)
     _ALGORITHMS[name] = algorithm
     return algorithm
 
@@ -134,8 +144,11 @@ def train_schema(path: str | Path | None, overrides: Sequence[str]) -> type[Rlge
 
 
 def train(cfg: RlgenConfig) -> Path:
-    """Train (or resume) the run ``cfg`` describes with its algorithm's trainer; returns the run directory."""
-    return get_algorithm(getattr(cfg, "algo", None)).trainer()(cfg)
+    """Train (or resume) the run ``cfg`` describes with its algorithm's trainer; returns the run directory.
+    The algorithm's light input check runs first, before the trainer's heavy imports."""
+    algorithm = get_algorithm(getattr(cfg, "algo", None))
+    algorithm.check_inputs(cfg)
+    return algorithm.trainer()(cfg)
 
 
 # --- loading a run -------------------------------------------------------------------------------------
@@ -154,6 +167,7 @@ class LoadedAgent:
         config: the run's validated config (its algorithm's schema).
         resolved: the ``resolved`` block of its ``config.yaml`` (split, dataset facts...).
         checkpoint: the checkpoint loaded (None: the final policy).
+        progress: how far training had got (the loaded model's step, whether the run had finished).
     """
 
     run_dir: Path
@@ -163,6 +177,7 @@ class LoadedAgent:
     config: RlgenConfig
     resolved: dict[str, Any]
     checkpoint: str | None = None
+    progress: TrainingProgress | None = None
 
     @property
     def num_actions(self) -> int:
@@ -178,9 +193,11 @@ class LoadedAgent:
         return self.agent.act(obs, deterministic=deterministic)
 
     def identity(self, study: str | None = None, split: LevelSplit | None = None) -> dict[str, Any]:
-        """The ``results.jsonl`` identity fields of this agent (run id, algorithm, dataset facts...) evaluated
-        on ``split`` (default the run's)."""
-        return agent_identity(self.run_dir, self.algo, self.config, self.resolved, split or self.split, checkpoint=self.checkpoint, study=study)
+        """The ``results.jsonl`` identity fields of this agent (run id, study, algorithm, split and config
+        digests, dataset facts, training progress...) evaluated on ``split`` (default the run's); ``study``
+        labels a run whose ``run.json`` records none."""
+        return agent_identity(self.run_dir, self.algo, self.config, self.resolved, split or self.split, checkpoint=self.checkpoint, study=study,
+                              progress=self.progress)  # fmt: skip
 
     def evaluate(self, which: str = "held_out", episodes: int = 100, seed: int = 0, num_envs: int | None = None,
                  deterministic: bool = False, policy: Any = None, split: LevelSplit | None = None) -> EvalResult:  # fmt: skip
@@ -214,17 +231,83 @@ def load_agent(run_dir: str | Path, checkpoint: str | None = None, device: str |
         facts = dataset_facts(resolved) or {}
         if facts.get("train_levels"):
             split = split.with_train(LevelSet(facts["train_levels"]))
+    if checkpoint is not None and algorithm.kind == "online":  # a ladder path error is one line before the loader's heavy imports
+        # (offline runs name their checkpoints: latest, model/; their loader says which exist)
+        path = inside_run_dir(run, checkpoint, "--checkpoint")
+        if not path.exists():
+            raise RlgenError(f"--checkpoint {checkpoint!r}: no such file in {run} (rungs are listed in {run / 'ladder.json'})")
     agent = algorithm.loader()(run, checkpoint=checkpoint, device=device or cfg.device)
-    return LoadedAgent(run, algorithm.name, agent, split, cfg, resolved, checkpoint)
+    check_agent_fits(agent, split, f"{run} ({split.id}, as its config.yaml says)")
+    # A loader may say how far the model it loaded had trained (offline runs do); online runs follow the
+    # run-directory protocol (checkpoints/state.json, ladder rungs), read here for every online algorithm.
+    progress = getattr(agent, "progress", None)
+    if not isinstance(progress, TrainingProgress) and algorithm.kind == "online":
+        progress = online_progress(run, checkpoint, total=getattr(cfg, "total_steps", None))
+    return LoadedAgent(run, algorithm.name, agent, split, cfg, resolved, checkpoint, progress if isinstance(progress, TrainingProgress) else None)
+
+
+def train_and_describe(cfg: RlgenConfig) -> tuple[Path, str]:
+    """``rlgen train``: check ``cfg``'s inputs (writable run directory, datasets: before any heavy import), train
+    or resume its algorithm, and say in one line what happened. Returns the run directory and that line."""
+    from rlgen.agents.run_dir import check_writable_dir
+
+    algorithm = get_algorithm(cfg.algo)  # type: ignore[attr-defined]
+    check_writable_dir(cfg.out_dir)  # the trainers check it too; here it fails before torch loads
+    algorithm.check_inputs(cfg)
+    if algorithm.kind == "offline" and cfg.algo in OFFLINE_ALGOS:  # type: ignore[attr-defined]
+        from rlgen.agents.offline_train import training_summary
+
+        before = training_summary(cfg.out_dir)
+        run_dir = algorithm.trainer()(cfg)
+        after = training_summary(run_dir)
+        early = " (stopped early: no better validation return)" if after["stopped_early"] else ""
+        if before["finished"] and after["step"] == before["step"]:
+            return run_dir, f"nothing to do: {run_dir} finished training at gradient step {after['step']:,}{early}"
+        return run_dir, f"trained {cfg.algo} on {cfg.dataset} to gradient step {after['step']:,}{early}; run directory {run_dir}"  # type: ignore[attr-defined]
+    run_dir = algorithm.trainer()(cfg)
+    # a registered algorithm's schema need not have rlgen's own budget fields: say what the schema has
+    data, budget, unit = (getattr(cfg, "dataset", None), getattr(cfg, "steps", None), "gradient steps") if algorithm.kind == "offline" \
+        else (cfg.env, getattr(cfg, "total_steps", None), "env steps")  # fmt: skip
+    on = f" on {data}" if data else ""
+    amount = f" for {budget:,} {unit}" if isinstance(budget, int) else ""
+    return run_dir, f"trained {cfg.algo}{on}{amount}; run directory {run_dir}"  # type: ignore[attr-defined]
+
+
+def env_spaces(split: LevelSplit) -> tuple[tuple[int, ...], int]:
+    """The observation shape and action count of ``split``'s env (one env is made and closed)."""
+    from rlgen.envs import make_env
+
+    probe = make_env(split, "train", num_envs=1, levels=[split.train.min])
+    try:
+        return tuple(int(x) for x in probe.single_observation_space.shape), int(probe.single_action_space.n)
+    finally:
+        probe.close()
+
+
+def check_agent_fits(agent: Any, split: LevelSplit, where: str) -> None:
+    """Refuse, with one line, an agent whose observations are not those of ``split``'s env, or that chooses among
+    more actions than the env has (a run whose config.yaml was edited or emptied, a policy collected or
+    evaluated on another view...), instead of a traceback from inside its network or the env. A policy over
+    fewer actions (the first ones) acts validly and passes; so do agents that do not say their ``observation_shape``."""
+    shape = getattr(agent, "observation_shape", None)
+    if shape is None:
+        return
+    shape, num_actions = tuple(int(x) for x in shape), int(agent.num_actions)
+    env_shape, env_actions = env_spaces(split)
+    if shape != env_shape or num_actions > env_actions:
+        raise RlgenError(f"{where}: the policy takes observations {list(shape)} and {num_actions} actions, the env gives "
+                         f"{list(env_shape)} and {env_actions}; it was trained on another env or view (check env and split.options)")  # fmt: skip
 
 
 # --- rlgen's own algorithms ----------------------------------------------------------------------------
 
-register_algorithm("ppo", "online", PPOConfig, train="rlgen.agents.ppo_sb3:train_ppo", load="rlgen.agents.ppo_sb3:load_run")
+register_algorithm("ppo", "online", PPOConfig, train="rlgen.agents.ppo_sb3:train_ppo", load="rlgen.agents.ppo_sb3:load_run",
+                   check="rlgen.agents.inputs:check_ppo_inputs")
 register_algorithm("ppo_jax", "online", JaxPPOConfig, train="rlgen.agents.ppo_jax.train:train_ppo_jax", load="rlgen.agents.ppo_jax.agent:load_run",
-                   evaluate="rlgen.agents.ppo_jax.agent:evaluate", collect="rlgen.collect.jax_rollout:collect_jax")  # fmt: skip
+                   evaluate="rlgen.agents.ppo_jax.agent:evaluate", check="rlgen.agents.inputs:check_ppo_jax_inputs")  # its on-device collector: rlgen.collect.BUILT_IN_COLLECTORS  # fmt: skip
 for _algo in OFFLINE_ALGOS:
-    register_algorithm(_algo, "offline", OfflineConfig, train="rlgen.agents.offline_train:train_offline", load="rlgen.agents.offline:load_run")
+    register_algorithm(_algo, "offline", OfflineConfig, train="rlgen.agents.offline_train:train_offline", load="rlgen.agents.offline:load_run",
+                       check="rlgen.agents.inputs:check_offline_inputs")  # fmt: skip
 for _algo in JAX_OFFLINE_ALGOS:  # bc_jax, iql_jax, cql_jax, dt_jax, bct_jax: seeds vmapped in one process (pip extra rlgen[jax])
     register_algorithm(_algo, "offline", JaxOfflineConfig, train="rlgen.agents.offline_jax.train:train_offline_jax",
                        load="rlgen.agents.offline_jax.run:load_run", evaluate="rlgen.agents.offline_jax.agent:evaluate")  # fmt: skip

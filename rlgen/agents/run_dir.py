@@ -15,15 +15,16 @@ and what every trainer does with it: one trainer at a time (:func:`locks_run_dir
 (:func:`resume_preamble`: is there a checkpoint, is the run finished, is it the same config), the
 resolved config and run id (:func:`write_resolved_config`), ladder rungs (:func:`append_rung`),
 directories written as units (:func:`write_unit`), stopping cleanly on SIGINT/SIGTERM (:func:`stop_on_signals`).
+The checks before training (writable, holds work, same config) live in ``rlgen.agents.run_checks`` and are
+re-exported here.
 
 A run directory may come from someone else, so everything read from it is data, never code: JSON and
 YAML files are checked for shape (a torn file is one line naming it), and every path they name must
 resolve inside the run directory (no ``../..``, no absolute path, no symlink out).
 
-A *run* is one training run; its id is a uuid4 hex written once into ``run.json``. Resuming, moving the
-directory or naming it by a relative or an absolute path keeps the id; deleting the directory and
-training again gives a new one. Run directories made before ``run.json`` existed get an id derived from
-their resolved absolute path, so ``runs/p`` and ``/home/me/runs/p`` are the same run.
+A *run* is one training run; its id is written once into ``run.json`` (``rlgen.agents.run_record``, whose
+names this module re-exports): resuming, moving the directory or naming it by a relative or an absolute path
+keeps the id.
 
 Free of torch, SB3 and JAX, so every learner (and collection) can use it without importing the others.
 """
@@ -31,38 +32,47 @@ Free of torch, SB3 and JAX, so every learner (and collection) can use it without
 from __future__ import annotations
 
 import dataclasses
+import errno
 import fcntl
 import functools
-import hashlib
 import json
 import os
 import shlex
 import shutil
 import signal
+import stat
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from rlgen.agents.run_checks import (
+    CONFIG,
+    GROUP,
+    LOCK,
+    RESUME_NEUTRAL_KEYS,
+    RUN_FILE,
+    SameAs,
+    check_same_config,
+    check_writable_dir,
+    config_dict,
+    holds_work,
+    read_run_config,
+)
+from rlgen.agents.run_record import adopt_run_id, ensure_run_id, path_run_id, read_run_id, read_run_record
 from rlgen.atomic_files import write_json_atomic, write_text_atomic
 from rlgen.errors import RlgenError, TrainingInterrupted
 
-__all__ = ["CONFIG", "LADDER", "LOCK", "RUN_FILE", "Resume", "TrainingInterrupted", "append_rung", "check_same_config", "ensure_run_id",
-           "inside_run_dir", "locks_run_dir", "path_run_id", "read_json", "read_ladder", "read_run_config", "read_run_id", "read_state",
+__all__ = ["CONFIG", "LADDER", "LOCK", "RUN_FILE", "Resume", "TrainingInterrupted", "adopt_run_id", "append_rung", "check_same_config",
+           "ensure_run_id", "inside_run_dir", "locks_run_dir", "path_run_id", "read_json", "read_ladder", "read_run_config", "read_run_id",
+           "read_run_record", "read_state",
            "recover_unit", "resume_preamble", "run_dir_lock", "stop_on_signals", "write_resolved_config", "write_state", "write_unit",
-           "keep_rung", "final_checkpoint", "interrupted", "tensorboard_writer", "config_dict", "ladder_or_new", "RESUME_NEUTRAL_KEYS", "GROUP",
-           "member_runs"]  # fmt: skip
+           "keep_rung", "final_checkpoint", "interrupted", "tensorboard_writer", "config_dict", "ladder_or_new", "RESUME_NEUTRAL_KEYS",
+           "holds_work", "check_writable_dir", "SameAs", "GROUP", "member_runs"]  # fmt: skip
 
-CONFIG = "config.yaml"
 LADDER = "ladder.json"
-RUN_FILE = "run.json"
-#: A seed group's record: ``{"format", "algo", "seeds", "members": {seed: relative dir}, "config"}``.
-GROUP = "group.json"
-#: The lock file of a run directory; its content says who holds it (JSON: pid, command, since).
-LOCK = ".lock"
 
 
 def read_json(path: Path) -> Any:
@@ -92,69 +102,21 @@ def inside_run_dir(run_dir: str | Path, relative: Any, source: str | Path) -> Pa
     return target
 
 
-# --- run ids ---------------------------------------------------------------------------------------
-
-
-def path_run_id(run_dir: str | Path) -> str:
-    """The id of a run directory without ``run.json``: derived from its resolved absolute path."""
-    resolved = str(Path(run_dir).resolve())
-    return "path-" + hashlib.sha256(resolved.encode()).hexdigest()[:32]
-
-
-def _read_run_record(path: Path) -> str:
-    try:
-        run_id = json.loads(path.read_text())["run_id"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise RlgenError(f"{path} is not a readable run record (expected JSON with a run_id); "
-                         "restore it, or delete it to give the run a new id") from None  # fmt: skip
-    if not isinstance(run_id, str) or not run_id:
-        raise RlgenError(f"{path}: run_id must be a non-empty string, got {run_id!r}")
-    return run_id
-
-
-def ensure_run_id(run_dir: str | Path) -> str:
-    """The run id of ``run_dir``, creating ``run.json`` if the directory has none yet.
-
-    Written once and never rewritten: the record is written to a temporary name and hard-linked to
-    ``run.json``, which fails when another process got there first (then its id is the id).
-    """
-    d = Path(run_dir)
-    path = d / RUN_FILE
-    if path.is_file():
-        return _read_run_record(path)
-    d.mkdir(parents=True, exist_ok=True)
-    run_id = uuid.uuid4().hex
-    tmp = d / f"{RUN_FILE}.{uuid.uuid4().hex}.tmp"  # unique per caller: processes and threads alike
-    tmp.write_text(json.dumps({"run_id": run_id, "created": time.time()}) + "\n")
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        return _read_run_record(path)
-    except OSError:  # a file system without hard links: exclusive create instead
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return _read_run_record(path)
-        with os.fdopen(fd, "w") as f:
-            f.write(tmp.read_text())
-    finally:
-        tmp.unlink(missing_ok=True)
-    return run_id
-
-
-def read_run_id(run_dir: str | Path) -> str:
-    """The run id of ``run_dir``: from ``run.json``, else :func:`path_run_id` (run directories made
-    before run ids existed)."""
-    path = Path(run_dir) / RUN_FILE
-    return _read_run_record(path) if path.is_file() else path_run_id(run_dir)
-
-
 # --- the config ------------------------------------------------------------------------------------
 
 
-def config_dict(cfg: Any) -> dict[str, Any]:
-    """A pydantic config as plain JSON data."""
-    return json.loads(cfg.model_dump_json())
+def member_runs(run_dir: str | Path) -> list[Path]:
+    """The run directories ``run_dir`` stands for: its seed group's members (``group.json``, in seed order),
+    or ``[run_dir]`` itself. Member paths must stay inside the group; a torn record is one ``RlgenError``."""
+    d = Path(run_dir)
+    path = d / GROUP
+    if not path.is_file():
+        return [d]
+    group = read_json(path)
+    members = group.get("members") if isinstance(group, dict) else None
+    if not isinstance(members, dict) or not members:
+        raise RlgenError(f"{path}: expected an object with a non-empty `members` mapping (seed -> directory)")
+    return [d / inside_run_dir(d, rel, path).relative_to(d.resolve()) for rel in members.values()]
 
 
 def write_resolved_config(cfg: Any, directory: str | Path, extra: Mapping[str, Any] | None = None) -> Path:
@@ -172,64 +134,6 @@ def write_resolved_config(cfg: Any, directory: str | Path, extra: Mapping[str, A
     if extra:
         data["resolved"] = dict(extra)
     return write_text_atomic(d / CONFIG, yaml.safe_dump(data, sort_keys=False))
-
-
-def read_run_config(run_dir: str | Path) -> dict[str, Any]:
-    """The run's ``config.yaml`` as a mapping (its ``resolved`` block included).
-
-    Raises:
-        RlgenError: no ``config.yaml`` (not a run directory), or one that is unreadable or not a mapping.
-    """
-    path = Path(run_dir) / CONFIG
-    if not path.is_file():
-        if (Path(run_dir) / GROUP).is_file():
-            names = ", ".join(str(m.relative_to(run_dir)) for m in member_runs(run_dir))
-            raise RlgenError(f"{str(run_dir)!r} is a group of seed runs ({names}); name one of them, or evaluate them all with `rlgen evaluate {run_dir}`")
-        raise RlgenError(f"{str(run_dir)!r} is not a run directory (no {CONFIG}); pass the out_dir of `rlgen train`")
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise RlgenError(f"{path} is not readable YAML ({type(e).__name__}); restore it or start over in a new out_dir") from None
-    if not isinstance(data, dict):
-        raise RlgenError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
-    return data
-
-
-#: Config keys a resumed online run may change: how long, how it shows progress, where and how often it saves.
-RESUME_NEUTRAL_KEYS = ("total_steps", "progress", "device", "checkpoint_every")
-
-
-def check_same_config(run_dir: Path, cfg: Any, ignore: Iterable[str] = RESUME_NEUTRAL_KEYS) -> None:
-    """Refuse to resume ``run_dir`` with a config that differs (outside ``ignore``) from its ``config.yaml``:
-    that would mix two experiments in one run directory. A directory without a config passes."""
-    if not (Path(run_dir) / CONFIG).is_file():
-        return
-    saved = read_run_config(run_dir)
-    saved.pop("resolved", None)
-    now = config_dict(cfg)
-    skip = set(ignore)
-    diff = sorted(k for k in set(saved) | set(now) if k not in skip and saved.get(k) != now.get(k))
-    if diff:
-        raise RlgenError(
-            f"{run_dir} holds a run with a different config (keys differ: {', '.join(diff)}); "
-            "use another out_dir, or delete the directory to start over"
-        )
-
-
-def member_runs(run_dir: str | Path) -> list[Path]:
-    """The run directories ``run_dir`` stands for: its seed group's members (``group.json``, in seed order),
-    or ``[run_dir]`` itself. Member paths must stay inside the group; a torn record is one ``RlgenError``."""
-    d = Path(run_dir)
-    path = d / GROUP
-    if not path.is_file():
-        return [d]
-    group = read_json(path)
-    members = group.get("members") if isinstance(group, dict) else None
-    if not isinstance(members, dict) or not members:
-        raise RlgenError(f"{path}: expected an object with a non-empty `members` mapping (seed -> directory)")
-    return [d / inside_run_dir(d, rel, path).relative_to(d.resolve()) for rel in members.values()]
 
 
 # --- resuming --------------------------------------------------------------------------------------
@@ -267,20 +171,24 @@ class Resume:
 
 
 def resume_preamble(run_dir: Path, cfg: Any, checkpoint: str, state_file: str, total: int, steps_key: str = "num_timesteps",
-                    ignore: Iterable[str] = RESUME_NEUTRAL_KEYS, read: Callable[[Path], dict[str, Any]] | None = None) -> Resume:  # fmt: skip
+                    ignore: Iterable[str] = RESUME_NEUTRAL_KEYS, read: Callable[[Path], dict[str, Any]] | None = None,
+                    same: Mapping[str, SameAs] | None = None) -> Resume:  # fmt: skip
     """Read ``run_dir`` before training: is there a checkpoint (``checkpoint``, a file or directory), is the
-    run finished (``state_file`` says ``finished`` at ``steps_key`` >= ``total``), and when either, is its
-    saved config the same as ``cfg`` outside ``ignore`` (else one ``RlgenError``)? Writes nothing.
+    run finished (``state_file`` says ``finished`` at ``steps_key`` >= ``total``), and when the directory
+    holds any work (:func:`holds_work`: rungs, checkpoints, events... not only a checkpoint), is its saved
+    config the same as ``cfg`` outside ``ignore`` (else one ``RlgenError``)? Writes nothing. A directory
+    holding only the config of a start that failed takes a corrected config.
 
-    ``read`` reads the state file (default :func:`read_state`'s JSON object check).
+    ``read`` reads the state file (default :func:`read_state`'s JSON object check); ``same``: see
+    :func:`check_same_config`.
     """
     path = run_dir / state_file
     state = (read(path) if path.is_file() else {}) if read is not None else read_state(run_dir, state_file)
     resuming = (run_dir / checkpoint).exists()
     steps = state.get(steps_key)
     finished = bool(state.get("finished")) and isinstance(steps, int) and steps >= total
-    if resuming or finished:
-        check_same_config(run_dir, cfg, ignore)
+    if resuming or finished or holds_work(run_dir):
+        check_same_config(run_dir, cfg, ignore, same)
     return Resume(resuming, finished, state)
 
 
@@ -375,7 +283,7 @@ def run_dir_lock(run_dir: str | Path) -> Iterator[None]:
     if key in _HELD:
         yield
         return
-    fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _open_lock_file(root / LOCK)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -405,6 +313,22 @@ def run_dir_lock(run_dir: str | Path) -> Iterator[None]:
         os.close(fd)  # releases the lock; the file stays (deleting it would race with a waiting locker)
 
 
+def _open_lock_file(path: Path) -> int:
+    """Open (or create) a lock file that is rlgen's to truncate and write: never through a symlink (O_NOFOLLOW),
+    and only a plain file with no other name (a hard link planted there would make us overwrite its target)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise RlgenError(f"{path} is a symbolic link; refused (rlgen writes its lock file only as a plain file): remove it") from None
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        os.close(fd)
+        raise RlgenError(f"{path} is not a plain file of its own (a hard link or a special file); refused: remove it")
+    return fd
+
+
 def _lock_holder(fd: int) -> str:
     try:
         info = json.loads(os.pread(fd, 4096, 0) or b"{}")
@@ -418,10 +342,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def locks_run_dir(train: F) -> F:
-    """Decorator for ``train_*(cfg, ...)``: hold the lock of ``cfg.out_dir`` while it runs."""
+    """Decorator for ``train_*(cfg, ...)``: hold the lock of ``cfg.out_dir`` while it runs (after checking,
+    with one line naming it, that the directory can be written)."""
 
     @functools.wraps(train)
     def wrapper(cfg: Any, *args: Any, **kwargs: Any) -> Any:
+        check_writable_dir(cfg.out_dir)
         with run_dir_lock(cfg.out_dir):
             return train(cfg, *args, **kwargs)
 

@@ -34,7 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlgen.agents.networks import as_tensor, make_encoder
+from rlgen.agents.networks import as_tensor, make_encoder, prefers_channels_last
+from rlgen.evaluation.episodes import sample_from_uniforms
 
 WEIGHT_DECAY = 0.1  # on linear/conv weights only (minGPT's parameter groups, as the reference)
 ADAM_BETAS = (0.9, 0.95)
@@ -61,13 +62,14 @@ class CausalTransformer(nn.Module):
         dropout: float,
         max_timestep: int,
         return_conditioned: bool = False,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         self.n_heads = n_heads
         self.max_timestep = max_timestep
         self.return_conditioned = return_conditioned
         self.tokens_per_step = 3 if return_conditioned else 2
-        self.encoder = make_encoder(encoder, observation_shape)
+        self.encoder = make_encoder(encoder, observation_shape, channels_last=channels_last)  # memory format only
         self.obs_embed = nn.Linear(self.encoder.features_dim, embed_dim)
         self.action_embed = nn.Embedding(num_actions, embed_dim)
         if return_conditioned:
@@ -187,7 +189,8 @@ class CausalTransformerAgent:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.model = CausalTransformer(
-                observation_shape, num_actions, encoder, context_length, n_layers, n_heads, embed_dim, dropout, max_timestep, return_conditioned
+                observation_shape, num_actions, encoder, context_length, n_layers, n_heads, embed_dim, dropout, max_timestep, return_conditioned,
+                channels_last=prefers_channels_last(encoder, self.device),
             ).to(self.device)
         self.optimizer = torch.optim.AdamW(parameter_groups(self.model, WEIGHT_DECAY), lr=learning_rate, betas=ADAM_BETAS)
         # Sampling happens on the CPU so the generator state is the same whatever the device.
@@ -242,14 +245,16 @@ class CausalTransformerAgent:
                 h["return_left"] -= float(r)
 
     @torch.no_grad()
-    def act(self, obs: np.ndarray, deterministic: bool = False, keys: Sequence[int] | None = None) -> np.ndarray:
+    def act(self, obs: np.ndarray, deterministic: bool = False, keys: Sequence[int] | None = None,
+            uniforms: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
         """Actions for a batch of observations ``(B, C, H, W)`` -> ``(B,)`` int64, in one forward pass.
 
         ``keys[i]`` names the episode row ``i`` belongs to: its observation is appended to that
         episode's history (a key never seen, or ``reset``, starts a new one, at timestep 0 with
         return-to-go ``target_return``) and the action is predicted from the last
         ``context_length`` steps. Without ``keys`` every row is the first step of its own episode
-        and nothing is remembered.
+        and nothing is remembered. Sampled actions are drawn with ``uniforms`` (one per row in [0, 1), by
+        inverse CDF) when given, else with the agent's generator.
         """
         obs = np.asarray(obs.cpu() if isinstance(obs, torch.Tensor) else obs)
         if keys is None:
@@ -286,10 +291,11 @@ class CausalTransformerAgent:
             as_tensor(mask, self.device), as_tensor(window_rtg, self.device),
         )[:, -1].float().cpu()  # (B, A): the prediction at each row's latest observation  # fmt: skip
         if deterministic:
-            actions = logits.argmax(dim=-1)
+            actions_np = logits.argmax(dim=-1).numpy().astype(np.int64)
+        elif uniforms is not None:
+            actions_np = sample_from_uniforms(torch.softmax(logits.double(), dim=-1).numpy(), uniforms)
         else:
-            actions = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=self.generator).squeeze(1)
-        actions_np = actions.numpy().astype(np.int64)
+            actions_np = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=self.generator).squeeze(1).numpy().astype(np.int64)
         for h, a in zip(histories, actions_np):
             h["actions"].append(int(a))
             h["next_t"] += 1

@@ -20,6 +20,10 @@ from rlgen.collect.jax_rollout import collect_jax
 from rlgen.collect.rollout import collect_rollouts
 from rlgen.config import CollectConfig
 
+#: rlgen's own algorithms with a collector of their own (this layer's, so not registered in ``rlgen.agents``);
+#: every other algorithm without a registered one gets the generic ``collect_rollouts``.
+BUILT_IN_COLLECTORS: dict[str, Callable[[CollectConfig], Path]] = {"ppo_jax": collect_jax}
+
 #: Suites whose envs are JAX functions: uniform random actions on them are drawn on device as well.
 JAX_SUITES = ("xland",)
 
@@ -31,8 +35,8 @@ def collector_for(cfg: CollectConfig) -> Callable[[CollectConfig], Path]:
         return collect_jax if cfg.env.split("/", 1)[0] in JAX_SUITES else collect_rollouts
     if cfg.policy_run is None or not (Path(cfg.policy_run) / CONFIG).is_file():
         return collect_rollouts  # no run there: the generic collector's checks name what is missing
-    algo = read_run_config(cfg.policy_run).get("algo", "ppo")
-    return get_algorithm(algo, source=str(Path(cfg.policy_run) / CONFIG)).collector()
+    algorithm = get_algorithm(read_run_config(cfg.policy_run).get("algo", "ppo"), source=str(Path(cfg.policy_run) / CONFIG))
+    return algorithm.collector() or BUILT_IN_COLLECTORS.get(algorithm.name, collect_rollouts)
 
 
 def collect(cfg: CollectConfig) -> Path:

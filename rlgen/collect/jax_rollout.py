@@ -25,10 +25,12 @@ from typing import Any
 import numpy as np
 
 from rlgen.agents.ppo_jax import JaxPPOAgent
-from rlgen.collect.manifest import check_collect_config, dataset_manifest
-from rlgen.collect.skills import check_policies, resolve_skill
+from rlgen.agents.run_dir import run_dir_lock
+from rlgen.atomic_files import remove_temporaries
+from rlgen.collect.manifest import check_collect_config, check_out_dir_is_a_directory, dataset_manifest
+from rlgen.collect.skills import check_policies, check_policy_env, resolve_skill
 from rlgen.data import DatasetWriter, Episode
-from rlgen.data.format import MANIFEST
+from rlgen.data.format import MANIFEST, SHARD_DIR
 from rlgen.devices import jax_device
 from rlgen.envs.xland import LevelSampler, jax_env_for_split, rulesets_info
 from rlgen.progress import ProgressBar
@@ -153,10 +155,17 @@ def _episodes(cfg: Any, split: Any, specs: list[dict[str, Any]], stats: dict[str
 
 
 def collect_jax(cfg: Any) -> Path:
-    """Collect the dataset ``cfg`` (a ``CollectConfig`` with an ``xland/...`` env) describes; returns its directory."""
+    """Collect the dataset ``cfg`` (a ``CollectConfig`` with an ``xland/...`` env) describes; returns its directory.
+    One collection per ``out_dir`` at a time, as the generic collector (its lock)."""
+    root = Path(cfg.out_dir or f"data/{cfg.name}")
+    check_out_dir_is_a_directory(root)
+    with run_dir_lock(root):
+        return _collect_jax_locked(cfg, root)
+
+
+def _collect_jax_locked(cfg: Any, root: Path) -> Path:
     import jax  # noqa: PLC0415
 
-    root = Path(cfg.out_dir or f"data/{cfg.name}")
     check_collect_config(root, cfg, write=False)  # the generic collector's rule: same config resumes, another is refused
     if (root / MANIFEST).is_file():
         return root  # already collected with this config
@@ -165,6 +174,7 @@ def collect_jax(cfg: Any) -> Path:
     jenv = jax_env_for_split(split)
     specs = resolve_skill(cfg)
     check_policies(cfg, specs)
+    check_policy_env(cfg, split)
     agents = _load_agents(cfg, specs, split)
     device = jax_device(cfg.device)
     check_collect_config(root, cfg)
@@ -173,9 +183,10 @@ def collect_jax(cfg: Any) -> Path:
     stats: dict[str, Any] = {"episodes": 0, "transitions": 0,
                              "progress": lambda length: progress.update(advance=length if unit == "transitions" else 1)}  # fmt: skip
     t0 = time.perf_counter()
-    if (root / "shards").is_dir():  # an interrupted collection: redo it from the start
-        for f in (root / "shards").glob("shard_*.zst"):
+    if (root / SHARD_DIR).is_dir():  # an interrupted collection: redo it from the start
+        for f in (root / SHARD_DIR).glob("shard_*.zst"):
             f.unlink()
+        remove_temporaries(root / SHARD_DIR)
     try:
         with jax.default_device(device):
             writer = DatasetWriter(root, {"action_space": {"n": int(jenv.num_actions)}}, shard_transitions=cfg.shard_transitions)

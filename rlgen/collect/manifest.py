@@ -23,6 +23,10 @@ COLLECT_CONFIG = "collect_config.json"
 SEGMENT_DIR = "segments"
 #: Config keys that do not change what is collected.
 _NEUTRAL_KEYS = ("progress", "device", "name", "out_dir")
+#: What the collectors write, beyond the config: 2 seeds envs from SeedSequence([seed, segment, env]) and
+#: numbers episodes in their shard headers. An unfinished collection begun by another version is refused
+#: (its finished segments were seeded otherwise); a finished dataset of any version is kept as it is.
+COLLECTOR_VERSION = 2
 
 #: The manifest's word for which episodes a collection keeps.
 EPISODES_KEPT = ("every episode started before the collection (or its segment) reached its size, run to its end (terminated or time-limit truncated); "
@@ -33,7 +37,13 @@ def collect_config_record(cfg: CollectConfig) -> dict[str, Any]:
     d = config_to_dict(cfg)
     for k in _NEUTRAL_KEYS:
         d.pop(k, None)
+    d["collector_version"] = COLLECTOR_VERSION
     return d
+
+
+def check_out_dir_is_a_directory(root: Path) -> None:
+    if root.exists() and not root.is_dir():
+        raise DatasetError(f"out_dir {str(root)!r} is a file; give a directory for the dataset")
 
 
 def _has_finished_work(root: Path) -> bool:
@@ -44,8 +54,7 @@ def check_collect_config(root: Path, cfg: CollectConfig, write: bool = True) -> 
     """Refuse ``out_dir`` when it holds finished work (a manifest, a segment, a shard) of another
     config; then, with ``write``, record this config there. A directory without finished work (what a
     command killed or failed before its first shard leaves) is taken over."""
-    if root.exists() and not root.is_dir():
-        raise DatasetError(f"out_dir {str(root)!r} is a file; give a directory for the dataset")
+    check_out_dir_is_a_directory(root)
     path = root / COLLECT_CONFIG
     record = collect_config_record(cfg)
     old: Any = None
@@ -58,6 +67,12 @@ def check_collect_config(root: Path, cfg: CollectConfig, write: bool = True) -> 
         if old is None:
             raise DatasetError(f"{root} holds data that `rlgen collect` did not write with a config record; use another out_dir")
         diff = sorted(k for k in set(old) | set(record) if old.get(k) != record.get(k)) if isinstance(old, dict) else ["the whole record"]
+        if diff == ["collector_version"]:
+            if (root / MANIFEST).is_file():
+                return  # a finished dataset of the same config, collected by another rlgen: nothing to do
+            raise DatasetError(f"{root} holds an unfinished collection begun by another rlgen version (collector "
+                               f"{old.get('collector_version', 1)}, this one writes {COLLECTOR_VERSION}: its segments were seeded "
+                               "otherwise); finish it with that version, or delete the directory to start over")  # fmt: skip
         raise DatasetError(f"{root} was collected with a different config (differs in: {', '.join(diff)}); "
                            "use another out_dir, or delete the directory to start over")  # fmt: skip
     if write and old != record:

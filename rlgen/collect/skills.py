@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from rlgen.agents.run_dir import read_ladder
+from rlgen.agents.run_dir import CONFIG, read_ladder, read_run_config
 from rlgen.config import CollectConfig
 from rlgen.data.format import inside
+from rlgen.envs import LevelSplit, parse_env_id
 from rlgen.errors import RlgenError
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,52 @@ def check_policies(cfg: CollectConfig, specs: list[dict[str, Any]]) -> None:
         if not path.is_file():
             raise RlgenError(f"{spec['label']} checkpoint {str(path)!r} (ladder rung at step {spec['step']:,}) is missing; "
                              "the ladder and its checkpoints must stay together")  # fmt: skip
+
+
+def check_policy_env(cfg: CollectConfig, split: Any) -> None:
+    """The policy run was trained on the collection's env (checked before anything is written): a DoorKey-6x6
+    policy must not silently collect on DoorKey-5x5, whose observations have the same shape.
+
+    Raises:
+        RlgenError: one line naming both envs.
+    """
+    if cfg.skill == "random":
+        return
+    assert cfg.policy_run is not None
+    data = read_run_config(cfg.policy_run)
+    source = Path(cfg.policy_run) / CONFIG
+    try:
+        resolved = (data.get("resolved") or {}).get("split")
+        run_env = LevelSplit.from_dict(resolved).id if isinstance(resolved, dict) else "/".join(parse_env_id(data["env"]))
+    except KeyError:
+        raise RlgenError(f"{source} names no env; a policy run's config.yaml says what it was trained on (restore it)") from None
+    except (RlgenError, TypeError, ValueError, AttributeError) as e:
+        raise RlgenError(f"{source}: its env or split cannot be read ({e})") from None
+    if run_env != split.id:
+        raise RlgenError(f"policy_run {cfg.policy_run!r} was trained on {run_env}, but this collection's env is {split.id}: a policy "
+                         f"acts in the env it was trained on (collect with env={run_env}, or train a policy on {split.id})")  # fmt: skip
+
+
+def check_policy_spaces(cfg: CollectConfig, label: str, run_split: Any, num_actions_of_policy: int, observation_shape: tuple[int, ...],
+                        num_actions: int) -> None:  # fmt: skip
+    """The ``label`` policy (trained on ``run_split``) takes the collection env's observations and has its
+    number of actions (checked before anything is written; an SB3 policy fed other shapes fails deep inside).
+
+    Raises:
+        RlgenError: one line naming both shapes (or counts) and the split options that make them.
+    """
+    from rlgen.envs import make_env  # noqa: PLC0415 - builds an env; the schema-only importers of this module need none
+
+    if num_actions_of_policy != num_actions:
+        raise RlgenError(f"the {label} policy of {cfg.policy_run!r} has {num_actions_of_policy} actions; this collection's env has "
+                         f"{num_actions}")  # fmt: skip
+    probe = make_env(run_split, "train", num_envs=1, seed=0, levels=[run_split.levels("train").min])
+    trained_on = tuple(int(x) for x in probe.single_observation_space.shape)
+    probe.close()
+    if trained_on != tuple(observation_shape):
+        raise RlgenError(f"the {label} policy of {cfg.policy_run!r} takes observations of shape {trained_on} (split.options "
+                         f"{dict(run_split.options)}); this collection's env gives {tuple(observation_shape)} (split.options "
+                         f"{dict(cfg.split.options or {})}): collect with the options the policy was trained with")  # fmt: skip
 
 
 def return_vs_expert(cfg: CollectConfig, specs: list[dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str, Any] | None:

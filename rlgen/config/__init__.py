@@ -9,9 +9,11 @@ resolved config is written beside every run by ``rlgen.agents.run_dir.write_reso
 
 from rlgen.config.base import (
     ENCODER_NAMES,
+    LIMITS,
     MAX_NUM_ENVS,
     MAX_SEED,
     LadderSettings,
+    Limit,
     OnlineConfig,
     RlgenConfig,
     SplitConfig,
@@ -30,8 +32,8 @@ from rlgen.config.ppo import PPOConfig, PPOSettings
 from rlgen.config.ppo_jax import JaxPPOConfig, JaxPPOSettings
 from rlgen.errors import ConfigError
 
-__all__ = ["ENCODER_NAMES", "JAX_OFFLINE_ALGOS", "MAX_NUM_ENVS", "MAX_SEED", "OFFLINE_ALGOS", "SKILLS", "CollectConfig", "ConfigError",
-           "JaxOfflineConfig", "JaxPPOConfig",
+__all__ = ["ENCODER_NAMES", "JAX_OFFLINE_ALGOS", "LIMITS", "Limit", "MAX_NUM_ENVS", "MAX_SEED", "OFFLINE_ALGOS", "SKILLS", "CollectConfig",
+           "ConfigError", "JaxOfflineConfig", "JaxPPOConfig",
            "JaxPPOSettings", "LadderSettings", "OfflineConfig", "OfflineEvalSettings", "OnlineConfig", "PPOConfig", "PPOSettings", "RlgenConfig",
            "SplitConfig", "StrictModel", "check_name", "check_network_name", "check_out_dir", "checkpoint_interval", "config_to_dict",
            "human_count", "load_config", "merge", "parse_overrides", "read_yaml", "validate_config"]  # fmt: skip

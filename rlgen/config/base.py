@@ -8,11 +8,14 @@ any of them loads.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import types
+import typing
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from rlgen.devices import check_device_name
 from rlgen.envs.leakage import drop_duplicates
@@ -34,9 +37,104 @@ MAX_NUM_ENVS: dict[str, tuple[int, str]] = {
 }
 
 
+@dataclasses.dataclass(frozen=True)
+class Limit:
+    """The upper bound of a size-like key and why it is there (README, "Limits of size-like keys").
+
+    Generous for GPU-scale use: each is far above what the reference study or a large GPU run sets, and
+    refuses a typo (``ppo.n_steps=10**9``) with one line before anything allocates, instead of a
+    traceback from an allocation deep inside torch, numpy or JAX minutes later.
+    """
+
+    value: int
+    why: str
+
+    def check(self, v: Any) -> Any:
+        if v is not None and v > self.value:
+            raise ValueError(f"at most {self.value:,} ({self.why})")
+        return v
+
+    @property
+    def field(self) -> AfterValidator:
+        """For ``Annotated[int, LIMITS["..."].field]``."""
+        return AfterValidator(self.check)
+
+
+#: Upper bounds of the size-like keys of every schema, by what they count (see :class:`Limit`).
+LIMITS: dict[str, Limit] = {
+    "env_steps": Limit(100_000_000_000, "10^11 env steps, 4,000x the reference study's 25M per game; more is a typo"),
+    "gradient_steps": Limit(10_000_000_000, "10^10 gradient steps, 100,000x the offline default of 100,000; more is a typo"),
+    "episodes": Limit(1_000_000, "every episode's return and level is kept in memory and in its results.jsonl row; "
+                                 "a million episodes make a 40 to 55 MB row, and the error of a mean shrinks only as 1/sqrt(episodes)"),
+    "ppo_rollout": Limit(1_048_576, "SB3's rollout buffer holds num_envs x n_steps observations as float32 in host memory: "
+                                    "1,048,576 are 51 GB of Procgen frames; the reference uses 64 x 256 = 16,384"),
+    "jax_rollout": Limit(16_777_216, "the rollout of num_envs x n_steps transitions lives in device memory (16,777,216 = "
+                                     "65,536 envs x 256 steps)"),
+    "epochs": Limit(1_000, "passes over each rollout; PPO uses 1 to 10"),
+    "width": Limit(16_384, "a hidden layer of 16,384 units is a 1 GB float32 weight matrix already"),
+    "batch_size": Limit(65_536, "a batch of observations goes to the device as float32: 65,536 Procgen frames are 3.2 GB, "
+                                "before any activation"),
+    "sequence_frames": Limit(1_048_576, "a DT/BCT batch holds batch_size x context_length frames (as float32 on the device)"),
+    "context_length": Limit(1_024, "attention memory grows with the square of the tokens, 3 per step (DT) or 2 (BCT); "
+                                   "the DT paper uses 30 on Atari, the offline default is 10"),
+    "embed_dim": Limit(8_192, "the transformer's width; GPT-3's is 12,288"),
+    "n_layers": Limit(128, "transformer blocks; GPT-3 has 96"),
+    "n_heads": Limit(128, "attention heads per block; GPT-3 has 96"),
+    "transformer_params": Limit(2_000_000_000, "12 x n_layers x embed_dim^2 parameters: 8 GB of float32 weights, 32 GB "
+                                               "with gradients and Adam's two moments"),
+    "duplicate_check_levels": Limit(1_000_000, "each level is generated and fingerprinted by the duplicate check"),
+}
+
+
+def _admits(annotation: Any, kinds: tuple[type, ...]) -> bool:
+    """Whether a field of type ``annotation`` accepts a value of one of ``kinds`` (Annotated, unions, Any unwrapped)."""
+    if annotation is Any:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _admits(typing.get_args(annotation)[0], kinds)
+    if origin in (Union, types.UnionType):
+        return any(_admits(a, kinds) for a in typing.get_args(annotation))
+    if origin is typing.Literal:
+        return any(isinstance(a, kinds) for a in typing.get_args(annotation))
+    return isinstance(annotation, type) and issubclass(annotation, kinds)
+
+
+def _list_items(annotation: Any) -> Any:
+    """The item type when ``annotation`` is (Annotated/Optional) ``list[X]``, else None."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _list_items(typing.get_args(annotation)[0])
+    if origin is list:
+        return (typing.get_args(annotation) or (Any,))[0]
+    if origin in (Union, types.UnionType):
+        items = [_list_items(a) for a in typing.get_args(annotation)]
+        return next((i for i in items if i is not None), None)
+    return None
+
+
+def _bool_where_number(annotation: Any, v: Any) -> bool:
+    """``v`` is true/false given to a number field (pydantic would take ``true`` as 1), or holds one in a list of numbers."""
+    if isinstance(v, bool):
+        return _admits(annotation, (int, float)) and not _admits(annotation, (bool,))
+    items = _list_items(annotation)
+    if isinstance(v, list) and items is not None:
+        return any(_bool_where_number(items, x) for x in v)
+    return False
+
+
 class StrictModel(BaseModel):
     # allow_inf_nan=False: every float field of every config refuses inf and nan (`learning_rate=.inf`)
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, v: Any, info: ValidationInfo) -> Any:
+        """Strict numbers: ``total_steps=true`` is refused, not read as 1 (pydantic's lax mode takes bools as ints)."""
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None and _bool_where_number(field.annotation, v):
+            raise ValueError(f"true/false is not {'a number' if _admits(field.annotation, (float,)) else 'an integer'} here")
+        return v
 
 
 def check_name(v: str) -> str:
@@ -47,7 +145,10 @@ def check_name(v: str) -> str:
 
 
 def check_out_dir(v: str) -> str:
-    """``out_dir`` must be a directory or not exist yet, and no part of it may be an existing file."""
+    """``out_dir`` must be a non-empty path, a directory or not existing yet, and no part of it may be an existing file."""
+    if not v.strip() or "\0" in v:
+        raise ValueError(f"out_dir {v!r} is not a directory path; give a directory (it is created when missing), or leave out_dir "
+                         "out for the default")
     p = Path(v)
     for part in (p, *p.parents):
         if part.exists() or part.is_symlink():
@@ -90,7 +191,7 @@ class SplitConfig(StrictModel):
     held_out: LevelsField = None
     options: dict[str, Any] = Field(default_factory=dict, description="suite options, e.g. distribution_mode")
     drop_duplicates: bool = False
-    duplicate_check_levels: int = Field(default=1000, ge=1)
+    duplicate_check_levels: Annotated[int, LIMITS["duplicate_check_levels"].field] = Field(default=1000, ge=1)
 
     @field_validator("train", "validation", "held_out")
     @classmethod
@@ -177,8 +278,8 @@ def human_count(n: int) -> str:
 class LadderSettings(StrictModel):
     """The skill ladder: every ``every_steps`` env steps, evaluate on training levels and keep a checkpoint."""
 
-    every_steps: int = Field(default=1_000_000, ge=1)
-    episodes: int = Field(default=32, ge=1)
+    every_steps: Annotated[int, LIMITS["env_steps"].field] = Field(default=1_000_000, ge=1)
+    episodes: Annotated[int, LIMITS["episodes"].field] = Field(default=32, ge=1)
     deterministic: bool = False
 
 
@@ -199,11 +300,13 @@ class OnlineConfig(RlgenConfig):
 
     ALGO: ClassVar[str] = ""
     WHAT: ClassVar[str] = ""
+    #: The most transitions one rollout (num_envs x n_steps) may hold (a ``LIMITS`` entry).
+    ROLLOUT_LIMIT: ClassVar[Limit] = LIMITS["ppo_rollout"]
 
     algo: str = ""
-    total_steps: int = Field(default=25_000_000, ge=1, description="environment steps")
+    total_steps: Annotated[int, LIMITS["env_steps"].field] = Field(default=25_000_000, ge=1, description="environment steps")
     ladder: LadderSettings = Field(default_factory=LadderSettings)
-    checkpoint_every: int | None = Field(default=None, ge=1, description=CHECKPOINT_EVERY_HELP)
+    checkpoint_every: Annotated[int | None, LIMITS["env_steps"].field] = Field(default=None, ge=1, description=CHECKPOINT_EVERY_HELP)
     eval_num_envs: int = Field(default=16, ge=1, description="episodes run at once in evaluations")
     progress: bool = True
 
@@ -219,8 +322,11 @@ class OnlineConfig(RlgenConfig):
         return v
 
     def check_rollout(self, section: str, n_steps: int, num_minibatches: int) -> None:
-        """``num_envs * n_steps`` must split into ``num_minibatches`` equal minibatches."""
+        """``num_envs * n_steps`` must split into ``num_minibatches`` equal minibatches, and fit ``ROLLOUT_LIMIT``."""
         batch = self.num_envs * n_steps
+        if batch > self.ROLLOUT_LIMIT.value:
+            raise ValueError(f"key `{section}.n_steps` = {n_steps}: num_envs x {section}.n_steps = {self.num_envs:,} x {n_steps:,} = "
+                             f"{batch:,} transitions per rollout; at most {self.ROLLOUT_LIMIT.value:,} ({self.ROLLOUT_LIMIT.why})")  # fmt: skip
         if batch % num_minibatches:
             raise ValueError(f"num_envs * {section}.n_steps = {self.num_envs} * {n_steps} = {batch} must be divisible by "
                              f"{section}.num_minibatches = {num_minibatches}")  # fmt: skip

@@ -9,6 +9,12 @@ from pydantic import Field, model_validator
 
 from rlgen.config.base import RlgenConfig, human_count
 
+#: Upper bounds of the size keys (why: at the fields).
+MAX_TRANSITIONS = 10**9
+MAX_EPISODES = 10**7
+MAX_SHARD_TRANSITIONS = 10**6
+MAX_SHARD_EPISODES = 10**4
+
 #: What a dataset's ``skill`` may be (see ``rlgen.collect.skills``).
 Skill = Literal["expert", "medium", "mixed", "random"]
 SKILLS: tuple[str, ...] = get_args(Skill)
@@ -29,19 +35,29 @@ class CollectConfig(RlgenConfig):
         "xland": (16384, "rlgen collect: each device call returns 2 x 128 steps of every env's observations (0.7 GB at 16,384 envs)"),
     }
 
+    #: Keys that say the same thing two ways: one given on the command line replaces the other from the file
+    #: (``episodes=7`` on a config file with ``transitions: 20000`` collects 7 episodes).
+    alternative_keys: ClassVar[tuple[tuple[str, ...], ...]] = (("transitions", "episodes"),)
+
     policy_run: str | None = Field(default=None, description="run directory of `rlgen train` (its ladder.json); not needed for skill=random")
     skill: Skill = "expert"
-    transitions: int | None = Field(default=1_000_000, ge=1)
-    episodes: int | None = Field(default=None, ge=1, description="collect this many episodes instead of `transitions`")
+    # Upper bounds: a collection holds its episode index in memory until the manifest is written (336 bytes per
+    # episode row, measured), so 10**7 episodes take 3.4 GB; 10**9 transitions (1,000 times the reference's 1M
+    # datasets) are 1.2 TB of Procgen shards; a typo such as 10**15 must fail now, not run for years.
+    transitions: int | None = Field(default=1_000_000, ge=1, le=MAX_TRANSITIONS)
+    episodes: int | None = Field(default=None, ge=1, le=MAX_EPISODES, description="collect this many episodes instead of `transitions`")
     levels: int | None = Field(default=None, ge=1, description="collect on the first N training levels only (diversity)")
     medium_fraction: float = Field(default=0.5, gt=0, lt=1, description="medium = the ladder rung nearest this fraction of expert return")
     mixed_expert_fraction: float = Field(default=0.5, ge=0, le=1, description="mixed: share of episodes from the expert "
                                          "(with medium_fraction 0.5: 75% of expert return, the reference's mixed data)")
     deterministic: bool = Field(default=False, description="greedy actions (default: sample, as the behaviour policy)")
-    shard_transitions: int = Field(default=50_000, ge=1, description="transitions per shard (file)")
-    segment_transitions: int = Field(default=500_000, ge=1, description="transitions per independent rollout (the most a resume replays)")
-    shard_episodes: int = Field(default=100, ge=1, description="with `episodes`: episodes per shard")
-    segment_episodes: int = Field(default=1000, ge=1, description="with `episodes`: episodes per independent rollout")
+    # A shard's episodes wait in memory, uncompressed, until the shard is written (Procgen: 12 KB per
+    # transition, so 10**6 transitions or 10**4 episodes of up to 1,000 steps are 12 GB): hence these bounds.
+    shard_transitions: int = Field(default=50_000, ge=1, le=MAX_SHARD_TRANSITIONS, description="transitions per shard (file)")
+    segment_transitions: int = Field(default=500_000, ge=1, le=MAX_TRANSITIONS,
+                                     description="transitions per independent rollout (the most a resume replays)")
+    shard_episodes: int = Field(default=100, ge=1, le=MAX_SHARD_EPISODES, description="with `episodes`: episodes per shard")
+    segment_episodes: int = Field(default=1000, ge=1, le=MAX_EPISODES, description="with `episodes`: episodes per independent rollout")
     progress: bool = True
 
     @model_validator(mode="before")

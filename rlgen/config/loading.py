@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel
 
 from rlgen.config.base import RlgenConfig
+from rlgen.config.shipped import close_names, resolve_config_path
 from rlgen.errors import ConfigError, RlgenError
 
 
@@ -55,9 +56,13 @@ def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
+    """The mapping in YAML file ``path``, or in the shipped config ``path`` names when it is not a file
+    (``configs/ppo/minigrid_doorkey.yaml`` outside a clone: ``rlgen.config.shipped``)."""
+    p = resolve_config_path(path)
     if not p.is_file():
-        raise ConfigError(f"config file {str(p)!r} does not exist")
+        close = close_names(path)
+        hint = f" (did you mean the shipped config {' or '.join(close)}?)" if close else ""
+        raise ConfigError(f"config file {str(path)!r} does not exist{hint}; `rlgen configs ls` lists the shipped configs")
     try:
         data = yaml.safe_load(p.read_text())
     except yaml.YAMLError as e:
@@ -83,7 +88,12 @@ def load_config(
     data: dict[str, Any] = read_yaml(path) if path is not None else {}
     if path is not None and "name" not in data and schema.name_from_file:
         data["name"] = Path(path).stem
-    data = merge(data, parse_overrides(overrides))
+    given = parse_overrides(overrides)
+    for group in getattr(schema, "alternative_keys", ()):  # an override beats the file: `episodes=7` replaces its `transitions`
+        chosen = [k for k in group if given.get(k) is not None]
+        if len(chosen) == 1:
+            data = {**data, **{k: None for k in group if k not in given}}
+    data = merge(data, given)
     return validate_config(data, schema, source=str(path) if path is not None else "config")
 
 

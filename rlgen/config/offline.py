@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from rlgen.config.base import NetworkName, RlgenConfig, StrictModel
+from rlgen.config.base import LIMITS, NetworkName, RlgenConfig, StrictModel, checkpoint_interval
 from rlgen.envs.levels import LevelSet
 
 
@@ -19,8 +19,8 @@ OFFLINE_ALGOS = ("bc", "bcq", "cql", "iql", "dt", "bct")
 class OfflineEvalSettings(StrictModel):
     """Evaluation during offline training, on training and validation levels."""
 
-    every_steps: int = Field(default=10_000, ge=1)
-    episodes: int = Field(default=16, ge=1)
+    every_steps: Annotated[int, LIMITS["gradient_steps"].field] = Field(default=10_000, ge=1)
+    episodes: Annotated[int, LIMITS["episodes"].field] = Field(default=16, ge=1)
     early_stopping_patience: int | None = Field(default=None, ge=1, description="stop after this many evaluations without a better validation return")
     enabled: bool = True
 
@@ -32,10 +32,15 @@ class OfflineConfig(RlgenConfig):
     ``procgen/configs/offline/final/``); the algorithm configs in ``configs/offline/`` set them per algorithm.
     """
 
+    #: the default name is the algorithm, dataset and seed (``_name_from_dataset``), not the config file's name
+    name_from_file: ClassVar[bool] = False
+
     algo: str = "bc"
     dataset: str = Field(default="", description="dataset directory (rlgen collect's out_dir)")
-    steps: int = Field(default=100_000, ge=1, description="gradient steps")
-    batch_size: int = Field(default=256, ge=1)
+    held_out_curve: bool = Field(default=True, description="at each evaluation also log the held-out-level return to TensorBoard "
+                                 "(never used for selection or early stopping)")
+    steps: Annotated[int, LIMITS["gradient_steps"].field] = Field(default=100_000, ge=1, description="gradient steps")
+    batch_size: Annotated[int, LIMITS["batch_size"].field] = Field(default=256, ge=1, description="at most the dataset's transitions")
     learning_rate: float = Field(default=5e-4, gt=0)
     gamma: float = Field(default=0.99, gt=0, le=1)
     network: NetworkName = Field(default="auto", description="auto | impala | nature | minigrid_cnn")
@@ -43,7 +48,7 @@ class OfflineConfig(RlgenConfig):
     bcq_threshold: float = Field(default=0.5, ge=0, le=1, description="BCQ: keep actions with pi(a|s)/max pi >= threshold")
     bcq_beta: float = Field(default=0.01, ge=0, description="BCQ: imitator loss + bcq_beta * mean(logits^2) (the reference's 1e-2)")
     # BCQ, CQL, IQL (hard target copies)
-    target_update_interval: int = Field(default=1000, ge=1, description="updates between target-network copies (default 100 for iql, as the reference)")
+    target_update_interval: Annotated[int, LIMITS["gradient_steps"].field] = Field(default=1000, ge=1, description="updates between target-network copies (default 100 for iql, as the reference)")
     # CQL
     cql_alpha: float = Field(default=4.0, ge=0)
     # IQL
@@ -53,16 +58,22 @@ class OfflineConfig(RlgenConfig):
     iql_tau: float = Field(default=0.005, gt=0, le=1, description="IQL: Polyak rate (with iql_target_update=polyak)")
     iql_deterministic: bool = Field(default=True, description="IQL acts with its policy's most likely action (the reference's evaluation); false: samples")
     # DT, BCT
-    context_length: int = Field(default=10, ge=1)
-    n_layers: int = Field(default=6, ge=1)
-    n_heads: int = Field(default=8, ge=1)
-    embed_dim: int = Field(default=128, ge=1)
+    context_length: Annotated[int, LIMITS["context_length"].field] = Field(default=10, ge=1, description="DT, BCT: steps of context")
+    n_layers: Annotated[int, LIMITS["n_layers"].field] = Field(default=6, ge=1)
+    n_heads: Annotated[int, LIMITS["n_heads"].field] = Field(default=8, ge=1)
+    embed_dim: Annotated[int, LIMITS["embed_dim"].field] = Field(default=128, ge=1)
     dt_target_return: float | None = Field(default=None, description="DT: return to condition on (default: dt_target_return_scale x the dataset's best episode return)")
     dt_target_return_scale: float = Field(default=5.0, gt=0)
     eval: OfflineEvalSettings = Field(default_factory=OfflineEvalSettings)
     eval_num_envs: int = Field(default=16, ge=1)
-    checkpoint_every: int = Field(default=10_000, ge=1)
+    checkpoint_every: Annotated[int | None, LIMITS["gradient_steps"].field] = Field(
+        default=None, ge=1, description="gradient steps between resumable checkpoints; at most (and by default) a tenth of steps")
     progress: bool = True
+
+    def checkpoint_interval(self) -> int:
+        """Gradient steps between resumable checkpoints: ``min(checkpoint_every, ceil(steps / 10))``, as
+        online runs (``rlgen.config.checkpoint_interval``), so a kill never loses more than a tenth of a run."""
+        return checkpoint_interval(self.checkpoint_every, self.steps)
 
     @model_validator(mode="before")
     @classmethod
@@ -78,6 +89,16 @@ class OfflineConfig(RlgenConfig):
                     data = {**data, "env": m["env"], "split": data.get("split", {"num_levels": len(LevelSet(m["split"]["train"]))} if "split" in m else {})}
                 except (OSError, KeyError, ValueError, AttributeError, TypeError):  # e.g. a manifest of `[]`
                     pass  # load_dataset reports a broken dataset properly later
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_from_dataset(cls, data: Any) -> Any:
+        """Without an explicit ``name``, a run is named by what varies between runs of one config file:
+        ``<algo>-<dataset directory name>-s<seed>`` (so ``out_dir`` defaults to ``runs/cql-coinrun-expert-1M-s0``
+        and a second dataset or seed never lands in the first run's directory)."""
+        if isinstance(data, dict) and "name" not in data and data.get("dataset"):
+            data = {**data, "name": f"{data.get('algo', 'bc')}-{Path(str(data['dataset'])).name}-s{data.get('seed', 0)}"}
         return data
 
     @model_validator(mode="before")
@@ -99,6 +120,15 @@ class OfflineConfig(RlgenConfig):
     def _offline_checks(self) -> "OfflineConfig":
         if not self.dataset:
             raise ValueError("`dataset` is required: the directory of a dataset made by `rlgen collect`")
-        if self.algo in ("dt", "bct") and self.embed_dim % self.n_heads:
-            raise ValueError(f"embed_dim={self.embed_dim} must be divisible by n_heads={self.n_heads}")
+        if self.algo in ("dt", "bct"):
+            if self.embed_dim % self.n_heads:
+                raise ValueError(f"embed_dim={self.embed_dim} must be divisible by n_heads={self.n_heads}")
+            frames, limit = self.batch_size * self.context_length, LIMITS["sequence_frames"]
+            if frames > limit.value:
+                raise ValueError(f"key `batch_size` = {self.batch_size}: batch_size x context_length = {self.batch_size:,} x "
+                                 f"{self.context_length:,} = {frames:,} frames; at most {limit.value:,} ({limit.why})")  # fmt: skip
+            params, limit = 12 * self.n_layers * self.embed_dim**2, LIMITS["transformer_params"]
+            if params > limit.value:
+                raise ValueError(f"key `n_layers` = {self.n_layers}: with embed_dim={self.embed_dim:,} the transformer has about {params:,} "
+                                 f"parameters; at most {limit.value:,} ({limit.why})")  # fmt: skip
         return self

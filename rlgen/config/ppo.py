@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 from pydantic import Field, model_validator
 
-from rlgen.config.base import NetworkName, OnlineConfig, StrictModel
+from rlgen.config.base import LIMITS, NetworkName, OnlineConfig, StrictModel
 
 
 class PPOSettings(StrictModel):
     """PPO hyperparameters. Defaults: the Procgen paper / CleanRL ``ppo_procgen``."""
 
-    n_steps: int = Field(default=256, ge=1, description="steps per env per rollout")
+    n_steps: int = Field(default=256, ge=1, description="steps per env per rollout; num_envs x n_steps at most 1,048,576")
     num_minibatches: int = Field(default=8, ge=1)
-    n_epochs: int = Field(default=3, ge=1)
+    n_epochs: Annotated[int, LIMITS["epochs"].field] = Field(default=3, ge=1)
     learning_rate: float = Field(default=5e-4, gt=0)
     gamma: float = Field(default=0.999, gt=0, le=1)
     gae_lambda: float = Field(default=0.95, ge=0, le=1)

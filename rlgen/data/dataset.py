@@ -26,7 +26,7 @@ import numpy as np
 
 from rlgen.atomic_files import write_json_atomic, write_jsonl_atomic
 from rlgen.data.cache import CACHE_DIR, cache_key, open_checked
-from rlgen.data.format import EPISODES, MANIFEST, SCHEMA_VERSION, DatasetError, inside, read_manifest, with_digest
+from rlgen.data.format import EPISODES, MANIFEST, SCHEMA_VERSION, DatasetError, inside, manifest_digest, read_manifest, with_digest
 from rlgen.data.sampler import CacheArrays, copy_to_device, sample_transitions, sample_windows
 
 _EPISODE_DTYPE = np.dtype([("id", "i8"), ("level", "i8"), ("return", "f8"), ("length", "i8"), ("policy", "U32"), ("shard", "U64"), ("offset", "i8")])
@@ -60,6 +60,40 @@ def _read_episode_table(root: Path, manifest: dict[str, Any]) -> tuple[np.ndarra
     return table, digest
 
 
+def parent_digest(manifest: dict[str, Any]) -> str:
+    """The digest a subset records of its parent: the parent manifest's ``content_sha256`` (schema 1
+    manifests have none: their canonical digest), which covers its shards' and ``episodes.jsonl``'s sha256."""
+    return str(manifest.get("content_sha256") or manifest_digest(manifest))
+
+
+def _check_subset_parent(root: Path, manifest: dict[str, Any], table: np.ndarray, parent: "Dataset") -> None:
+    """A saved subset names its episodes by id; ids mean nothing once the parent is collected again, so the
+    subset must still describe its parent: the parent digest it recorded, and its own rows equal to the parent's.
+
+    Raises:
+        DatasetError: one line naming the subset and what changed.
+    """
+    recorded = manifest.get("parent_content_sha256")
+    if recorded is not None and recorded != parent_digest(parent.manifest):
+        raise DatasetError(f"subset {str(root)!r} was saved from another version of its parent {manifest['parent']!r} (parent digest "
+                           f"{str(recorded)[:12]}..., now {parent_digest(parent.manifest)[:12]}...): the parent was collected again "
+                           "or changed; save the subset again from the parent as it is")  # fmt: skip
+    ids = table["id"]
+    known = np.isin(ids, parent.episodes["id"])
+    if not known.all():
+        raise DatasetError(f"subset {str(root)!r} lists episodes {ids[~known][:5].tolist()} that its parent does not have")
+    row_of = np.empty(len(parent.episodes), dtype=np.int64)  # a full dataset's ids are 0..n-1 (load_dataset checks)
+    row_of[parent.episodes["id"]] = np.arange(len(parent.episodes))
+    theirs = parent.episodes[row_of[ids]]
+    for column in ("level", "length", "policy", "shard", "offset", "return"):
+        differ = ~np.isclose(theirs[column], table[column], atol=1e-6) if column == "return" else theirs[column] != table[column]
+        if differ.any():
+            i = int(np.flatnonzero(differ)[0])
+            raise DatasetError(f"subset {str(root)!r}: episode {int(ids[i])} has {column} {table[column][i].item()!r} in the subset but "
+                               f"{theirs[column][i].item()!r} in its parent {manifest['parent']!r}; the parent changed since the subset "
+                               "was saved: save the subset again")  # fmt: skip
+
+
 def load_dataset(path: str | Path, expect_env: str | None = None) -> "Dataset":
     """Open the dataset (or saved subset) at ``path``.
 
@@ -83,11 +117,8 @@ def load_dataset(path: str | Path, expect_env: str | None = None) -> "Dataset":
         if parent.manifest.get("kind", "dataset") != "dataset":
             raise DatasetError(f"{root / MANIFEST}: parent {manifest['parent']!r} is itself a subset; a subset's parent must be a full dataset")
         table, _ = _read_episode_table(root, manifest)
-        ids = table["id"]
-        known = np.isin(ids, parent.episodes["id"])
-        if not known.all():
-            raise DatasetError(f"subset {str(root)!r} lists episodes {ids[~known][:5].tolist()} that its parent does not have")
-        ds = Dataset(root, manifest, parent.episodes[np.isin(parent.episodes["id"], ids)], parent)
+        _check_subset_parent(root, manifest, table, parent)
+        ds = Dataset(root, manifest, parent.episodes[np.isin(parent.episodes["id"], table["id"])], parent)
     else:
         table, digest = _read_episode_table(root, manifest)
         source = root / MANIFEST
@@ -263,6 +294,7 @@ class Dataset:
         manifest.update({
             "schema_version": SCHEMA_VERSION, "kind": "subset", "name": out.name,
             "parent": os.path.relpath(self._base.root.resolve(), out.resolve()),
+            "parent_content_sha256": parent_digest(self._base.manifest),
             "counts": {"episodes": self.num_episodes, "transitions": self.num_transitions, "levels": len(self.levels)},
             "episodes_sha256": hashlib.sha256((out / EPISODES).read_bytes()).hexdigest(),
         })  # fmt: skip
@@ -284,7 +316,8 @@ class Dataset:
 
     def cache_key(self) -> dict[str, Any]:
         """What the underlying dataset's cache is built from (``rlgen.data.cache.cache_key``)."""
-        return cache_key(self._base.manifest, self._base._episodes_sha256)
+        base = self._base
+        return cache_key(base.manifest, base._episodes_sha256, base.num_episodes, base.num_transitions)
 
     def cache(self) -> Path:
         """Build (once), check and open the memory-mapped cache of the underlying dataset. Returns its path.

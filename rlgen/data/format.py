@@ -16,7 +16,9 @@ decoding to other data. Schema 1 datasets (no frame checksums, no manifest diges
 Every path a manifest names must resolve inside the dataset directory.
 
 A shard is one zstd frame of ``MAGIC``, a little-endian uint32 header length, a JSON header, then
-the raw C-order bytes of each array named in the header, in header order::
+the raw C-order bytes of each array named in the header, in header order. The header holds the
+episodes' ``lengths`` and (schema 3) their ``ids``, ``levels`` and ``policies``, which tie every row of
+``episodes.jsonl`` to the shard content it describes::
 
     obs         (sum(T_i + 1), *obs_shape)  every episode's observations, final one included
     actions     (sum(T_i),)  int64
@@ -33,20 +35,22 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
+import math
 import re
 import struct
 from pathlib import Path
-from typing import IO, Any, Sequence
+from typing import IO, Any, NamedTuple, Sequence
 
 import numpy as np
 
+from rlgen.atomic_files import atomic_writer
 from rlgen.errors import DatasetError
 
-#: Written by this rlgen. 2: shards carry zstd's frame checksum, the manifest its ``content_sha256``.
-SCHEMA_VERSION = 2
+#: Written by this rlgen. 2: shards carry zstd's frame checksum, the manifest its ``content_sha256``;
+#: 3: shard headers carry their episodes' ids, levels and policy labels.
+SCHEMA_VERSION = 3
 #: Schema versions this rlgen reads.
-READABLE_SCHEMAS = (1, 2)
+READABLE_SCHEMAS = (1, 2, 3)
 MANIFEST = "manifest.json"
 EPISODES = "episodes.jsonl"
 SHARD_DIR = "shards"
@@ -60,6 +64,14 @@ STEP_ARRAYS: dict[str, np.dtype] = {
     "terminated": np.dtype(np.bool_),
     "truncated": np.dtype(np.bool_),
 }
+#: Bounds on the spaces a manifest may declare: rlgen allocates per observation and per action from them
+#: (network input layers, batch buffers, the cache's rows), so a manifest saying ``shape: [10**6, 10**6, 3]``
+#: or ``n: 10**12`` must fail here, in one line, not as an allocation deep in torch. 2**26 values is 64 MiB
+#: per uint8 observation, 5,000 times a Procgen frame and 30 times MiniGrid's largest rendered grid.
+MAX_OBSERVATION_VALUES = 2**26
+MAX_OBSERVATION_DIMS = 8
+#: Discrete policy heads have one output per action; Procgen has 15, MiniGrid 7, XLand 6.
+MAX_ACTIONS = 2**16
 
 
 def inside(root: Path, relative: Any, source: Path | str, key: str) -> Path:
@@ -69,8 +81,9 @@ def inside(root: Path, relative: Any, source: Path | str, key: str) -> Path:
     Raises:
         DatasetError: naming ``source`` (the file the path came from), ``key`` and the path.
     """
-    if not isinstance(relative, str) or not relative:
-        raise DatasetError(f"{source}: {key} must be a path inside the dataset, got {relative!r}")
+    if not isinstance(relative, str) or not relative or "\0" in relative:
+        shown = relative if not isinstance(relative, str) or len(relative) <= 80 else relative[:77] + "..."
+        raise DatasetError(f"{source}: {key} must be a path inside the dataset (a non-empty string without NUL bytes), got {shown!r}")
     base = Path(root).resolve()
     path = (base / relative).resolve()
     if not path.is_relative_to(base):
@@ -103,9 +116,12 @@ class _Hashing:
         return self.f.write(data)
 
 
-def write_shard_file(path: Path, episodes: Sequence[Any]) -> dict[str, Any]:
-    """Write ``episodes`` (objects with ``obs``, ``actions``, ``rewards``, ``terminated``, ``truncated``)
-    as one shard at ``path``, atomically (temporary name, fsync, rename).
+def write_shard_file(path: Path, episodes: Sequence[Any], ids: Sequence[int]) -> dict[str, Any]:
+    """Write ``episodes`` (objects with ``obs``, ``actions``, ``rewards``, ``terminated``, ``truncated``,
+    ``level`` and ``policy``) as one shard at ``path``, atomically (a fresh temporary file, fsync, rename).
+
+    Args:
+        ids: the episodes' ids in the dataset (``episodes.jsonl``'s ``id``), recorded in the header.
 
     Returns:
         ``{"sha256", "bytes", "episodes", "transitions"}`` of the written file.
@@ -114,17 +130,20 @@ def write_shard_file(path: Path, episodes: Sequence[Any]) -> dict[str, Any]:
 
     if not episodes:
         raise ValueError("a shard needs at least one episode")
+    if len(ids) != len(episodes):
+        raise ValueError(f"{len(ids)} ids for {len(episodes)} episodes")
     first = np.asarray(episodes[0].obs[0])[None]  # dtype and row shape; obs may be a list of rows
     lengths = [int(len(e.actions)) for e in episodes]
     header = {
         "lengths": lengths,
+        "ids": [int(i) for i in ids],
+        "levels": [int(e.level) for e in episodes],
+        "policies": [str(e.policy) for e in episodes],
         "arrays": [{"name": "obs", "dtype": first.dtype.str, "shape": [sum(lengths) + len(lengths), *first.shape[1:]]}]
         + [{"name": k, "dtype": dt.str, "shape": [sum(lengths)]} for k, dt in STEP_ARRAYS.items()],
     }
     raw_header = json.dumps(header).encode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_writer(path, fsync=True) as f:
         sink = _Hashing(f)
         # write_checksum: zstd's content checksum (xxhash64 of the decoded bytes) ends the frame, so a flipped
         # bit anywhere fails the decode instead of yielding other data (13 of 54 flips decoded silently without it)
@@ -138,14 +157,32 @@ def write_shard_file(path: Path, episodes: Sequence[Any]) -> dict[str, Any]:
             for name, dt in STEP_ARRAYS.items():
                 for e in episodes:
                     z.write(np.ascontiguousarray(getattr(e, name), dtype=dt).data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
     return {"sha256": sink.h.hexdigest(), "bytes": sink.n, "episodes": len(episodes), "transitions": sum(lengths)}
 
 
+class ShardContent(NamedTuple):
+    """A decoded shard.
+
+    Attributes:
+        arrays: name -> array, as described in the module docstring.
+        lengths: ``(E,)`` int64, the episodes' lengths in shard order.
+        labels: for shards of schema 3, ``{"ids", "levels", "policies"}`` (each ``(E,)``, shard order);
+            None for older shards, whose headers have no labels.
+    """
+
+    arrays: dict[str, np.ndarray]
+    lengths: np.ndarray
+    labels: dict[str, np.ndarray] | None
+
+
 def decode_shard(path: Path, sha256: str | None = None, frame_checksum: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Read a shard: ``(arrays, lengths)``, arrays as described in the module docstring.
+    """``(arrays, lengths)`` of a shard (:func:`read_shard`)."""
+    content = read_shard(path, sha256, frame_checksum)
+    return content.arrays, content.lengths
+
+
+def read_shard(path: Path, sha256: str | None = None, frame_checksum: bool = False) -> ShardContent:
+    """Read and decode a shard.
 
     Args:
         sha256: when given, the file's sha256 must be this (the manifest's entry).
@@ -174,6 +211,8 @@ def decode_shard(path: Path, sha256: str | None = None, frame_checksum: bool = F
             if head[: len(MAGIC)] != MAGIC:
                 raise DatasetError(f"{path} is not an rlgen shard (bad magic)")
             (n,) = struct.unpack("<I", head[len(MAGIC) :])
+            if n > 1 << 30:  # a corrupt length: never allocate for it
+                raise DatasetError(f"shard {path} has a bad header length {n:,}")
             header = json.loads(_read_exact(z, n, path))
             arrays = {}
             for spec in header["arrays"]:
@@ -184,11 +223,17 @@ def decode_shard(path: Path, sha256: str | None = None, frame_checksum: bool = F
             if z.read(1):  # also reads the frame's end, where zstd checks the content checksum
                 raise DatasetError(f"{path} has trailing bytes after its arrays")
         lengths = np.asarray(header["lengths"], dtype=np.int64)
+        labels = None
+        if "ids" in header:
+            labels = {"ids": np.asarray(header["ids"], dtype=np.int64), "levels": np.asarray(header["levels"], dtype=np.int64),
+                      "policies": np.asarray([str(p) for p in header["policies"]], dtype=object)}  # fmt: skip
+            if any(v.shape != lengths.shape for v in labels.values()):
+                raise DatasetError(f"shard {path}: its header's ids, levels and policies do not have one entry per episode")
     except zstandard.ZstdError as e:
         raise DatasetError(f"shard {path} is corrupt: {e}") from None
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, OverflowError) as e:
         raise DatasetError(f"shard {path} has a bad header: {e}") from None
-    return arrays, lengths
+    return ShardContent(arrays, lengths, labels)
 
 
 def _read_exact(stream: Any, n: int, path: Path) -> bytes:
@@ -264,15 +309,19 @@ def check_manifest(m: Any, path: Path | str) -> None:
     shape = space.get("shape") if isinstance(space, dict) else None
     if not isinstance(shape, list) or not shape or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in shape):
         raise bad("observation_space.shape", "a list of positive ints", shape if isinstance(space, dict) else space)
+    if len(shape) > MAX_OBSERVATION_DIMS or math.prod(shape) > MAX_OBSERVATION_VALUES:
+        raise bad("observation_space.shape", f"at most {MAX_OBSERVATION_DIMS} dimensions of at most {MAX_OBSERVATION_VALUES:,} values "
+                  "in all (rlgen allocates per observation from it)", shape)  # fmt: skip
     try:
         dtype = np.dtype(space.get("dtype", "uint8"))
-    except TypeError:
+    except (TypeError, ValueError):
         dtype = None
     if dtype is None or dtype.kind not in "biuf":
         raise bad("observation_space.dtype", "a numeric numpy dtype such as 'uint8'", space.get("dtype"))
     n = m["action_space"].get("n") if isinstance(m["action_space"], dict) else None
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise bad("action_space.n", "an int >= 1", n if isinstance(m["action_space"], dict) else m["action_space"])
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_ACTIONS:
+        raise bad("action_space.n", f"an int in 1..{MAX_ACTIONS:,} (a discrete policy head has one output per action)",
+                  n if isinstance(m["action_space"], dict) else m["action_space"])  # fmt: skip
     if kind == "subset":
         if not isinstance(m["parent"], str) or not m["parent"]:
             raise bad("parent", "the path of the parent dataset", m["parent"])

@@ -124,7 +124,7 @@ class DatasetWriter:
         if not self._buffer:
             return
         name = shard_name(0, len(self.shards))
-        info = write_shard_file(self.root / name, self._buffer)
+        info = write_shard_file(self.root / name, self._buffer, ids=range(len(self.rows), len(self.rows) + len(self._buffer)))
         self.shards.append({"file": name, **info})
         for offset, e in enumerate(self._buffer):
             self.rows.append(episode_row(e, len(self.rows), name, offset))

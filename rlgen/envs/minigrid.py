@@ -1,7 +1,7 @@
 """The ``minigrid`` suite: Farama MiniGrid environments, a level being the reset seed.
 
 Each env draws its next level uniformly from the level set at every reset (its own generator,
-seeded from the vector env's seed and the env's index) and resets MiniGrid with that seed, so the
+seeded from ``SeedSequence([seed, env index])``, ``rlgen.envs.seeding``) and resets MiniGrid with that seed, so the
 layout is a function of the level id alone. Observations are channel-first uint8 images:
 
 * ``view="partial"`` (default): the agent's 7x7 egocentric view, MiniGrid's symbolic encoding
@@ -28,6 +28,7 @@ import gymnasium as gym
 import numpy as np
 
 from rlgen.envs.levels import LevelSet
+from rlgen.envs.seeding import env_seed
 from rlgen.envs.splits import LevelSplit
 from rlgen.errors import SplitError
 
@@ -137,8 +138,8 @@ class FullSymbolicView(gym.Wrapper):
 class LevelSampling(gym.Wrapper):
     """Reset on a level drawn from ``levels``; report it as ``info["level"]`` on every step.
 
-    ``reset(seed=s)`` reseeds the level generator with ``s`` (Gymnasium's vector envs pass
-    ``seed + i`` to env ``i``); ``reset()`` draws the next level from the running generator.
+    ``reset(seed=s)`` reseeds the level generator with ``s`` (:class:`MiniGridVectorEnv` passes env ``i``
+    its own ``env_seed(seed, i)``); ``reset()`` draws the next level from the running generator.
     """
 
     def __init__(self, env: gym.Env, levels: LevelSet, seed: int) -> None:
@@ -168,7 +169,13 @@ def normalize(env: str, returns: np.ndarray, options: Mapping[str, Any]) -> np.n
 
 
 class MiniGridVectorEnv(gym.vector.SyncVectorEnv):
-    """Gymnasium's ``SyncVectorEnv`` plus ``reset_envs`` (reset some envs now)."""
+    """Gymnasium's ``SyncVectorEnv`` plus ``reset_envs`` (reset some envs now); ``reset(seed=s)`` gives env
+    ``i`` the seed ``env_seed(s, i)`` (Gymnasium's would be ``s + i``, a stream shared with seed ``s + 1``)."""
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        if isinstance(seed, (int, np.integer)):
+            seed = [env_seed(int(seed), i) for i in range(self.num_envs)]
+        return super().reset(seed=seed, options=options)
 
     def reset_envs(self, env_ids: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
         """Reset only ``env_ids``; returns their first observations and ``{"level": ...}``.
@@ -222,7 +229,7 @@ def make(env: str, levels: LevelSet, num_envs: int, seed: int, options: Mapping[
     options = dict(options)
 
     def thunk(i: int) -> Any:
-        return lambda: LevelSampling(make_single_env(env, options), levels, seed=seed + i)
+        return lambda: LevelSampling(make_single_env(env, options), levels, seed=env_seed(seed, i))
 
     return MiniGridVectorEnv([thunk(i) for i in range(num_envs)])
 

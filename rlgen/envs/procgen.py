@@ -23,6 +23,7 @@ import numpy as np
 
 from rlgen.envs.levels import LevelSet
 from rlgen.envs.qt_libs import load_qt_libraries
+from rlgen.envs.seeding import pool_seed
 from rlgen.envs.splits import LevelSplit
 from rlgen.errors import SplitError
 
@@ -170,7 +171,9 @@ class ProcgenVectorEnv(gym.vector.VectorEnv):
         game: one of ``GAMES``.
         levels: the levels episodes may start on.
         num_envs: parallel environments.
-        seed: seeds EnvPool (env ``i`` gets ``seed + i``), which fixes the level sequence.
+        seed: any int in ``[0, 2**63)``; it fixes the level sequence. EnvPool seeds env ``i`` of a pool with
+            ``pool_seed + i`` and asserts an int32 seed, so the pool gets ``seeding.pool_seed(seed, num_envs)``,
+            a hash of ``seed`` that leaves room for every env in the int32 range.
         options: resolved Procgen options (``resolve_options``).
     """
 
@@ -205,7 +208,7 @@ class ProcgenVectorEnv(gym.vector.VectorEnv):
         return envpool.make_gymnasium(
             _task_id(self.game, self.options["distribution_mode"]),
             num_envs=self.num_envs,
-            seed=seed,
+            seed=pool_seed(seed, self.num_envs),
             start_level=self._bounds.start,
             num_levels=len(self._bounds),
             # one worker thread per env when there are few: thread hand-offs dominate a 1-env pool

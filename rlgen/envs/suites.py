@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import gymnasium as gym
 import numpy as np
 
 from rlgen.envs.levels import LevelSet, LevelSpec
+from rlgen.envs.seeding import stream_seed
 from rlgen.errors import SplitError
 
 if TYPE_CHECKING:
@@ -147,7 +148,7 @@ def make_env(
     split: "LevelSplit",
     which: str = "train",
     num_envs: int = 1,
-    seed: int = 0,
+    seed: int | Sequence[int] = 0,
     levels: LevelSpec | None = None,
 ) -> gym.vector.VectorEnv:
     """A Gymnasium vector env whose episodes start only on ``split``'s ``which`` levels.
@@ -156,7 +157,10 @@ def make_env(
         split: the level split.
         which: ``"train"``, ``"validation"`` or ``"held_out"``.
         num_envs: number of parallel envs (batched numpy in and out).
-        seed: fixes the level sequence and the envs' randomness.
+        seed: fixes the level sequence and the envs' randomness: an int in ``[0, 2**63)``, or a sequence of
+            such ints naming one of many streams (``(seed, segment)``); the suite gets it as one int
+            (``rlgen.envs.seeding.stream_seed``). The built-in suites seed env ``i`` from
+            ``SeedSequence([seed, i])``, so no two seeds, segments or envs share a level stream.
         levels: optionally a subset of the ``which`` set to restrict episodes to further
             (e.g. the first 50 training levels); a level outside the ``which`` set is an error.
 
@@ -175,7 +179,7 @@ def make_env(
         allowed = chosen
     if int(num_envs) < 1:
         raise SplitError(f"num_envs must be >= 1, got {num_envs}")
-    return get_suite(split.suite).make(split.env, allowed, int(num_envs), int(seed), split.options)
+    return get_suite(split.suite).make(split.env, allowed, int(num_envs), stream_seed(seed), split.options)
 
 
 def normalize_returns(split: "LevelSplit", returns: np.ndarray) -> np.ndarray | None:

@@ -11,10 +11,14 @@ The policy may be any of (:func:`as_policy` turns each into a :class:`DrivenPoli
 * a plain function ``obs -> actions`` (greedy or not is the function's business);
 * a stable-baselines3 model or policy (``predict(obs, deterministic=...) -> (actions, state)``).
 
-An evaluation is a function of (policy, level set, seed) alone, whatever was evaluated before it:
-the generators sampled actions come from are seeded from (seed, level set) for the evaluation and
-restored afterwards (see :func:`seeded_policy_rngs`; a policy with its own generator gets
-``reseed(seed)``).
+An evaluation is a function of (policy, level set, seed) alone, whatever was evaluated before it and
+however many episodes run at once (``num_envs``), for every policy that samples by inverse CDF from the
+uniforms evaluation gives it (:class:`UniformSampler`: rlgen's random policy, PPO, BC, IQL, DT and BCT):
+each episode's uniforms come from a generator of its own, seeded by (seed, level set, episode index), so
+batching episodes differently changes no action (up to float rounding of batched forward passes). Other
+policies draw from generators seeded from (seed, level set) for the evaluation and restored afterwards
+(see :func:`seeded_policy_rngs`; a policy with its own generator gets ``reseed(seed)``): their sampled
+actions are a function of (seed, level set, num_envs), and rows record ``num_envs``.
 """
 
 from __future__ import annotations
@@ -60,6 +64,44 @@ class Reseedable(Protocol):
     def reseed(self, seed: Any) -> None: ...
 
 
+class UniformSampler(Protocol):
+    """A policy that samples by inverse CDF from uniforms it is given: ``act(obs, deterministic=False,
+    uniforms=u)`` with ``u`` of shape ``(B,)`` in [0, 1), one per row (:func:`sample_from_uniforms`);
+    ``samples_from_uniforms = True`` says so. ``always_greedy = True`` says it acts greedily whatever is
+    asked (BCQ, CQL): evaluation records the acting mode actually used."""
+
+    samples_from_uniforms: bool
+
+    def act(self, obs: np.ndarray, deterministic: bool = False, uniforms: np.ndarray | None = None) -> np.ndarray: ...
+
+
+def sample_from_uniforms(probs: Any, uniforms: np.ndarray) -> np.ndarray:
+    """Actions ``(B,)`` drawn from action probabilities ``probs`` ``(B, A)`` (any non-negative weights) by
+    inverse CDF with one uniform in [0, 1) per row: action ``j`` when ``cdf[j-1] <= u * total < cdf[j]``.
+    The same uniform and probabilities give the same action whatever the rest of the batch."""
+    p = np.asarray(probs, dtype=np.float64)
+    cdf = np.cumsum(p, axis=1)
+    u = np.asarray(uniforms, dtype=np.float64).reshape(-1, 1) * cdf[:, -1:]
+    return np.minimum((cdf <= u).sum(axis=1), p.shape[1] - 1).astype(np.int64)
+
+
+def sb3_actions(policy: Any, obs: np.ndarray, deterministic: bool, uniforms: np.ndarray | None = None) -> np.ndarray:
+    """Actions of a stable-baselines3 model or policy: with ``uniforms`` and a categorical action
+    distribution, drawn from its probabilities by :func:`sample_from_uniforms`; else ``predict``."""
+    sb3_policy = getattr(policy, "policy", policy)
+    if deterministic or uniforms is None or not hasattr(sb3_policy, "get_distribution"):
+        return np.asarray(policy.predict(obs, deterministic=deterministic)[0])
+    import torch
+
+    sb3_policy.set_training_mode(False)
+    with torch.no_grad():
+        obs_tensor, _ = sb3_policy.obs_to_tensor(obs)
+        dist = getattr(sb3_policy.get_distribution(obs_tensor), "distribution", None)
+    if not isinstance(dist, torch.distributions.Categorical):  # not a discrete action space: SB3 samples itself
+        return np.asarray(policy.predict(obs, deterministic=False)[0])
+    return sample_from_uniforms(dist.probs.cpu().numpy(), uniforms)
+
+
 @runtime_checkable
 class Predictor(Protocol):
     """stable-baselines3's ``BaseAlgorithm`` and ``BasePolicy``: ``predict(obs, deterministic=) -> (actions, state)``."""
@@ -68,16 +110,20 @@ class Predictor(Protocol):
 
 
 class DrivenPolicy:
-    """Any accepted policy behind one interface: ``act(obs, deterministic, keys)``, ``reset``, ``observe``,
-    ``reseed`` (no-ops where the policy has none) and ``episodic``."""
+    """Any accepted policy behind one interface: ``act(obs, deterministic, keys, uniforms)``, ``reset``,
+    ``observe``, ``reseed`` (no-ops where the policy has none), ``episodic``, ``samples_from_uniforms``
+    (it uses ``uniforms``: see :class:`UniformSampler`) and ``always_greedy``."""
 
-    def __init__(self, act: Callable[[np.ndarray, bool, Sequence[int] | None], np.ndarray], source: Any, episodic: bool = False) -> None:
+    def __init__(self, act: Callable[..., np.ndarray], source: Any, episodic: bool = False, samples_from_uniforms: bool = False) -> None:
         self._act = act
         self.source = source
         self.episodic = episodic
+        self.samples_from_uniforms = samples_from_uniforms
+        self.always_greedy = bool(getattr(source, "always_greedy", False))
 
-    def act(self, obs: np.ndarray, deterministic: bool = False, keys: Sequence[int] | None = None) -> np.ndarray:
-        return np.asarray(self._act(obs, deterministic, keys))
+    def act(self, obs: np.ndarray, deterministic: bool = False, keys: Sequence[int] | None = None,
+            uniforms: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+        return np.asarray(self._act(obs, deterministic, keys, uniforms))
 
     def reset(self, keys: Sequence[int]) -> None:
         if self.episodic:
@@ -101,14 +147,17 @@ def as_policy(policy: Any) -> DrivenPolicy:
     """
     if isinstance(policy, DrivenPolicy):
         return policy
+    uniforms = bool(getattr(policy, "samples_from_uniforms", False))
+    extra = (lambda u: {"uniforms": u}) if uniforms else (lambda u: {})  # noqa: E731
     if isinstance(policy, EpisodicPolicy) and policy.episodic:
-        return DrivenPolicy(lambda obs, det, keys: policy.act(obs, deterministic=det, keys=keys), policy, episodic=True)
+        return DrivenPolicy(lambda obs, det, keys, u: policy.act(obs, deterministic=det, keys=keys, **extra(u)), policy, episodic=True,
+                            samples_from_uniforms=uniforms)  # fmt: skip
     if isinstance(policy, Policy):
-        return DrivenPolicy(lambda obs, det, keys: policy.act(obs, deterministic=det), policy)
+        return DrivenPolicy(lambda obs, det, keys, u: policy.act(obs, deterministic=det, **extra(u)), policy, samples_from_uniforms=uniforms)
     if isinstance(policy, Predictor):
-        return DrivenPolicy(lambda obs, det, keys: policy.predict(obs, deterministic=det)[0], policy)
+        return DrivenPolicy(lambda obs, det, keys, u: sb3_actions(policy, obs, det, u), policy, samples_from_uniforms=True)
     if callable(policy):
-        return DrivenPolicy(lambda obs, det, keys: policy(obs), policy)
+        return DrivenPolicy(lambda obs, det, keys, u: policy(obs), policy)
     raise RlgenError(f"cannot evaluate a {type(policy).__name__}: give an object with act(obs, deterministic=...), "
                      "a stable-baselines3 model (predict), or a function obs -> actions")  # fmt: skip
 
@@ -117,12 +166,17 @@ class RandomPolicy:
     """Uniform random actions: the floor every agent must beat. ``rlgen.evaluation.jax`` runs it on device."""
 
     episodic = False
+    samples_from_uniforms = True
 
     def __init__(self, num_actions: int, seed: int = 0) -> None:
         self.num_actions = num_actions
         self._rng = np.random.default_rng(seed)
 
-    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+    def act(self, obs: np.ndarray, deterministic: bool = False, uniforms: np.ndarray | None = None) -> np.ndarray:
+        """``(B,)`` uniform actions: from ``uniforms`` (one per row, evaluation's per-episode draws) when
+        given, else from the policy's own generator."""
+        if uniforms is not None:
+            return np.minimum((np.asarray(uniforms) * self.num_actions).astype(np.int64), self.num_actions - 1)
         return self._rng.integers(0, self.num_actions, size=len(obs))
 
     def reseed(self, seed: int | list[int]) -> None:
@@ -133,7 +187,9 @@ class RandomPolicy:
 class EvalResult:
     """Per-episode results of one evaluation. Arrays have shape ``(episodes,)``.
 
-    ``normalized`` is None where the suite has no published return range.
+    ``normalized`` is None where the suite has no published return range. ``deterministic`` is how the
+    policy acted (greedy: True; BCQ and CQL always), ``deterministic_requested`` what was asked for, and
+    ``num_envs`` how many episodes ran at once.
     """
 
     env: str
@@ -144,6 +200,8 @@ class EvalResult:
     returns: np.ndarray
     lengths: np.ndarray
     normalized: np.ndarray | None
+    num_envs: int | None = None
+    deterministic_requested: bool | None = None
 
     @property
     def mean_return(self) -> float:
@@ -166,6 +224,8 @@ class EvalResult:
             "which": self.which,
             "seed": self.seed,
             "deterministic": self.deterministic,
+            "deterministic_requested": self.deterministic if self.deterministic_requested is None else self.deterministic_requested,
+            "num_envs": self.num_envs,
             "episodes": int(len(self.returns)),
             "mean_return": self.mean_return,
             "mean_normalized": self.mean_normalized,
@@ -249,8 +309,10 @@ def evaluate_on_levels(
         split: the level split; ``which`` picks ``"train"``, ``"validation"`` or ``"held_out"``.
         episodes: number of episodes (and entries in the level list).
         seed: fixes the level list, the envs' randomness and (with ``which``) the policy's sampled actions.
-        num_envs: episodes run in parallel (the agent sees batches of up to this many).
-        deterministic: greedy actions instead of sampled ones.
+        num_envs: episodes run in parallel (the agent sees batches of up to this many); a
+            :class:`UniformSampler` acts the same whatever it is.
+        deterministic: greedy actions instead of sampled ones (the result records whether the policy
+            acted greedily: an ``always_greedy`` one does either way).
         levels: an explicit level list instead of ``evaluation_levels(...)``; each must be a
             ``which`` level.
 
@@ -261,7 +323,9 @@ def evaluate_on_levels(
     level_list = level_list_of(split, which, episodes, seed, levels)
     with seeded_policy_rngs(driven, policy_seed(seed, which)):
         returns, lengths = _run_episodes(driven, split, which, level_list, seed, num_envs, deterministic)
-    return EvalResult(split.id, which, seed, deterministic, level_list, returns, lengths, normalize_returns(split, returns))
+    acted_greedily = bool(deterministic) or driven.always_greedy
+    return EvalResult(split.id, which, seed, acted_greedily, level_list, returns, lengths, normalize_returns(split, returns),
+                      num_envs=int(num_envs), deterministic_requested=bool(deterministic))  # fmt: skip
 
 
 def level_list_of(split: LevelSplit, which: str, episodes: int, seed: int, levels: Sequence[int] | None = None) -> np.ndarray:
@@ -278,6 +342,8 @@ def _run_episodes(agent: DrivenPolicy, split: LevelSplit, which: str, level_list
                   deterministic: bool) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Returns and lengths, shape ``(len(level_list),)``, of one episode per entry of the level list."""
     n = len(level_list)
+    uniforms = agent.samples_from_uniforms
+    sampling_seed = policy_seed(seed, which)
     returns = np.zeros(n, dtype=np.float64)
     lengths = np.zeros(n, dtype=np.int64)
 
@@ -302,7 +368,10 @@ def _run_episodes(agent: DrivenPolicy, split: LevelSplit, which: str, level_list
         agent.reset([k])
         if int(info["level"][0]) != level_list[k]:  # pragma: no cover - guards the suites' level control
             raise RuntimeError(f"env started level {int(info['level'][0])}, expected {level_list[k]}")
-        return {"env": env, "episode": k, "obs": obs[0], "return": 0.0, "length": 0}
+        fresh: dict[str, Any] = {"env": env, "episode": k, "obs": obs[0], "return": 0.0, "length": 0}
+        if uniforms:  # this episode's own draws: the same whichever slots run beside it
+            fresh["rng"] = np.random.default_rng([sampling_seed, k])
+        return fresh
 
     for _ in range(min(num_envs, n)):
         slots.append(start(None))  # type: ignore[arg-type]
@@ -310,7 +379,8 @@ def _run_episodes(agent: DrivenPolicy, split: LevelSplit, which: str, level_list
     while active:
         batch = np.stack([s["obs"] for s in active])
         keys = [s["episode"] for s in active]
-        actions = agent.act(batch, deterministic=deterministic, keys=keys if episodic else None)
+        draws = np.array([s["rng"].random() for s in active]) if uniforms else None
+        actions = agent.act(batch, deterministic=deterministic, keys=keys if episodic else None, uniforms=draws)
         still: list[dict[str, Any]] = []
         step_rewards = []
         for s, a in zip(active, actions):

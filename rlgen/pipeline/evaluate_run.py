@@ -2,7 +2,8 @@
 
 It composes a loaded run (``rlgen.agents.load_agent``) with evaluation: each policy (the run's agent, and
 the random baseline) is evaluated on each level set by its algorithm's evaluator, and every result becomes
-a ``results.jsonl`` row carrying the agent's identity. Rows are recorded per level set as they finish
+a ``results.jsonl`` row carrying the agent's identity (``rlgen.agents.identity``: the run's id and study
+label from its ``run.json``, whoever evaluates it). Rows are recorded per level set as they finish
 (``rlgen evaluate``: an earlier evaluation of the same run, checkpoint and level set is replaced), or the
 file is written whole at the end (a pipeline stage owns its file).
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rlgen.agents import LoadedAgent, get_algorithm
-from rlgen.agents.run_dir import read_run_id
+from rlgen.agents.run_dir import adopt_run_id, read_run_id
 from rlgen.envs import LevelSplit
 from rlgen.evaluation import EvalResult, RandomPolicy, evaluate_on_levels
 from rlgen.evaluation.results import random_identity, record_results, write_rows
@@ -31,15 +32,27 @@ class Candidate:
     identity: dict[str, Any]
 
 
+def adopt_old_run(loaded: LoadedAgent) -> str | None:
+    """Give a run directory from before ``run.json`` its record (its path-derived id, once), so that moving it
+    later keeps its id; returns a line saying so, or None when it already had one (or cannot be written)."""
+    run_id, wrote = adopt_run_id(loaded.run_dir)
+    if not wrote:
+        return None
+    return f"{loaded.run_dir} had no run.json (an older rlgen's run): wrote one with its id {run_id}, which now moves with the directory"
+
+
 def run_candidates(loaded: LoadedAgent, random_baseline: bool = False, random_seed: int = 0, study: str | None = None,
-                   label: str | None = None) -> list[Candidate]:  # fmt: skip
+                   label: str | None = None, split: LevelSplit | None = None) -> list[Candidate]:  # fmt: skip
     """The run's agent (row label ``label`` or its algorithm) and, with ``random_baseline``, a uniform random
-    policy over its actions (``random_seed``), both evaluated by the run's algorithm's evaluator."""
+    policy over its actions (``random_seed``), both evaluated by the run's algorithm's evaluator on ``split``
+    (default the run's). Rows carry the run's study label (``study`` only for a run whose ``run.json`` has
+    none); the random baseline gets the run's."""
     evaluate = get_algorithm(loaded.algo).evaluator()
-    out = [Candidate(label or loaded.algo, loaded.agent, evaluate, loaded.identity(study=study))]
+    identity = loaded.identity(study=study, split=split)
+    out = [Candidate(label or loaded.algo, loaded.agent, evaluate, identity)]
     if random_baseline:
         out.append(Candidate("random", RandomPolicy(loaded.num_actions, seed=random_seed), evaluate,
-                             random_identity(loaded.split, random_seed, study=study)))  # fmt: skip
+                             random_identity(split or loaded.split, random_seed, study=identity["study"])))  # fmt: skip
     return out
 
 
@@ -79,6 +92,8 @@ def evaluate_and_record(candidates: Sequence[Candidate], split: LevelSplit, whic
             r = c.evaluate(c.policy, split, w, episodes=episodes, seed=seed, num_envs=num_envs, deterministic=deterministic)
             results.setdefault(c.name, {})[w] = r
             row = r.to_row(**c.identity, agent=c.name, **(row_extra or {}))
+            if row.get("num_envs") is None:  # evaluators that do not record it (the batched JAX one)
+                row["num_envs"] = int(num_envs)
             rows.append(row)
             if replace:  # per level set, so a kill keeps what finished; the latest evaluation wins
                 _, n, problems = record_results(results_file, [row], run_id_of=read_run_id)

@@ -46,6 +46,8 @@ class Stage:
         deps: ids of the stages whose outputs this one reads.
         hash: sha256 of kind, config (without ``VOLATILE_KEYS``) and the deps' hashes.
         num_cpus, num_gpus: resources for one run of this stage.
+        study: the study's name; a training stage records it in the ``run.json`` of the run it creates
+            (the run's study label in every row of it). Not part of the hash: renaming a study retrains nothing.
     """
 
     id: str
@@ -56,6 +58,7 @@ class Stage:
     hash: str
     num_cpus: float = 1.0
     num_gpus: float = 0.0
+    study: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -99,7 +102,7 @@ class _Planner:
     def __init__(self, study: StudyConfig, source: str) -> None:
         self.study = study
         self.source = source
-        self.root = Path(study.out_dir or f"runs/{study.name}")
+        self.root = Path(study.out_dir)  # set by the validator (default runs/<name>)
         self.stages: dict[str, Stage] = {}
 
     # --- helpers ---------------------------------------------------------------------------------
@@ -108,7 +111,8 @@ class _Planner:
             raise RlgenError(f"two stages with the id {sid!r}")
         res: Resources = self.study.resources_for(kind)
         digest = stage_hash(kind, config, [self.stages[d].hash for d in deps], self.root)
-        stage = Stage(sid, kind, str(directory or self.root / sid), config, tuple(deps), digest, num_cpus=res.num_cpus, num_gpus=res.num_gpus)
+        stage = Stage(sid, kind, str(directory or self.root / sid), config, tuple(deps), digest, num_cpus=res.num_cpus, num_gpus=res.num_gpus,
+                      study=self.study.name)  # fmt: skip
         self.stages[sid] = stage
         return stage
 
@@ -228,7 +232,8 @@ class _Planner:
             fields = {**base_fields, "seed": seed}
             for skill in d.skills:
                 for levels in d.levels:
-                    sizes = sorted(d.transitions, reverse=True)
+                    # the largest kept size is collected; smaller kept sizes are subsets of it (subset_sizes)
+                    sizes = sorted((n for n in d.transitions if d.keeps(skill, levels, n)), reverse=True)
                     collected: Stage | None = None
                     for size in sizes:
                         name = f"{slug}-{skill}" + (f"-{levels}lv" if levels else "") + f"-{human_count(size)}-s{seed}"
@@ -259,7 +264,7 @@ class _Planner:
             for ds_stage, variant in datasets:
                 if variant["seed"] != data_seed:
                     continue
-                for algo in o.algos:
+                for algo in s.datasets.algos_for(variant["skill"], variant["levels"], variant["transitions"], o.algos):
                     sid = f"offline/{variant['name']}/{algo}-s{seed}"
                     fields = {**base_fields, "seed": seed, "algo": algo}
                     decided = {"algo": algo, "name": f"{algo}-{variant['name']}-s{seed}", "out_dir": str(self.root / sid), "env": env,

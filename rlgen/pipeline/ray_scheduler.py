@@ -1,8 +1,11 @@
 """The Ray runner (``runner: ray``): every stage a Ray task with its ``num_cpus``/``num_gpus``.
 
 Without ``ray.address``, a fresh local Ray instance every time (``address="local"``), dashboard off.
-With one, a TCP check first, so an address where nothing answers fails in seconds with one line
-naming it, instead of ``ray.init`` retrying for many minutes. What Ray cannot restrict (its ports
+With one, joining has a deadline (``ray.connect_timeout_s``): a TCP check first (nothing listens: fails
+at once), then a trial ``ray.init`` in a child process that is killed at the deadline, since in-process
+``ray.init`` has none (against a port that accepts TCP but is no Ray, a wrong port or a frozen head it
+retried for over 10 minutes; Ray's own timeouts, ``RAY_gcs_rpc_server_*_timeout_s``, end it by aborting
+the whole process). Either failure is one line naming the address. What Ray cannot restrict (its ports
 listen on every interface) is said in :func:`ray_init_kwargs` and the README.
 """
 
@@ -10,6 +13,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -34,7 +39,9 @@ class RayExecutor:
         self._owns = not ray.is_initialized()
         if self._owns:
             if address and address != "local":
+                deadline = time.monotonic() + connect_timeout_s
                 check_ray_reachable(address, connect_timeout_s)
+                check_ray_joins(address, connect_timeout_s, max(0.1, deadline - time.monotonic()))
             try:
                 ray.init(**ray_init_kwargs(address))
             except Exception as e:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError...
@@ -128,6 +135,51 @@ def check_ray_reachable(address: str, timeout_s: float) -> None:
         shown = address if target == address else f"{address} ({target})"
         raise RlgenError(f"ray.address={shown}: no Ray cluster can be reached there ({why}); "
                          "check that it runs (`ray status`), or drop ray.address to start a local Ray") from None  # fmt: skip
+
+
+#: The trial join of :func:`check_ray_joins`, run by ``python -c`` (argv[1]: the ``ray.init`` keyword arguments as JSON).
+_JOIN_PROBE = r"""
+import json, re, sys
+import ray
+try:
+    ray.init(**json.loads(sys.argv[1]), logging_level="ERROR")
+except Exception as e:
+    why = []
+    while e is not None and len(why) < 3:  # Ray's ConnectionError hides the reason in its causes (AuthenticationError...)
+        lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+        named = [x for x in lines if re.match(r"^[\w.]+(Error|Exception): ", x)]  # an error quoted in a traceback text
+        why.append((named[-1] if named else type(e).__name__ + (": " + lines[0] if lines else ""))[:300])
+        e = e.__cause__
+    print("rlgen-ray-probe:", "; caused by ".join(why), file=sys.stderr)
+    sys.exit(3)
+ray.shutdown()
+"""
+
+
+def check_ray_joins(address: str, timeout_s: float, left_s: float | None = None) -> None:
+    """Join the cluster at ``address`` once in a child process and kill it if that takes longer than the
+    deadline (``left_s`` seconds, default ``timeout_s``): one line naming ``address`` instead of a hang.
+
+    A child, because ``ray.init`` cannot be interrupted in-process, and its own timeouts end in an abort
+    of the process that called it. Joining an existing cluster starts no Ray processes of its own, so
+    killing the child leaves nothing behind.
+    """
+    import json
+
+    left = timeout_s if left_s is None else left_s
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # the address given is the one tried
+    cmd = [sys.executable, "-c", _JOIN_PROBE, json.dumps(ray_init_kwargs(address))]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=left, env=env, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:  # run() has killed the child
+        raise RlgenError(f"ray.address={address}: could not join a Ray cluster there within ray.connect_timeout_s={timeout_s:g} s "
+                         "(the port answers, but not as a Ray head that lets this process join); check the address and that the "
+                         "cluster runs (`ray status`), raise ray.connect_timeout_s, or drop ray.address to start a local Ray") from None  # fmt: skip
+    if done.returncode != 0:
+        said = [line for line in done.stderr.splitlines() if line.startswith("rlgen-ray-probe:")]
+        why = said[-1].removeprefix("rlgen-ray-probe:").strip() if said else f"exit status {done.returncode}"
+        raise RlgenError(f"ray.address={address}: could not join the Ray cluster there ({why[:600]}); check the address and "
+                         "that the cluster runs (`ray status`), or drop ray.address to start a local Ray")  # fmt: skip
 
 
 def _ray_stage(stage_data: dict[str, Any], threads: int, log: str, cwd: str) -> dict[str, Any]:

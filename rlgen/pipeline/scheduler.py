@@ -242,7 +242,7 @@ class LocalPoolExecutor:
 
 
 def make_executor(study: StudyConfig, runner: str | None = None) -> Executor:
-    log_dir = Path(study.out_dir or "runs/study") / "logs"
+    log_dir = Path(study.out_dir) / "logs"
     kind = runner or study.runner
     if kind == "ray":
         from rlgen.pipeline.ray_scheduler import RayExecutor  # Ray is imported only for runner=ray

@@ -120,7 +120,7 @@ def _redirect_output(path: Path) -> list[int]:
     sys.stdout.flush()
     sys.stderr.flush()
     saved = [os.dup(1), os.dup(2)]
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)  # never append through a planted symlink
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
@@ -144,12 +144,14 @@ def _restore_output(saved: list[int]) -> None:
 def _run_ppo(stage: Stage, progress: bool) -> dict[str, Any]:
     """The study's online algorithm (``ppo.algo``), through the registry: its schema, its trainer."""
     from rlgen.agents import get_algorithm
-    from rlgen.agents.run_dir import read_ladder
+    from rlgen.agents.run_dir import ensure_run_id, read_ladder
     from rlgen.config import validate_config
 
     algorithm = get_algorithm(stage.config.get("algo", "ppo"), source=stage.id)
     cfg = validate_config(stage.config, algorithm.schema, source=stage.id)
-    cfg.progress = progress
+    if "progress" in type(cfg).model_fields:  # a registered algorithm's schema may have no progress switch
+        cfg.progress = progress
+    ensure_run_id(cfg.out_dir, study=stage.study)  # the run's study label, before its trainer writes anything
     run = algorithm.trainer()(cfg)
     rungs = read_ladder(run)["rungs"]
     final = max(rungs, key=lambda r: r["step"]) if rungs else {}
@@ -186,11 +188,14 @@ def _run_subset(stage: Stage, progress: bool) -> dict[str, Any]:
 
 def _run_offline(stage: Stage, progress: bool) -> dict[str, Any]:
     from rlgen.agents import get_algorithm
+    from rlgen.agents.run_dir import ensure_run_id
     from rlgen.config import validate_config
 
     algorithm = get_algorithm(stage.config.get("algo"), source=stage.id)
     cfg = validate_config(stage.config, algorithm.schema, source=stage.id)
-    cfg.progress = progress
+    if "progress" in type(cfg).model_fields:  # a registered algorithm's schema may have no progress switch
+        cfg.progress = progress
+    ensure_run_id(cfg.out_dir, study=stage.study)  # the run's study label, before its trainer writes anything
     algorithm.trainer()(cfg)
     return {"gradient_steps": cfg.steps}
 
@@ -216,8 +221,8 @@ def _num_actions(split: Any) -> int:
 
 
 def _run_evaluate(stage: Stage, progress: bool) -> dict[str, Any]:
-    from rlgen.agents import get_algorithm, load_agent
-    from rlgen.pipeline.evaluate_run import Candidate, evaluate_and_record, random_candidate
+    from rlgen.agents import load_agent
+    from rlgen.pipeline.evaluate_run import adopt_old_run, evaluate_and_record, random_candidate, run_candidates
 
     c = stage.config
     split = study_split(c["env"], c["split"], first_levels=c["first_levels"])
@@ -226,7 +231,9 @@ def _run_evaluate(stage: Stage, progress: bool) -> dict[str, Any]:
         candidate = random_candidate(split, _num_actions(split), c["seed"], study=study, label=label)
     else:
         run = load_agent(c["run_dir"], device=c["device"])
-        candidate = Candidate(label, run.agent, get_algorithm(run.algo).evaluator(), run.identity(study=study, split=split))
+        adopt_old_run(run)
+        # the run's own study label (run.json) wins; the study's name labels runs whose record has none
+        (candidate,) = run_candidates(run, study=study, label=label, split=split)
     out = Path(stage.dir) / "results.jsonl"
     recorded = evaluate_and_record([candidate], split, c["which"], out, episodes=c["episodes"], seed=c["seed"], num_envs=c["num_envs"],
                                    deterministic=c["deterministic"], replace=False, row_extra={"stage": stage.id})  # fmt: skip

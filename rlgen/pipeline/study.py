@@ -3,7 +3,8 @@
 A study names the environments and their level split once, then the stages: PPO (or existing PPO
 runs to reuse), datasets by skill x size x number of levels, offline algorithms, evaluation and
 the report. Every list is a sweep axis: ``envs x seeds`` PPO runs, ``x skills x levels x
-transitions`` datasets, ``x algos`` offline agents. Each stage config starts from an optional base
+transitions`` datasets (``datasets.only`` keeps a part of that grid, and may narrow the algorithms
+trained on a cell), ``x algos`` offline agents. Each stage config starts from an optional base
 file (``config:``, e.g. ``configs/offline/{algo}.yaml``), takes the keys the study decides (env,
 split, seed, device, out_dir, ...) and then the study's ``set:`` overrides, and is validated
 against the stage's own schema (its algorithm's, from ``rlgen.agents.registry``, or ``CollectConfig``)
@@ -13,14 +14,15 @@ ppo_jax...), the offline stages any registered offline one.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from rlgen.agents import available_algorithms
-from rlgen.config import MAX_SEED, SplitConfig, StrictModel, check_out_dir
+from rlgen.config import LIMITS, MAX_NUM_ENVS, MAX_SEED, SplitConfig, StrictModel, check_out_dir
 from rlgen.config.base import DeviceName, Name
 from rlgen.config.collect import Skill
 from rlgen.envs import parse_env_id
@@ -70,6 +72,9 @@ class DatasetSection(StageSection):
     transitions: list[int] = Field(default_factory=lambda: [1_000_000], description="dataset sizes")
     levels: list[int | None] = Field(default_factory=lambda: [None], description="collect on the first N training levels (null: all of them)")
     subset_sizes: bool = Field(default=True, description="smaller sizes are seeded subsets of the largest collection (false: collect each size)")
+    only: list[dict[str, Any]] | None = Field(
+        default=None, description="keep only the grid cells that match an entry (keys skill, levels, transitions; a key left out matches any "
+                                  "value) and, with `algos`, train only those offline algorithms on them; default: every cell, every algorithm")  # fmt: skip
 
     @field_validator("skills")
     @classmethod
@@ -85,6 +90,46 @@ class DatasetSection(StageSection):
     @classmethod
     def _levels(cls, v: list[int | None]) -> list[int | None]:
         return _unique_nonempty(v, "levels", minimum=1)
+
+    @field_validator("only")
+    @classmethod
+    def _only(cls, v: list[dict[str, Any]] | None, info: ValidationInfo) -> list[dict[str, Any]] | None:
+        """Each entry names values of the grid's own axes (validated above it), so each keeps at least one cell."""
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("datasets.only must list at least one cell; leave it out for the whole grid")
+        axes = {key: (axis, info.data.get(axis)) for key, axis in (("skill", "skills"), ("levels", "levels"), ("transitions", "transitions"))}
+        for i, entry in enumerate(v):
+            unknown = [k for k in entry if k not in (*axes, "algos")]
+            if unknown:
+                raise ValueError(f"datasets.only[{i}] has the key {unknown[0]!r}; allowed: skill, levels, transitions, algos")
+            for key, value in entry.items():
+                if key == "algos":
+                    if not isinstance(value, list) or not value:
+                        raise ValueError(f"datasets.only[{i}].algos = {value!r}: list at least one algorithm of offline.algos")
+                    continue
+                axis, values = axes[key]
+                if values is not None and value not in values:  # None: that axis failed its own check
+                    raise ValueError(f"datasets.only[{i}].{key} = {json.dumps(value)} is not in datasets.{axis} {json.dumps(values)}")
+        return v
+
+    def _matches(self, skill: str, levels: int | None, transitions: int) -> list[dict[str, Any]]:
+        cell = {"skill": skill, "levels": levels, "transitions": transitions}
+        return [e for e in self.only or () if all(cell[k] == v for k, v in e.items() if k != "algos")]
+
+    def keeps(self, skill: str, levels: int | None, transitions: int) -> bool:
+        """Whether the grid cell (skill, levels, transitions) is one of the study's datasets."""
+        return self.only is None or bool(self._matches(skill, levels, transitions))
+
+    def algos_for(self, skill: str, levels: int | None, transitions: int, algos: list[str]) -> list[str]:
+        """The offline algorithms (of ``algos``, in that order) trained on a kept cell: those named by
+        the ``algos`` of the entries it matches; all of ``algos`` when one of them names none."""
+        entries = self._matches(skill, levels, transitions) if self.only is not None else [{}]
+        if any("algos" not in e for e in entries):
+            return list(algos)
+        named = {str(a).lower() for e in entries for a in e["algos"]}
+        return [a for a in algos if a in named]
 
 
 class OfflineSection(StageSection):
@@ -109,11 +154,11 @@ class OfflineSection(StageSection):
 class EvaluationSection(StrictModel):
     """Evaluation of every agent on training and held-out levels (as ``rlgen evaluate``)."""
 
-    episodes: int = Field(default=100, ge=1, description="episodes per level set")
+    episodes: Annotated[int, LIMITS["episodes"].field] = Field(default=100, ge=1, description="episodes per level set")
     which: list[Literal["train", "validation", "held_out"]] = Field(default_factory=lambda: ["train", "held_out"])
     deterministic: bool = False
     seed: int = Field(default=0, ge=0, description="fixes the evaluation level lists (the same for every agent)")
-    num_envs: int = Field(default=16, ge=1, description="episodes run at once")
+    num_envs: int = Field(default=16, ge=1, description="episodes run at once; at most MAX_NUM_ENVS of each env's suite")
     ppo: bool = Field(default=True, description="evaluate the PPO policies too")
     random_baseline: bool = Field(default=False, description="also evaluate a uniform random policy per env")
 
@@ -202,6 +247,11 @@ class StudyConfig(StrictModel):
         if self.out_dir is None:
             self.out_dir = str(Path("runs") / self.name)
         check_out_dir(self.out_dir)
+        for env in self.envs:
+            suite = env.split("/", 1)[0]
+            limit, why = MAX_NUM_ENVS.get(suite, MAX_NUM_ENVS["default"])
+            if self.evaluation.num_envs > limit:
+                raise ValueError(f"key `evaluation.num_envs` = {self.evaluation.num_envs}: at most {limit:,} envs at once for {suite} ({why})")
         if self.datasets is not None:
             needs_policy = [s for s in self.datasets.skills if s != "random"]
             if needs_policy and self.ppo is None:
@@ -210,6 +260,11 @@ class StudyConfig(StrictModel):
             raise ValueError("offline agents need datasets: add a `datasets:` section")
         if self.ppo is None and self.datasets is None:
             raise ValueError("a study needs at least a `ppo:` or a `datasets:` section")
+        for i, entry in enumerate(self.datasets.only or [] if self.datasets is not None else []):
+            allowed = self.offline.algos if self.offline is not None else []
+            bad = [a for a in entry.get("algos", []) if str(a).lower() not in allowed]
+            if bad:
+                raise ValueError(f"datasets.only[{i}].algos names {bad[0]!r}, which is not in offline.algos {json.dumps(allowed)}")
         return self
 
     def resources_for(self, kind: str) -> Resources:

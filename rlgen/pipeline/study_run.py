@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rlgen.atomic_files import write_json_atomic
 from rlgen.config import load_config
 from rlgen.errors import RlgenError
 from rlgen.pipeline.plan import Stage, plan_study
@@ -81,9 +82,9 @@ def run_study(study: StudyConfig, stages: list[Stage], runner: str | None = None
     from rich.console import Console
 
     console = console or Console(soft_wrap=True, highlight=False)
-    out = Path(study.out_dir or "runs/study")
+    out = Path(study.out_dir)
     with _Lock(out):
-        (out / "study.json").write_text(json.dumps({"study": json.loads(study.model_dump_json()), "stages": [s.id for s in stages]}, indent=2))
+        write_json_atomic(out / "study.json", {"study": json.loads(study.model_dump_json()), "stages": [s.id for s in stages]})
         executor = make_executor(study, runner)
         outcomes = run_stages(stages, executor, console)
     report = next((Path(o.stage.dir) / "report.md" for o in outcomes if o.stage.kind == "report" and o.ok), None)

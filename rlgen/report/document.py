@@ -12,17 +12,18 @@ from rlgen.evaluation.results import Results
 import rlgen.report.plots as report_plots
 from rlgen.report.tables import (
     ONE_RUN,
-    Agent,
     Aggregate,
     GameRow,
     Improvement,
     aggregate_table,
+    ci_over,
     few_runs_warning,
     find_results,
     fmt,
     improvement_table,
     load_results,
     per_game,
+    unfinished_warning,
 )
 
 
@@ -49,18 +50,20 @@ def _markdown(rep: Report, unpaired: dict[str, int]) -> list[str]:
     lines += ["", "## Per game", "",
               "Run score: the mean normalized return of a run's episodes (raw return where no normalization exists). With 2 or more runs: "
               "the mean of run scores with a 95% percentile-bootstrap CI over runs; the gap is train minus held-out of each run, "
-              f"bootstrapped over runs. Rows with 1 run show a CI over that run's episodes: **{ONE_RUN}**.", "",
+              f"bootstrapped over runs. Rows with 1 run show a CI over that run's episodes: **{ONE_RUN}**. A row is one agent: "
+              "algorithm, split (options and level sets), config (without seed), dataset recipe, study, checkpoint and acting mode; "
+              "runs evaluated before they finished training are counted in the last column.", "",
               "| agent | env | algorithm | dataset skill | training levels | dataset size | study | runs | train | held-out | gap (train - held-out) | CI over |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     dash = lambda v: "-" if v is None else str(v)  # noqa: E731
     for t in rep.table:
         a = t.agent
-        over = f"**{ONE_RUN}**" if t.one_run else f"{t.runs} runs"
+        over = f"**{ci_over(t)}**" if t.one_run or t.unfinished else ci_over(t)
         lines.append(f"| {t.label} | {t.env} | {a.algorithm} | {dash(a.dataset_skill)} | {dash(a.levels)} | {dash(a.dataset_transitions)} | {dash(a.study)} "
                      f"| {t.runs} | {fmt(t.estimate.train)} | {fmt(t.estimate.held_out)} | {fmt(t.estimate.gap, signed=True)} | {over} |")  # fmt: skip
-    warning = few_runs_warning(rep.table)
-    if warning:
-        lines += ["", f"> {warning}"]
+    for warning in (few_runs_warning(rep.table), unfinished_warning(rep.table)):
+        if warning:
+            lines += ["", f"> {warning}"]
     for what, n in unpaired.items():
         lines += ["", f"> {what}: {n} run(s) evaluated on only one of train / held-out levels, left out"]
     if rep.aggregates:
@@ -101,20 +104,27 @@ def make_report(paths: Sequence[str | Path], out_dir: str | Path | None = None, 
     out = Path(out_dir) if out_dir else (Path(paths[0]) if Path(paths[0]).is_dir() else Path(paths[0]).parent) / "report"
     pg = per_game(res.rows, seed=seed)
     if not pg.rows:
-        raise RlgenError("no agent has both train and held-out results; run `rlgen evaluate` with --which train held_out")
+        error = RlgenError("no agent has both train and held-out results; run `rlgen evaluate` with --which train held_out")
+        error.warnings = tuple(res.warnings)  # every row skipped: the per-line warnings say why
+        raise error
     out.mkdir(parents=True, exist_ok=True)
     aggs, imps = aggregate_table(pg.rows, seed=seed), improvement_table(pg.rows, seed=seed)
-    notes = [f"warning: {w}" for w in res.warnings]
+    notes = [f"warning: {w}" for w in res.warnings] + pg.warnings
+    raw = sorted({t.label for t in pg.rows if not t.normalized})
+    if raw and len(raw) < len({t.label for t in pg.rows}):
+        notes.append(f"performance profiles leave out {', '.join(raw)}: raw returns, on no shared scale with normalized scores")
     notes += [f"{a.label} ({a.which.replace('_', '-')}): games have different run counts; aggregates use the first {a.runs} runs of each"
               for a in aggs if a.truncated and a.which == "train"]  # fmt: skip
     with (out / "per_game.csv").open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["agent", "env", *(fl.name for fl in dataclasses.fields(Agent)), "runs", "ci_over", "train", "train_lo", "train_hi",
+        agent_fields = [fl.name for fl in dataclasses.fields(pg.rows[0].agent) if fl.compare and fl.name != "normalized"]
+        w.writerow(["agent", "env", *agent_fields, "runs", "unfinished", "ci_over", "train", "train_lo", "train_hi",
                     "held_out", "held_out_lo", "held_out_hi", "gap", "gap_lo", "gap_hi", "normalized", "run_ids"])  # fmt: skip
         for t in pg.rows:
             e = t.estimate
-            w.writerow([t.label, t.env, *dataclasses.astuple(t.agent), t.runs, ONE_RUN if t.one_run else "runs", e.train.value, *e.train.ci,  # type: ignore[misc]
-                        e.held_out.value, *e.held_out.ci, e.gap.value, *e.gap.ci, t.normalized, " ".join(t.run_ids)])  # type: ignore[misc]  # fmt: skip
+            w.writerow([t.label, t.env, *(getattr(t.agent, f) for f in agent_fields), t.runs, t.unfinished, ONE_RUN if t.one_run else "runs",
+                        e.train.value, *e.train.ci, e.held_out.value, *e.held_out.ci, e.gap.value, *e.gap.ci,  # type: ignore[misc]
+                        t.normalized, " ".join(t.run_ids)])  # fmt: skip
     with (out / "aggregates.csv").open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["agent", "level_set", "games", "runs_per_game", "metric", "value", "lo", "hi"])

@@ -145,6 +145,9 @@ def plot_profiles(table: Sequence[GameRow], path: Path, seed: int = 0) -> bool:
     (no band for agents with one run per game: dashed, and labelled)."""
     from rliable import plot_utils
 
+    # Raw returns of different games (or of a raw-scored agent beside normalized ones) share no scale:
+    # profile the normalized rows when there are any, raw ones only when nothing is normalized.
+    table = [t for t in table if t.normalized] or list(table)
     if not table:
         return False
     plt = _pyplot()

@@ -3,11 +3,13 @@ probability of improvement, and their text form.
 
 A *run* is one training run (its ``run_id``; the latest evaluation of each run wins, see
 ``rlgen.evaluation.results``). Its *score* on a level set is the mean normalized return of its episodes (raw
-return where there is no normalization). A per-game row is one agent on one game, the agent being
-its full identity: algorithm, training levels, dataset skill, dataset levels, dataset size, study,
-checkpoint and greedy or sampled actions, so two datasets never share a row. The statistics are over
-runs (``rlgen.evaluation.stats``): with one run a row's CI is over episodes, evaluation noise only,
-and says so wherever it is shown.
+return where there is no normalization). A per-game row is one agent on one game, the agent being its full
+identity (``rlgen.report.identity.Agent``): algorithm, split, config, training levels, dataset skill, levels
+and size, study, checkpoint and acting mode, so two experiments never share a row. A run's identity is that
+of its latest row, so a run never splits across rows. Runs of one row with the same config and seed are
+not independent seeds: they count once, with a warning. The statistics are over runs
+(``rlgen.evaluation.stats``): with one run a row's CI is over episodes, evaluation noise only, and says so
+wherever it is shown; rows with runs that had not finished training say so too.
 """
 
 from __future__ import annotations
@@ -20,23 +22,25 @@ from typing import Any
 
 import numpy as np
 
-from rlgen.agents import available_algorithms
 from rlgen.agents.run_dir import read_run_id
-from rlgen.config import human_count
 from rlgen.errors import RlgenError
 from rlgen.evaluation import results as results_io
-from rlgen.evaluation.results import Results, row_algorithm
+from rlgen.evaluation.results import Results, rank, requested_mode, row_algorithm
 from rlgen.evaluation.stats import Estimate, GameEstimate, aggregates, game_estimate, probability_of_improvement
+from rlgen.report.identity import Agent, _sortable, agent_labels, baselines
 
 ONE_RUN = "evaluation noise only: 1 run"
 #: Rows with fewer runs than this get a warning line.
 MIN_RUNS = 3
 LEVEL_SETS = ("train", "held_out")
 
+__all__ = ["ONE_RUN", "Agent", "Aggregate", "GameRow", "Improvement", "PerGame", "agent_labels", "aggregate_table", "find_results", "fmt",
+           "improvement_table", "keep_latest", "load_results", "per_game", "per_game_table", "results_table", "table_lines"]  # fmt: skip
+
 
 def load_results(files: Sequence[str | Path]) -> Results:
     """The rows of ``files`` that count: the latest evaluation of each run, rows from before run ids keyed
-    by the run directory they were written in (``rlgen.evaluation.results.load_results``)."""
+    by the run directory they were written in or name (``rlgen.evaluation.results.load_results``)."""
     return results_io.load_results(files, run_id_of=read_run_id)
 
 
@@ -60,85 +64,6 @@ def find_results(paths: Sequence[str | Path]) -> list[Path]:
     return out
 
 
-# --- agents ------------------------------------------------------------------------------------------
-
-
-def _sortable(v: Any) -> tuple:
-    if v is None:
-        return (2, "")
-    if isinstance(v, (bool, int, float)):
-        return (0, float(v))
-    return (1, str(v))
-
-
-@dataclasses.dataclass(frozen=True)
-class Agent:
-    """Everything that makes two results the same experiment, except the game and the seed."""
-
-    algorithm: str
-    train_levels: int | None
-    dataset_skill: str | None
-    dataset_levels: int | None
-    dataset_transitions: int | None
-    study: str | None
-    checkpoint: str | None
-    deterministic: bool
-
-    @classmethod
-    def of(cls, row: dict[str, Any]) -> "Agent":
-        return cls(row_algorithm(row), row.get("train_levels"), row.get("dataset_skill"), row.get("dataset_levels"), row.get("dataset_transitions"),
-                   row.get("study"), row.get("checkpoint"), bool(row.get("deterministic", False)))  # fmt: skip
-
-    @property
-    def levels(self) -> int | None:
-        """Training levels it learned from: its dataset's, else the split's (online agents)."""
-        return self.dataset_levels if self.dataset_levels is not None else self.train_levels
-
-    def sort_key(self) -> tuple:
-        return tuple(_sortable(v) for v in dataclasses.astuple(self))
-
-
-def agent_labels(agents: Iterable[Agent]) -> dict[Agent, str]:
-    """Short unique names: the algorithm, plus each identity field that takes two or more values
-    among the agents shown (``bc-expert``, ``cql-mixed-25lv-1M``, ``ppo``); agents that would still
-    share a name also get the fields in which they differ (``@-``: no study, ``:final``: the final
-    policy, ``sampled``: not greedy, ``na``: no such value)."""
-    agents = sorted(set(agents), key=Agent.sort_key)
-    parts = {
-        "skill": lambda a: a.dataset_skill,
-        "levels": lambda a: None if a.levels is None else f"{a.levels}lv",
-        "size": lambda a: None if a.dataset_transitions is None else human_count(int(a.dataset_transitions)),
-        "study": lambda a: None if a.study is None else f"@{a.study}",
-        "checkpoint": lambda a: None if a.checkpoint is None else f":{a.checkpoint}",
-        "greedy": lambda a: "greedy" if a.deterministic else None,
-    }
-
-    def name(a: Agent, fields: Iterable[str], dash: bool = False) -> str:
-        label = a.algorithm
-        for f in fields:
-            value = parts[f](a) or ({"study": "@-", "checkpoint": ":final", "greedy": "sampled"}.get(f, "na") if dash else None)
-            if value is not None:
-                label += value if value[0] in "@:" else f"-{value}"
-        return label
-
-    varying = [f for f, get in parts.items() if len({get(a) for a in agents} - {None}) > 1]
-    first = {a: name(a, varying) for a in agents}
-    labels: dict[Agent, str] = {}
-    for a in agents:
-        twins = [b for b in agents if first[b] == first[a]]
-        if len(twins) > 1:
-            extra = [f for f, get in parts.items() if f not in varying and len({get(b) for b in twins}) > 1]
-            labels[a] = name(a, [f for f in parts if f in varying or f in extra], dash=True)
-        else:
-            labels[a] = first[a]
-    seen: dict[str, int] = defaultdict(int)
-    for a in agents:  # a last resort that keeps labels unique
-        seen[labels[a]] += 1
-        if seen[labels[a]] > 1:
-            labels[a] = f"{labels[a]}#{seen[labels[a]]}"
-    return labels
-
-
 # --- per game ----------------------------------------------------------------------------------------
 
 
@@ -149,7 +74,8 @@ def _scores(row: dict[str, Any]) -> np.ndarray:
 
 @dataclasses.dataclass
 class GameRow:
-    """One agent on one game: estimates over its runs (``estimate``), ``runs`` of them."""
+    """One agent on one game: estimates over its runs (``estimate``), ``runs`` of them, ``unfinished`` of
+    which had not finished training when evaluated."""
 
     agent: Agent
     label: str
@@ -157,6 +83,7 @@ class GameRow:
     estimate: GameEstimate
     normalized: bool
     run_ids: list[str]
+    unfinished: int = 0
 
     @property
     def runs(self) -> int:
@@ -191,10 +118,54 @@ class GameRow:
 
 @dataclasses.dataclass
 class PerGame:
-    """The per-game table, and what was left out of it."""
+    """The per-game table, what was left out of it, and why (one line each)."""
 
     rows: list[GameRow]
     unpaired: dict[str, int]  # label @ env -> runs with only one of the two level sets
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+
+def _runs(latest: Iterable[dict[str, Any]]) -> list[dict[str, dict[str, Any]]]:
+    """The rows that count, grouped per run (run id, algorithm, env, checkpoint, acting mode asked for):
+    ``{which: row}`` for train and held-out levels."""
+    runs: dict[tuple, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for row in latest:
+        if row["which"] in LEVEL_SETS:
+            runs[(row["run_id"], row_algorithm(row), str(row["env"]), row.get("checkpoint"), requested_mode(row))][row["which"]] = row
+    return list(runs.values())
+
+
+def _identity_row(run: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The row whose identity a run takes: its latest (a run evaluated again after its identity gained
+    fields, or moved into a study, is one run with its newest identity)."""
+    rows = list(run.values())
+    return max(rows, key=lambda r: rank(r, rows.index(r)))
+
+
+def _distinct_seeds(agent_env: str, runs: list[dict[str, dict[str, Any]]], warnings: list[str]) -> list[dict[str, dict[str, Any]]]:
+    """``runs`` with duplicates counted once: runs of one row that share a seed (their config digests are
+    equal, being one row) trained the same experiment twice; the latest evaluated counts. Rows without a
+    config digest (older rlgen) cannot be told apart: a shared seed among them gets a warning only."""
+    by_seed: dict[Any, list[dict[str, dict[str, Any]]]] = defaultdict(list)
+    for r in runs:
+        by_seed[_identity_row(r).get("train_seed")].append(r)
+    out = []
+    for seed, same in by_seed.items():
+        ident = [_identity_row(r) for r in same]
+        if len(same) == 1 or seed is None:
+            out.extend(same)
+            continue
+        ids = ", ".join(str(i["run_id"]) for i in ident)
+        if all(i.get("config_digest") is not None for i in ident):
+            keep = max(same, key=lambda r: max(float(x.get("time") or 0.0) for x in r.values()))
+            out.append(keep)
+            warnings.append(f"warning: {agent_env}: {len(same)} runs with the same config and seed {seed} ({ids}) are not independent "
+                            f"seeds: counted once (the latest evaluated, {_identity_row(keep)['run_id']})")  # fmt: skip
+        else:
+            out.extend(same)
+            warnings.append(f"warning: {agent_env}: {len(same)} runs share seed {seed} ({ids}) and their rows record no config digest "
+                            "(an older rlgen): they may be duplicates or different configs; evaluate them again to tell")  # fmt: skip
+    return out
 
 
 def per_game(rows: Iterable[dict[str, Any]], seed: int = 0, n_boot: int = 10_000) -> PerGame:
@@ -203,23 +174,25 @@ def per_game(rows: Iterable[dict[str, Any]], seed: int = 0, n_boot: int = 10_000
     ``rows`` may contain several evaluations of one run: only the latest counts.
     """
     latest, _ = keep_latest((r, None) for r in rows)
-    by: dict[tuple[Agent, str], dict[str, dict[str, dict[str, Any]]]] = defaultdict(lambda: defaultdict(dict))
-    for row in latest:
-        if row["which"] in LEVEL_SETS:
-            by[(Agent.of(row), str(row["env"]))][row["run_id"]][row["which"]] = row
+    by: dict[tuple[Agent, str], list[dict[str, dict[str, Any]]]] = defaultdict(list)
+    for run in _runs(latest):
+        normalized = all(r.get("normalized") is not None for r in run.values())
+        ident = _identity_row(run)
+        by[(Agent.of(ident, normalized=normalized), str(ident["env"]))].append(run)
     labels = agent_labels(a for a, _ in by)
-    table, unpaired = [], {}
+    table, unpaired, warnings = [], {}, []
     for (agent, env), runs in sorted(by.items(), key=lambda kv: (kv[0][0].sort_key(), kv[0][1])):
-        paired = [r for r in runs.values() if set(LEVEL_SETS) <= set(r)]
+        paired = [r for r in runs if set(LEVEL_SETS) <= set(r)]
         if len(paired) < len(runs):
             unpaired[f"{labels[agent]} on {env}"] = len(runs) - len(paired)
+        paired = _distinct_seeds(f"{labels[agent]} on {env}", paired, warnings)
         if not paired:
             continue
         paired.sort(key=lambda r: (_sortable(r["train"].get("train_seed")), r["train"]["run_id"]))
         est = game_estimate([_scores(r["train"]) for r in paired], [_scores(r["held_out"]) for r in paired], n_boot=n_boot, seed=seed)
-        normalized = all(r[w].get("normalized") is not None for r in paired for w in LEVEL_SETS)
-        table.append(GameRow(agent, labels[agent], env, est, normalized, [r["train"]["run_id"] for r in paired]))
-    return PerGame(table, unpaired)
+        unfinished = sum(any(x.get("finished") is False for x in r.values()) for r in paired)
+        table.append(GameRow(agent, labels[agent], env, est, agent.normalized, [r["train"]["run_id"] for r in paired], unfinished))
+    return PerGame(table, unpaired, warnings)
 
 
 def per_game_table(rows: Iterable[dict[str, Any]], seed: int = 0) -> list[GameRow]:
@@ -286,24 +259,6 @@ class Improvement:
     estimate: Estimate
 
 
-def _baselines(agent: Agent, others: Iterable[Agent]) -> list[Agent]:
-    """What ``agent`` is compared with: BC on the same dataset (for other offline agents), and PPO
-    of the same study (for every other agent)."""
-    out = []
-    online = available_algorithms("online")  # PPO, the JAX PPO, and any online algorithm registered
-    for b in others:
-        if b == agent or b.study != agent.study or b.deterministic != agent.deterministic or b.checkpoint is not None:
-            continue
-        has_data = agent.dataset_skill is not None or agent.dataset_transitions is not None
-        same_data = (b.dataset_skill, b.dataset_levels, b.dataset_transitions, b.train_levels) == (
-            agent.dataset_skill, agent.dataset_levels, agent.dataset_transitions, agent.train_levels)  # fmt: skip
-        if b.algorithm == "bc" and agent.algorithm != "bc" and has_data and same_data:
-            out.append(b)
-        elif b.algorithm in online and agent.algorithm not in online:
-            out.append(b)
-    return out
-
-
 def improvement_table(table: Sequence[GameRow], seed: int = 0, reps: int = 2000) -> list[Improvement]:
     """Probability of improvement of each offline agent over BC on the same data, and of each agent
     over PPO, on held-out and on training levels (rliable's definition; stratified bootstrap CI).
@@ -316,7 +271,7 @@ def improvement_table(table: Sequence[GameRow], seed: int = 0, reps: int = 2000)
     for which in ("held_out", "train"):
         mats = agent_matrices(table, which)
         for t_label, agent in agents.items():
-            for base in _baselines(agent, agents.values()):
+            for base in baselines(agent, agents.values()):
                 b_label = next(label for label, a in agents.items() if a == base)
                 (gx, mx, _), (gy, my, _) = mats[t_label], mats[b_label]
                 shared = sorted(set(gx) & set(gy))
@@ -340,6 +295,14 @@ def fmt(est: Estimate, signed: bool = False) -> str:
     return f"{f.format(est.value)} [{f.format(est.ci[0])}, {f.format(est.ci[1])}]"
 
 
+def ci_over(t: GameRow) -> str:
+    """What a row's CIs are over, and how many of its runs had not finished training."""
+    over = ONE_RUN if t.one_run else f"{t.runs} runs"
+    if t.unfinished:
+        over += "; unfinished training" if t.one_run else f"; {t.unfinished} of {t.runs} unfinished"
+    return over
+
+
 def few_runs_warning(table: Sequence[GameRow]) -> str | None:
     few = [t for t in table if t.runs < MIN_RUNS]
     if not few:
@@ -349,22 +312,31 @@ def few_runs_warning(table: Sequence[GameRow]) -> str | None:
             f"evaluation noise only); train more seeds for CIs that cover seed-to-seed spread")  # fmt: skip
 
 
-def table_lines(table: Sequence[GameRow]) -> list[str]:
-    """The per-game table for a terminal: one line per row, 1-run rows labelled, then the warning."""
+def unfinished_warning(table: Sequence[GameRow]) -> str | None:
+    rows = [t for t in table if t.unfinished]
+    if not rows:
+        return None
+    return (f"warning: {len(rows)} of {len(table)} rows include runs evaluated before they finished training "
+            f"({', '.join(f'{t.label} on {t.env}' for t in rows)}): their scores are not those of final policies")  # fmt: skip
+
+
+def table_lines(table: Sequence[GameRow], warnings: Sequence[str] = ()) -> list[str]:
+    """The per-game table for a terminal: one line per row, 1-run and unfinished rows labelled, then the
+    warnings (``warnings``: those of :class:`PerGame`, duplicates counted once)."""
     if not table:
-        return []
+        return list(warnings)
     wa, we = max(5, *(len(t.label) for t in table)), max(3, *(len(t.env) for t in table))
     cells = [(fmt(t.estimate.train), fmt(t.estimate.held_out), fmt(t.estimate.gap, signed=True)) for t in table]
     w = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(("train", "held-out", "gap (train - held-out)"))]
     lines = [f"{'agent':<{wa}}  {'env':<{we}}  {'runs':>4}  {'train':<{w[0]}}  {'held-out':<{w[1]}}  {'gap (train - held-out)':<{w[2]}}  CI over"]
     for t, (a, b, g) in zip(table, cells):
-        over = ONE_RUN if t.one_run else f"{t.runs} runs"
-        lines.append(f"{t.label:<{wa}}  {t.env:<{we}}  {t.runs:>4}  {a:<{w[0]}}  {b:<{w[1]}}  {g:<{w[2]}}  {over}")
-    warning = few_runs_warning(table)
-    return lines + ([warning] if warning else [])
+        lines.append(f"{t.label:<{wa}}  {t.env:<{we}}  {t.runs:>4}  {a:<{w[0]}}  {b:<{w[1]}}  {g:<{w[2]}}  {ci_over(t)}")
+    extra = [x for x in (few_runs_warning(table), unfinished_warning(table)) if x]
+    return lines + extra + list(warnings)
 
 
 def results_table(files: Sequence[Path], seed: int = 0) -> list[str]:
     """The per-game table of the results in ``files`` (those that exist), for a terminal."""
     res = load_results([f for f in files if Path(f).is_file()])
-    return [f"warning: {w}" for w in res.warnings] + table_lines(per_game_table(res.rows, seed=seed))
+    pg = per_game(res.rows, seed=seed)
+    return [f"warning: {w}" for w in res.warnings] + table_lines(pg.rows, pg.warnings)

@@ -79,8 +79,9 @@ class Killed(BaseException):
 def test_a_kill_between_model_and_state_files_cannot_desynchronize_them(tmp_path, data, algo, monkeypatch):
     # Kill the run while the step-6 checkpoint's state.json is being written (its model file is
     # already saved): the step-3 checkpoint must stay whole, and resuming from it must end exactly
-    # where an uninterrupted run ends. (Before: model.d3 of step 6 beside state.json of step 3.)
-    straight = train_offline(run_config(data, tmp_path / "straight", algo, "steps=9"))
+    # where an uninterrupted run ends. (Before: model.d3 of step 6 beside state.json of step 3.) 30 steps:
+    # checkpoints are at most a tenth of a run apart, so checkpoint_every=3 holds.
+    straight = train_offline(run_config(data, tmp_path / "straight", algo, "steps=30"))
     real_write_text = pathlib.Path.write_text
     calls = {"n": 0}
 
@@ -93,10 +94,10 @@ def test_a_kill_between_model_and_state_files_cannot_desynchronize_them(tmp_path
 
     monkeypatch.setattr(pathlib.Path, "write_text", write_text)
     with pytest.raises(Killed):
-        train_offline(run_config(data, tmp_path / "killed", algo, "steps=9"))
+        train_offline(run_config(data, tmp_path / "killed", algo, "steps=30"))
     monkeypatch.setattr(pathlib.Path, "write_text", real_write_text)
     assert json.loads((tmp_path / "killed/checkpoints/latest/state.json").read_text())["step"] == 3
-    resumed = train_offline(run_config(data, tmp_path / "killed", algo, "steps=9"))
+    resumed = train_offline(run_config(data, tmp_path / "killed", algo, "steps=30"))
     assert_same_model(straight / "model" / MODEL_FILE[algo], resumed / "model" / MODEL_FILE[algo])
 
 
@@ -191,8 +192,8 @@ def test_an_old_d3rlpy_decision_transformer_run_asks_to_be_retrained(tmp_path, d
 
 def test_batch_size_larger_than_the_dataset_is_refused_before_anything_is_written(tmp_path, data):
     out = tmp_path / "run"
-    with pytest.raises(ConfigError, match=r"batch_size=1,000,000 is larger than the dataset .* \(60 transitions\); use batch_size <= 60"):
-        train_offline(run_config(data, out, "bc", "steps=2", "batch_size=1000000"))
+    with pytest.raises(ConfigError, match=r"batch_size=1,000 is larger than the dataset .* \(60 transitions\); use batch_size <= 60"):
+        train_offline(run_config(data, out, "bc", "steps=2", "batch_size=1000"))  # within the config bound (65,536)
     assert not out.exists()
     assert train_offline(run_config(data, out, "bc", "steps=2", "batch_size=60")) == out  # the corrected retry runs
     shutil.rmtree(out)

@@ -179,6 +179,55 @@ def test_killed_runs_resume_into_one_tensorboard_curve_with_each_step_once(tmp_p
     rollout = scalars["time/fps"]
     assert rollout[-1] == total and rollout[0] == 128  # from the first rollout to the end, one curve
     assert scalars["eval/train_levels/mean_return"] == [1024, 2048, 3072, 4096, total]
+    # every update's losses once, at the step of its update: no hole at a resume (checkpoints sit between rollouts)
+    assert scalars["train/value_loss"] == list(range(128, total + 1, 128)), f"killed at {killed_at}"
+    assert all(step % 128 == 0 for step in killed_at)
+
+
+def test_checkpoints_sit_between_rollouts_whatever_checkpoint_every_says(tmp_path, monkeypatch):
+    """A checkpoint taken mid-rollout resumes into a run that collects whole rollouts from there and
+    overshoots the uninterrupted run's step count (seen: 24,888 instead of 24,576 after 15 kills)."""
+    from rlgen.agents import ppo_sb3
+
+    saved = []
+    original = ppo_sb3.save_checkpoint
+
+    def recording(model, run_dir, finished, at=None):  # noqa: ANN001, ANN202
+        step = original(model, run_dir, finished, at)
+        saved.append(step)
+        return step
+
+    monkeypatch.setattr(ppo_sb3, "save_checkpoint", recording)
+    # rollouts of 4 envs x 32 steps = 128; the first rollout boundary at or past each 200 steps, then the end
+    run = train_ppo(tiny_config(tmp_path, "total_steps=2048", "checkpoint_every=200", "ladder.every_steps=100000"))
+    assert saved == [256, 512, 640, 896, 1024, 1280, 1408, 1664, 1920, 2048]
+    assert json.loads((run / "checkpoints/state.json").read_text())["num_timesteps"] == 2048
+
+
+def test_a_run_stopped_mid_rollout_resumes_to_the_step_count_of_an_uninterrupted_one(tmp_path, monkeypatch):
+    import signal as signals
+
+    from rlgen.agents.ppo_sb3 import LadderCallback
+    from rlgen.errors import TrainingInterrupted
+
+    on_step = LadderCallback._on_step
+
+    def signalled(self):  # noqa: ANN001, ANN202 - SIGTERM arrives at env step 200, in the middle of the second rollout
+        if self.num_timesteps == 200:
+            signals.raise_signal(signals.SIGTERM)
+        return on_step(self)
+
+    monkeypatch.setattr(LadderCallback, "_on_step", signalled)
+    with pytest.raises(TrainingInterrupted, match="128 env steps"):
+        train_ppo(tiny_config(tmp_path, "total_steps=500", "checkpoint_every=1000", "ladder.every_steps=100000"))
+    run = tmp_path / "run"
+    state = json.loads((run / "checkpoints/state.json").read_text())
+    assert state["num_timesteps"] == 128 and not state["finished"]  # the boundary before the stop
+    monkeypatch.setattr(LadderCallback, "_on_step", on_step)
+    train_ppo(tiny_config(tmp_path, "total_steps=500", "checkpoint_every=1000", "ladder.every_steps=100000"))
+    uninterrupted = train_ppo(tiny_config(tmp_path / "u", "total_steps=500", "checkpoint_every=1000", "ladder.every_steps=100000"))
+    assert json.loads((run / "checkpoints/state.json").read_text())["num_timesteps"] == 512
+    assert json.loads((uninterrupted / "checkpoints/state.json").read_text())["num_timesteps"] == 512
 
 
 def test_a_kill_between_the_last_checkpoint_and_its_state_file_still_finishes(tmp_path):

@@ -88,7 +88,9 @@ def test_the_lock_names_its_holder_and_is_released_when_it_dies(holder):
 
 def test_offline_train_takes_the_lock_before_any_work(holder, capsys):
     out, pid = holder
-    assert main(["train", str(ROOT / "configs/offline/bc.yaml"), "dataset=/nonexistent/dataset", f"out_dir={out}"]) == 2
+    # a real dataset: a missing one is refused even earlier, by the input checks before any import (issue 16)
+    dataset = ROOT / "tests/fixtures/old_runs/dataset"
+    assert main(["train", str(ROOT / "configs/offline/bc.yaml"), f"dataset={dataset}", f"out_dir={out}"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"in use by process {pid}" in err
 

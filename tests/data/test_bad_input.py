@@ -52,8 +52,12 @@ def put(key, value):
     (lambda m: None, False, "manifest must be a JSON object, got None"),
     (drop("observation_space"), True, "key 'observation_space' is missing"),
     (put("shards", "x"), True, "shards must be a non-empty list .* got 'x'"),
-    (put("action_space", {"n": "4"}), True, "action_space.n must be an int >= 1, got '4'"),
+    (put("action_space", {"n": "4"}), True, "action_space.n must be an int in 1..65,536 .*got '4'"),
     (put("observation_space", {"shape": [3, -5, 5], "dtype": "uint8"}), True, "observation_space.shape must be a list of positive ints"),
+    # issue 13 review, finding 11: spaces that would make training allocate without limit (valid digest)
+    (put("observation_space", {"shape": [10**6] * 3, "dtype": "uint8"}), True, "observation_space.shape must be at most 8 dimensions "
+     "of at most 67,108,864 values"),
+    (put("action_space", {"n": 10**12}), True, "action_space.n must be an int in 1..65,536 .*got 1000000000000"),
     (put("name", "edited by hand"), False, "content differs from its content_sha256"),
 ])  # fmt: skip
 @pytest.mark.parametrize("command", ["verify", "info", "train"])

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rlgen.cli import main
 from rlgen.data import DatasetError, load_dataset, write_dataset
 from rlgen.data.cache import ARRAY_NAMES
 
@@ -106,3 +107,43 @@ def test_every_flipped_byte_is_caught_and_never_sampled(pristine, tmp_path, capl
             shutil.rmtree(work)
     assert len(cases) > 50
     assert failures == []
+
+
+def npy_data_offset(path: Path) -> int:
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}[version](f)
+        return f.tell()
+
+
+def test_every_byte_of_every_cache_header_is_caught_without_a_traceback(pristine, tmp_path, capsys):
+    """Review of issue 13, finding 5: byte 10 (bit 2) of cache/ep_step_start.npy gave a tokenize.TokenError
+    traceback from numpy's header parser. Each byte of each cache file's .npy header, three flips each
+    (bit pos % 8, bit (pos + 3) % 8, all bits), must read as a corrupt cache: what opening and verify check."""
+    from rlgen.data.cache import check_cache
+
+    work = tmp_path / "toy"
+    shutil.copytree(pristine / "toy", work)
+    key = load_dataset(work).cache_key()
+    missed = []
+    for name in ARRAY_NAMES:
+        f = work / "cache" / f"{name}.npy"
+        good = f.read_bytes()
+        for pos in range(npy_data_offset(f)):
+            for mask in (1 << (pos % 8), 1 << ((pos + 3) % 8), 0xFF):
+                data = bytearray(good)
+                data[pos] ^= mask
+                f.write_bytes(bytes(data))
+                state, problems = check_cache(work / "cache", key)
+                if state != "corrupt" or not problems or "\n" in problems[0]:
+                    missed.append(f"{name}.npy@{pos}^{mask:#x}: {state}")
+        f.write_bytes(good)
+    assert missed == []
+    # the review's exact case, through the command: one problem line, exit 1
+    f = work / "cache" / "ep_step_start.npy"
+    data = bytearray(f.read_bytes())
+    data[10] ^= 1 << 2
+    f.write_bytes(bytes(data))
+    assert main(["datasets", "verify", str(work)]) == 1
+    out = capsys.readouterr()
+    assert "Traceback" not in out.err and "ep_step_start.npy" in out.out

@@ -106,6 +106,11 @@ class JaxPPOAgent:
         """This agent's policy as a pure function and its params, for ``rlgen.evaluation.jax.evaluate_jax``."""
         return JaxPolicy(network_policy(self.network), self.params)
 
+    @property
+    def observation_shape(self) -> tuple[int, ...]:
+        """The shape of one observation the policy takes, ``(C, V, V)``."""
+        return self.obs_shape
+
     def check_env(self, split: Any) -> Any:
         """The ``JaxEnv`` of ``split``, after checking its observations and actions are this policy's."""
         from rlgen.envs.xland import jax_env_for_split  # noqa: PLC0415

@@ -326,7 +326,7 @@ def train_ppo_jax(cfg: Any) -> Path:
         TrainingInterrupted: after SIGINT/SIGTERM, once the checkpoint is saved.
     """
     jax = _jax()
-    run_dir = Path(cfg.out_dir or "runs/ppo_jax")
+    run_dir = Path(cfg.out_dir)
     split = cfg.level_split()
     jax_env_for_split(split)  # checks the level ids before any work
     device = jax_device(cfg.device)

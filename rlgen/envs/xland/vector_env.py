@@ -69,9 +69,18 @@ class XLandVectorEnv(gym.vector.VectorEnv):
         self.metadata = {"autoreset_mode": "next_step"}
         self._fns = _vector_fns(self.jenv)
         self._seed = seed
-        self._key = jax.random.PRNGKey(seed)
+        self._key = self._root_key(seed)
         self._state: Any = None
         self._pending = np.zeros(num_envs, dtype=bool)
+
+    @staticmethod
+    def _root_key(seed: int) -> Any:
+        """``PRNGKey(seed)`` for 32-bit seeds (as before); wider seeds (``make_env``'s go up to 2**63) fold their
+        high bits in, since ``PRNGKey`` alone keeps only the low 32 and ``s`` and ``s + 2**32`` would collide."""
+        import jax  # noqa: PLC0415
+
+        key = jax.random.PRNGKey(int(seed) & 0xFFFFFFFF)
+        return key if int(seed) < 2**32 else jax.random.fold_in(key, int(seed) >> 32)
 
     def _keys(self, n: int) -> Any:
         import jax  # noqa: PLC0415
@@ -83,7 +92,7 @@ class XLandVectorEnv(gym.vector.VectorEnv):
         import jax  # noqa: PLC0415
 
         if seed is not None:
-            self._key = jax.random.PRNGKey(seed)
+            self._key = self._root_key(seed)
         self._state, obs = self._fns["reset"](self._keys(self.num_envs), self.sampler)
         self._pending = np.zeros(self.num_envs, dtype=bool)
         return np.asarray(obs), {"level": np.asarray(self._state.level, dtype=np.int64)}
