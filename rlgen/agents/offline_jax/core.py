@@ -163,7 +163,7 @@ def make_update(spec: Spec) -> Callable[[TrainState, Any], tuple[TrainState, dic
         updates, opt_state = algo.optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         target = algo.update_target(state.target, params, state.step)
-        metrics = {**metrics, "grad_norm": optax.global_norm(grads)}
+        metrics = {**metrics, "grad_norm": optax.tree.norm(grads)}
         return TrainState(params, target, opt_state, state.key, state.step + 1), metrics
 
     return update

@@ -141,11 +141,11 @@ def train_offline_jax(cfg: JaxOfflineConfig) -> Path:
             write_group(root, cfg.algo, seeds, config_dict(cfg))
         for s, d in members.items():
             write_resolved_config(member_config(cfg, s, d) if grouped else cfg, d, extra=resolved)
-        return _train(cfg, spec, data, root, members, split, state, target_return)
+        return _train(cfg, spec, data, root, members, split, state, target_return, device)
 
 
 def _train(cfg: JaxOfflineConfig, spec: core.Spec, data: Any, root: Path, members: dict[int, Path], split: LevelSplit,
-           state: dict[str, Any], target_return: float) -> Path:  # fmt: skip
+           state: dict[str, Any], target_return: float, device: Any) -> Path:  # fmt: skip
     import jax  # noqa: PLC0415
 
     step = int(state.get("step", 0))
@@ -156,6 +156,8 @@ def _train(cfg: JaxOfflineConfig, spec: core.Spec, data: Any, root: Path, member
         states = core.stack([read_checkpoint(d / step_file(step), spec, s) for s, d in members.items()])
     else:
         states = core.stack([core.init_state(spec, s) for s in members])
+    # Committed to the device as the chunk's outputs are: an uncommitted input compiles the chunk a second time.
+    states = jax.device_put(states, device)
 
     def agents(host: Any) -> dict[int, JaxOfflineAgent]:
         return {s: JaxOfflineAgent(spec, core.unstack(host, i).params, target_return, s, step) for i, s in enumerate(members)}
