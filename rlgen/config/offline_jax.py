@@ -1,4 +1,4 @@
-"""``rlgen train`` of the JAX offline agents (bc_jax, iql_jax, cql_jax, dt_jax, bct_jax): schema only, no JAX.
+"""``rlgen train`` of the JAX offline agents (bc_jax, iql_jax, cql_jax): schema only, no JAX.
 
 The schema is the torch agents' (``OfflineConfig``) with the same keys and defaults, so a JAX agent and its
 torch counterpart trained from the same values are the same experiment, plus ``seeds`` (several training
@@ -14,8 +14,11 @@ from pydantic import Field, field_validator, model_validator
 from rlgen.config.base import MAX_SEED
 from rlgen.config.offline import OfflineConfig
 
-#: JAX algorithm -> the torch algorithm whose losses and defaults it follows.
-JAX_OFFLINE_ALGOS: dict[str, str] = {"bc_jax": "bc", "iql_jax": "iql", "cql_jax": "cql", "dt_jax": "dt", "bct_jax": "bct"}
+#: JAX algorithm -> the torch algorithm whose losses and defaults it follows (registered, loss-tested against it).
+JAX_OFFLINE_ALGOS: dict[str, str] = {"bc_jax": "bc", "iql_jax": "iql", "cql_jax": "cql"}
+#: Written (``rlgen.agents.offline_jax.dt``) but unfinished: no test yet that their losses equal the torch DT's
+#: and BCT's, so they are not registered and this schema refuses them.
+UNFINISHED_JAX_ALGOS: dict[str, str] = {"dt_jax": "dt", "bct_jax": "bct"}
 #: The sequence agents: they learn from trajectory windows and act on the episode so far.
 JAX_WINDOW_ALGOS = ("dt_jax", "bct_jax")
 
@@ -32,6 +35,9 @@ class JaxOfflineConfig(OfflineConfig):
     @field_validator("algo")
     @classmethod
     def _algo(cls, v: str) -> str:  # replaces OfflineConfig's check of the torch names
+        if v in UNFINISHED_JAX_ALGOS:
+            raise ValueError(f"algo {v!r} is not finished yet (its loss is not yet tested against the torch agent's); "
+                             f"use algo {UNFINISHED_JAX_ALGOS[v]!r} (torch) or one of: {', '.join(JAX_OFFLINE_ALGOS)}")
         if v not in JAX_OFFLINE_ALGOS:
             raise ValueError(f"algo {v!r} is not one of: {', '.join(JAX_OFFLINE_ALGOS)} (this schema is the JAX offline agents')")
         return v
@@ -77,4 +83,4 @@ class JaxOfflineConfig(OfflineConfig):
     @property
     def torch_algo(self) -> str:
         """The torch agent whose losses and defaults this one follows (``bc`` for ``bc_jax``...)."""
-        return JAX_OFFLINE_ALGOS[self.algo]
+        return {**JAX_OFFLINE_ALGOS, **UNFINISHED_JAX_ALGOS}[self.algo]

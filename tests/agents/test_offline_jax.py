@@ -52,12 +52,17 @@ def data(tmp_path_factory) -> Path:
     return xland_dataset(tmp_path_factory.mktemp("jaxdata") / "d")
 
 
-def bc_config(data: Path, out: Path, *extra: str) -> JaxOfflineConfig:
-    # One compiled chunk length (sync_every = checkpoint_every = 2) for every test: compiles are shared.
-    return load_config(ROOT / "configs/offline_jax/bc.yaml", [
+def run_config(algo: str, data: Path, out: Path, *extra: str) -> JaxOfflineConfig:
+    # One compiled chunk length (sync_every = checkpoint_every = 2) for every test: compiles are shared. Targets
+    # copy every 3 updates: across chunk ends and resume points, so a resume that lost the update count shows.
+    return load_config(ROOT / f"configs/offline_jax/{algo}.yaml", [
         f"dataset={data}", "batch_size=16", "device=cpu", "progress=false", "eval.enabled=false", "steps=20", "sync_every=2",
-        "checkpoint_every=2", f"out_dir={out}", *extra,
+        "checkpoint_every=2", "target_update_interval=3", f"out_dir={out}", *extra,
     ], schema=JaxOfflineConfig)  # fmt: skip
+
+
+def bc_config(data: Path, out: Path, *extra: str) -> JaxOfflineConfig:
+    return run_config("bc", data, out, *extra)
 
 
 def arrays(path: Path) -> dict[str, np.ndarray]:
@@ -147,10 +152,11 @@ def test_vmapped_seeds_differ_and_each_equals_that_seed_trained_alone(tmp_path, 
     assert len(ids) == 3  # each seed is its own run
 
 
-def test_resume_and_a_kill_before_the_commit_end_bit_identical_to_an_uninterrupted_run(tmp_path, data, monkeypatch):
-    straight = train_offline_jax(bc_config(data, tmp_path / "straight", "seeds=[0,1]"))
-    train_offline_jax(bc_config(data, tmp_path / "resumed", "seeds=[0,1]", "steps=10"))
-    resumed = train_offline_jax(bc_config(data, tmp_path / "resumed", "seeds=[0,1]"))  # 10 more from the step-10 checkpoint
+@pytest.mark.parametrize("algo", ["bc", "iql", "cql"])
+def test_resume_and_a_kill_before_the_commit_end_bit_identical_to_an_uninterrupted_run(tmp_path, data, monkeypatch, algo):
+    straight = train_offline_jax(run_config(algo, data, tmp_path / "straight", "seeds=[0,1]"))
+    train_offline_jax(run_config(algo, data, tmp_path / "resumed", "seeds=[0,1]", "steps=10"))
+    resumed = train_offline_jax(run_config(algo, data, tmp_path / "resumed", "seeds=[0,1]"))  # 10 more from the step-10 checkpoint
 
     class Killed(BaseException):
         """Stands for SIGKILL: nothing catches it."""
@@ -167,13 +173,13 @@ def test_resume_and_a_kill_before_the_commit_end_bit_identical_to_an_uninterrupt
 
     monkeypatch.setattr(train_module, "commit", commit_then_die)
     with pytest.raises(Killed):
-        train_offline_jax(bc_config(data, tmp_path / "killed", "seeds=[0,1]"))
+        train_offline_jax(run_config(algo, data, tmp_path / "killed", "seeds=[0,1]"))
     assert json.loads((tmp_path / "killed" / jax_run.COMMIT).read_text())["step"] == 6
     monkeypatch.setattr(train_module, "commit", real_commit)
-    killed = train_offline_jax(bc_config(data, tmp_path / "killed", "seeds=[0,1]"))
+    killed = train_offline_jax(run_config(algo, data, tmp_path / "killed", "seeds=[0,1]"))
     for s in (0, 1):
         for run in (resumed, killed):
-            assert assert_same_arrays(straight / f"seed_{s}" / jax_run.step_file(20), run / f"seed_{s}" / jax_run.step_file(20)) > 20  # + Adam moments
+            assert assert_same_arrays(straight / f"seed_{s}" / jax_run.step_file(20), run / f"seed_{s}" / jax_run.step_file(20)) > 20  # params, targets, Adam moments
             assert_same_arrays(straight / f"seed_{s}" / jax_run.MODEL_FILE, run / f"seed_{s}" / jax_run.MODEL_FILE)
         assert sorted(p.name for p in (killed / f"seed_{s}" / "checkpoints").iterdir()) == ["latest.json", Path(jax_run.step_file(20)).name]
 
@@ -207,3 +213,83 @@ def test_an_image_dataset_is_refused_in_one_line_naming_the_torch_agent(tmp_path
     assert code == 2 and len(err.splitlines()) == 1
     assert "3x64x64 image observations" in err and "use the torch agent (algo: bc)" in err
     assert not (tmp_path / "out" / "group.json").exists()
+
+
+# --- IQL and CQL: the torch agents' losses ------------------------------------------------------------
+
+
+def transition_batch(n: int = 32, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    return {"obs": rng.integers(0, 10, (n, *OBS_SHAPE), dtype=np.uint8), "next_obs": rng.integers(0, 10, (n, *OBS_SHAPE), dtype=np.uint8),
+            "actions": rng.integers(0, NUM_ACTIONS, n), "rewards": rng.random(n).astype(np.float32) * 2,
+            "terminated": rng.random(n) < 0.3}  # fmt: skip
+
+
+def perturbed(module, scale: float = 0.05, seed: int = 1):
+    """``module`` with every weight moved by noise: a target that differs from its online network, so a loss that
+    used the wrong one would not match."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=gen))
+    return module
+
+
+def jax_spec(algo: str):
+    from rlgen.agents.offline_jax import core
+
+    cfg = load_config(ROOT / f"configs/offline_jax/{algo}.yaml", ["dataset=d", "env=xland/" + XLAND, "device=cpu", "gamma=0.9"], schema=JaxOfflineConfig)
+    return core.Spec.from_config(cfg, OBS_SHAPE, NUM_ACTIONS, 244), cfg
+
+
+def test_iql_losses_equal_the_torch_iql_losses_on_a_fixed_batch_and_parameters():
+    from rlgen.agents.iql import DiscreteIQL
+    from rlgen.agents.offline_jax import core
+
+    spec, cfg = jax_spec("iql")
+    torch_iql = DiscreteIQL(OBS_SHAPE, NUM_ACTIONS, encoder="minigrid_cnn", gamma=cfg.gamma, expectile=cfg.iql_expectile,
+                            temperature=cfg.iql_temperature, seed=2)  # fmt: skip
+    perturbed(torch_iql.q_targets)
+
+    def head_params(net) -> dict:  # rlgen.agents.iql.EncoderHead -> networks.Head(hidden=256)
+        return {"params": {"encoder": grid_encoder_params(net.encoder, OBS_SHAPE), "hidden": dense(net.head[0]), "out": dense(net.head[2])}}
+
+    params = {"q1": head_params(torch_iql.q_nets[0]), "q2": head_params(torch_iql.q_nets[1]), "value": head_params(torch_iql.value),
+              "policy": head_params(torch_iql.policy)}  # fmt: skip
+    target = {"q1": head_params(torch_iql.q_targets[0]), "q2": head_params(torch_iql.q_targets[1])}
+    batch = transition_batch()
+    with torch.no_grad():
+        want = {k: float(v) for k, v in torch_iql.loss(batch).items()}
+    _, got = core.build(spec).loss(params, target, batch, jax.random.PRNGKey(0))
+    assert want["loss/q"] > 0.1 and want["loss/v"] > 1e-4 and abs(want["loss/policy"]) > 0.1
+    for k in ("loss/q", "loss/v", "loss/policy", "q/mean", "v/mean", "advantage/mean", "awr_weight/mean"):
+        assert float(got[k]) == pytest.approx(want[k], rel=1e-5, abs=1e-6), k
+
+
+def test_cql_loss_equals_d3rlpy_discrete_cql_as_rlgen_configures_it():
+    from d3rlpy.torch_utility import TorchMiniBatch
+
+    from rlgen.agents.offline import build_agent
+    from rlgen.agents.offline_jax import core
+    from rlgen.config import OfflineConfig
+
+    spec, cfg = jax_spec("cql")
+    torch_cfg = OfflineConfig.model_validate({"algo": "cql", "env": f"xland/{XLAND}", "dataset": "unused", "network": "minigrid_cnn", "seed": 4,
+                                              "device": "cpu", "gamma": cfg.gamma, "cql_alpha": cfg.cql_alpha})  # fmt: skip
+    impl = build_agent(torch_cfg, OBS_SHAPE, NUM_ACTIONS, "cpu", 1.0).algo.impl
+    q, q_target = impl._modules.q_funcs[0], perturbed(impl._modules.targ_q_funcs[0])
+    params = {"q": {"params": {"encoder": grid_encoder_params(q._encoder, OBS_SHAPE), "out": dense(q._fc)}}}
+    target = {"q": {"params": {"encoder": grid_encoder_params(q_target._encoder, OBS_SHAPE), "out": dense(q_target._fc)}}}
+    batch = transition_batch(seed=1)
+    t = {k: torch.as_tensor(v) for k, v in batch.items()}
+    b = len(batch["actions"])
+    tb = TorchMiniBatch(observations=t["obs"].float(), actions=t["actions"].float().view(b, 1), rewards=t["rewards"].view(b, 1),
+                        next_observations=t["next_obs"].float(), next_actions=torch.zeros(b, 1), returns_to_go=torch.zeros(b, 1),
+                        terminals=t["terminated"].float().view(b, 1), intervals=torch.ones(b, 1), device="cpu")  # the agent's update()  # fmt: skip
+    with torch.no_grad():
+        want = impl.compute_loss(tb, impl.compute_target(tb))
+    total, got = core.build(spec).loss(params, target, batch, jax.random.PRNGKey(0))
+    assert float(want.td_loss) > 0.01 and float(want.conservative_loss) > 0.01
+    assert float(got["loss/td"]) == pytest.approx(float(want.td_loss), rel=1e-5)
+    assert float(got["loss/conservative"]) == pytest.approx(float(want.conservative_loss), rel=1e-5)
+    assert float(total) == pytest.approx(float(want.loss), rel=1e-5)

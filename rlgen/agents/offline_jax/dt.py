@@ -1,4 +1,4 @@
-"""``dt_jax`` and ``bct_jax``: the causal transformer of the torch ``dt`` and ``bct`` (``rlgen.agents.transformer``).
+"""``dt_jax`` and ``bct_jax`` (UNFINISHED, not registered: no test yet that the loss equals the torch DT's): the causal transformer of the torch ``dt`` and ``bct`` (``rlgen.agents.transformer``).
 
 DT's tokens per step are (R_t, o_t, a_t), BCT's (o_t, a_t); every token of step ``t`` gets the embedding of
 ``t``, the step's 0-based index in its episode, in training windows and when acting alike; ``a_t`` is
