@@ -184,6 +184,33 @@ def test_resume_and_a_kill_before_the_commit_end_bit_identical_to_an_uninterrupt
         assert sorted(p.name for p in (killed / f"seed_{s}" / "checkpoints").iterdir()) == ["latest.json", Path(jax_run.step_file(20)).name]
 
 
+def test_sigint_checkpoints_every_seed_at_once_and_the_resumed_run_is_bit_identical(tmp_path, data, monkeypatch):
+    import os
+    import signal
+
+    from rlgen.agents.offline_jax.train import _Log
+    from rlgen.errors import TrainingInterrupted
+
+    extra = ("seeds=[0,1]", "steps=40", "checkpoint_every=4")  # checkpoints at 4, 8...: a stop at 6 is saved by the signal alone
+    straight = train_offline_jax(bc_config(data, tmp_path / "straight", *extra))
+    real_chunk = _Log.chunk
+
+    def chunk_then_sigint(self, step, n, seconds, metrics):
+        real_chunk(self, step, n, seconds, metrics)
+        if step == 6:  # Ctrl-C arrives during the chunk that ends at update 6
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(_Log, "chunk", chunk_then_sigint)
+    with pytest.raises(TrainingInterrupted):
+        train_offline_jax(bc_config(data, tmp_path / "stopped", *extra))
+    state = json.loads((tmp_path / "stopped" / jax_run.COMMIT).read_text())
+    assert (state["step"], state["finished"]) == (6, False)
+    monkeypatch.setattr(_Log, "chunk", real_chunk)
+    resumed = train_offline_jax(bc_config(data, tmp_path / "stopped", *extra))
+    for s in (0, 1):
+        assert_same_arrays(straight / f"seed_{s}" / jax_run.step_file(40), resumed / f"seed_{s}" / jax_run.step_file(40))
+
+
 # --- the CLI ------------------------------------------------------------------------------------------
 
 
