@@ -225,6 +225,8 @@ def test_cli_trains_seeds_and_evaluates_each_as_its_own_run(tmp_path, data, caps
     assert len({r["run_id"] for s in rows for r in rows[s] if r["agent"] == "bc_jax"}) == 2
     assert all(len(r["returns"]) == 3 and all(150 <= lv < 200 for lv in r["levels"]) for s in rows for r in rows[s] if r["which"] == "held_out")
     assert "2 runs, one per seed" in capsys.readouterr().out
+    assert main(["report", str(out)]) == 0  # `rlgen report` unchanged: the seeds are its runs
+    assert any(line.startswith("bc_jax") and line.split()[2] == "2" for line in capsys.readouterr().out.splitlines())
 
 
 def test_an_image_dataset_is_refused_in_one_line_naming_the_torch_agent(tmp_path, capsys):
