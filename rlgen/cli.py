@@ -92,8 +92,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from rlgen.agents import load_agent
     from rlgen.agents.run_dir import check_writable_dir
     from rlgen.evaluation import generalization_gap
-    from rlgen.pipeline.evaluate_run import adopt_old_run, evaluate_and_record, run_candidates
+    from rlgen.pipeline.evaluate_run import adopt_old_run, evaluate_and_record, evaluate_seed_group, run_candidates
 
+    if (code := evaluate_seed_group(args, cmd_evaluate)) is not None:  # a seed group: each member is a run, with its own rows
+        return code
     run_dir = Path(args.run_dir)
     run = load_agent(run_dir, checkpoint=args.checkpoint, device=args.device)
     check_writable_dir(run_dir, "run directory", "rlgen evaluate writes its results.jsonl there: fix its permissions, or evaluate a copy "
@@ -365,10 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. total_steps=200000")
     train.set_defaults(func=cmd_train)
 
-    evaluate = sub.add_parser("evaluate", help="evaluate a run on training and held-out levels",
-                              description="Evaluate a run's final policy on training and held-out levels, print "
-                              "returns, normalized returns and the generalization gap, and write rows to the run's "
-                              "results.jsonl (an earlier evaluation of the same run and level set is replaced).")
+    evaluate = sub.add_parser("evaluate", help="evaluate a run on training and held-out levels", description="Evaluate a run's final policy (each run's, for a seed group) on training and held-out levels, print "
+                              "returns, normalized returns and the generalization gap, and write rows to the run's results.jsonl (an earlier evaluation of the same run and level set is replaced).")  # fmt: skip
     evaluate.add_argument("run_dir", help="a run directory made by rlgen train")
     evaluate.add_argument("--episodes", type=int, default=100, help="episodes per level set (default 100)")
     evaluate.add_argument("--which", nargs="+", default=["train", "held_out"], choices=["train", "validation", "held_out"])

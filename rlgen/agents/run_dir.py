@@ -8,6 +8,9 @@ What a training run directory holds, whichever learner wrote it::
     checkpoints/     the resumable checkpoint and its ``state.json``
     .lock            flock()ed by the process training in the directory
 
+A trainer that trains several seeds in one process (the JAX offline agents) writes a *seed group* instead:
+``group.json`` naming its members, each a run directory as above (:func:`member_runs`).
+
 and what every trainer does with it: one trainer at a time (:func:`locks_run_dir`), the resume preamble
 (:func:`resume_preamble`: is there a checkpoint, is the run finished, is it the same config), the
 resolved config and run id (:func:`write_resolved_config`), ladder rungs (:func:`append_rung`),
@@ -47,6 +50,7 @@ from typing import Any, TypeVar
 
 from rlgen.agents.run_checks import (
     CONFIG,
+    GROUP,
     LOCK,
     RESUME_NEUTRAL_KEYS,
     RUN_FILE,
@@ -67,7 +71,7 @@ __all__ = ["CONFIG", "LADDER", "LOCK", "RUN_FILE", "Resume", "TrainingInterrupte
            "read_run_record", "read_state", "rung_curves",
            "recover_unit", "resume_preamble", "run_dir_lock", "stop_on_signals", "write_resolved_config", "write_state", "write_unit",
            "keep_rung", "final_checkpoint", "interrupted", "tensorboard_writer", "config_dict", "ladder_or_new", "RESUME_NEUTRAL_KEYS",
-           "holds_work", "check_writable_dir", "SameAs"]  # fmt: skip
+           "holds_work", "check_writable_dir", "SameAs", "GROUP", "member_runs"]  # fmt: skip
 
 LADDER = "ladder.json"
 
@@ -100,6 +104,20 @@ def inside_run_dir(run_dir: str | Path, relative: Any, source: str | Path) -> Pa
 
 
 # --- the config ------------------------------------------------------------------------------------
+
+
+def member_runs(run_dir: str | Path) -> list[Path]:
+    """The run directories ``run_dir`` stands for: its seed group's members (``group.json``, in seed order),
+    or ``[run_dir]`` itself. Member paths must stay inside the group; a torn record is one ``RlgenError``."""
+    d = Path(run_dir)
+    path = d / GROUP
+    if not path.is_file():
+        return [d]
+    group = read_json(path)
+    members = group.get("members") if isinstance(group, dict) else None
+    if not isinstance(members, dict) or not members:
+        raise RlgenError(f"{path}: expected an object with a non-empty `members` mapping (seed -> directory)")
+    return [d / inside_run_dir(d, rel, path).relative_to(d.resolve()) for rel in members.values()]
 
 
 def write_resolved_config(cfg: Any, directory: str | Path, extra: Mapping[str, Any] | None = None) -> Path:

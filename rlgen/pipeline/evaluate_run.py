@@ -117,3 +117,21 @@ def evaluate_and_record(candidates: Sequence[Candidate], split: LevelSplit, whic
     if not replace:
         write_rows(results_file, rows)  # atomic: a kill mid-evaluation leaves no half file
     return Recorded(results, rows, replaced, warnings)
+
+
+def evaluate_seed_group(args: Any, evaluate_one: Callable[[Any], int]) -> int | None:
+    """``rlgen evaluate`` of a seed group (``group.json``, several seeds trained in one process): ``evaluate_one``
+    on each member run with the same arguments (its own rows in its own ``results.jsonl``; the random baseline once,
+    with the first); None when ``args.run_dir`` is a run itself."""
+    import argparse  # noqa: PLC0415
+
+    from rlgen.agents.run_dir import member_runs  # noqa: PLC0415
+
+    members = member_runs(Path(args.run_dir))
+    if members == [Path(args.run_dir)]:
+        return None
+    for i, member in enumerate(members):
+        print(f"{member}:")
+        evaluate_one(argparse.Namespace(**{**vars(args), "run_dir": str(member), "random_baseline": args.random_baseline and i == 0}))
+    print(f"{len(members)} runs, one per seed: `rlgen report {args.run_dir}` gives CIs over them")
+    return 0
