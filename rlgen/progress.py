@@ -47,6 +47,11 @@ class ProgressBar:
         self._task = self._progress.add_task("", total=total, completed=completed, **dict.fromkeys(fields, "-"))
         self._progress.start()
 
+    @property
+    def active(self) -> bool:
+        """Whether the bar draws (enabled, on a terminal, not closed): callers skip work that only feeds it."""
+        return self._progress is not None
+
     def update(self, completed: int | None = None, advance: int | None = None, **fields: Any) -> None:
         if self._progress is None:
             return

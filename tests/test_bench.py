@@ -52,3 +52,12 @@ def test_bench_evaluate_quick():
     assert lines[0].split()[-1] == "bc" and [line.split()[0] for line in lines[1:4]] == ["bc", "dt", "bct"]
     assert float(lines[1].split()[-1]) == 1.0 and all(float(line.split()[-1]) > 0 for line in lines[2:4])
     assert "load average" in lines[-1]
+
+
+def test_bench_offline_jax_quick():
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "offline_jax.py"), "--quick"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("load average before") and lines[-1].startswith("load average after")
+    assert lines[1].split()[-1] == "ratio" and [line.split()[0] for line in lines[2:-1]] == ["bc", "iql", "cql"]
+    assert all(float(line.split()[-1].rstrip("x")) > 0 and line.split()[2] == "5" for line in lines[2:-1])

@@ -3,6 +3,7 @@ latest evaluation wins, tolerant reading, rliable aggregates, probability of imp
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,8 @@ from rliable import metrics
 from rlgen.cli import main
 from rlgen.errors import RlgenError
 from rlgen.report import make_report, per_game_table
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # (the newer APIs are imported inside the tests that use them, so that every test of behaviour the
 # old code had runs, and fails, on the old code too)
@@ -298,3 +301,37 @@ def test_greedy_offline_agents_are_compared_with_sampling_baselines_of_their_stu
 
     pairs = {(p.x, p.y) for p in improvement_table(per_game_table(rows)) if p.which == "held_out"}
     assert pairs == {("cql@q", "bc@q"), ("cql@q", "ppo@q"), ("bc@q", "ppo@q")}
+
+
+def test_one_agent_on_two_real_games_aggregates_across_them(tmp_path):
+    """Re-review of issue 12: one PPO config trained on DoorKey-5x5 and DoorKey-6x6 became two agents ("over 1
+    game" each), since the split digest hashed the env and the config digest kept `env` as a setting. The
+    identity is computed here as `rlgen evaluate` computes it, from real configs and splits (the held-out
+    levels of the two games differ after duplicates are dropped)."""
+    from rlgen.agents.identity import agent_identity
+    from rlgen.agents.run_dir import write_resolved_config
+    from rlgen.config import PPOConfig, load_config
+    from rlgen.report import aggregate_table, improvement_table
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for env in ("minigrid/doorkey-5x5", "minigrid/doorkey-6x6"):
+        for algo_lr, name in ((0.001, "ppo"), (0.01, "ppo-fast")):
+            for seed in (0, 1, 2):
+                cfg = load_config(ROOT / "configs/ppo/minigrid_doorkey.yaml", [f"env={env}", f"seed={seed}", f"ppo.learning_rate={algo_lr}",
+                                  "split.num_levels=20", "split.drop_duplicates=true", f"out_dir={tmp_path / name / env / str(seed)}"], schema=PPOConfig)  # fmt: skip
+                split = cfg.level_split()
+                write_resolved_config(cfg, cfg.out_dir, extra={"split": split.to_dict()})
+                ident = agent_identity(cfg.out_dir, "ppo", cfg, {"split": split.to_dict()}, split)
+                for which, mean in (("train", 0.8), ("held_out", 0.5)):
+                    returns = np.clip(rng.normal(mean, 0.1, 8), 0, 1).round(3).tolist()
+                    rows.append({**ident, "which": which, "levels": "-", "returns": returns, "lengths": [10] * 8, "deterministic": False})
+    (tmp_path / "results.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    table = per_game_table(json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines())
+    assert len(table) == 4 and {t.runs for t in table} == {3}
+    aggs = aggregate_table(table, reps=200)
+    assert len({a.label for a in aggs}) == 2  # two agents (two learning rates), not four
+    assert {len(a.games) for a in aggs} == {2}  # each aggregated over both games
+    assert {(t.label, t.env) for t in table} == {(label, env) for label in {a.label for a in aggs}
+                                                 for env in ("minigrid/MiniGrid-DoorKey-5x5-v0", "minigrid/MiniGrid-DoorKey-6x6-v0")}  # fmt: skip
+    assert improvement_table(table, reps=200) is not None

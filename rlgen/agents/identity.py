@@ -80,7 +80,7 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 
 def config_settings(config: Any) -> dict[str, Any]:
     """The run's config as flat ``key.sub: value`` pairs that differ from its schema's defaults, without
-    ``seed`` and :data:`NEUTRAL_CONFIG_KEYS`: what its experiment set. Comparing with the defaults keeps the
+    ``seed``, :data:`NEUTRAL_CONFIG_KEYS` and ``env`` (the game: a field of its own): what its experiment set. Comparing with the defaults keeps the
     digest of a run the same when a later rlgen adds a key with a default."""
     values = _flatten(config_dict(config))
     try:
@@ -88,7 +88,8 @@ def config_settings(config: Any) -> dict[str, Any]:
     except Exception:  # noqa: BLE001 - a schema whose defaults cannot be built: every key counts
         defaults = {}
     missing = object()
-    return {k: v for k, v in sorted(values.items()) if k.split(".")[0] not in NEUTRAL_CONFIG_KEYS and defaults.get(k, missing) != v}
+    # the game is the row's own field (`env`), not a setting: one agent's games share its config digest
+    return {k: v for k, v in sorted(values.items()) if k.split(".")[0] not in (*NEUTRAL_CONFIG_KEYS, "env") and defaults.get(k, missing) != v}
 
 
 def dataset_facts(resolved: dict[str, Any]) -> dict[str, Any] | None:

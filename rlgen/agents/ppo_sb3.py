@@ -54,6 +54,7 @@ from rlgen.agents.run_dir import (
     locks_run_dir,
     read_run_config,
     resume_preamble,
+    rung_curves,
     stop_on_signals,
     tensorboard_writer,
     write_resolved_config,
@@ -146,7 +147,8 @@ class Boundary:
 
 
 class LadderCallback(BaseCallback):
-    """Every ``ladder.every_steps`` env steps: evaluate on training levels and keep a checkpoint (a rung).
+    """Every ``ladder.every_steps`` env steps: evaluate on training levels and keep a checkpoint (a rung); the
+    validation-level return (and, with ``held_out_curve``, the held-out one, TensorBoard only) is logged beside it.
     Every ``checkpoint_every`` env steps, at the next rollout boundary: save the resumable ``latest``
     checkpoint. Stops training when a stop signal arrived. Shows progress."""
 
@@ -218,14 +220,17 @@ class LadderCallback(BaseCallback):
 
     def add_rung(self) -> dict[str, Any]:
         agent = PPOAgent(self.model.policy, self.arch)
-        result = evaluate_on_levels(
-            agent, self.split, "train", episodes=self.cfg.ladder.episodes, seed=self.cfg.seed,
-            num_envs=self.cfg.eval_num_envs, deterministic=self.cfg.ladder.deterministic,
-        )  # fmt: skip
+
+        def evaluate(which: str) -> Any:
+            return evaluate_on_levels(agent, self.split, which, episodes=self.cfg.ladder.episodes, seed=self.cfg.seed,
+                                      num_envs=self.cfg.eval_num_envs, deterministic=self.cfg.ladder.deterministic)  # fmt: skip
+
+        result = evaluate("train")
+        curves = rung_curves(evaluate, self.split, self.cfg.held_out_curve)
         step = int(self.model.num_timesteps)
         rel = f"ladder/step_{step:010d}.pt"
         agent.save(self.run_dir / rel, num_timesteps=step)
-        return keep_rung(self.run_dir, self.split, step, rel, result, self.cfg.ladder.deterministic, tb=self.tb)
+        return keep_rung(self.run_dir, self.split, step, rel, result, self.cfg.ladder.deterministic, tb=self.tb, curves=curves)
 
 
 def boundary_of(model: PPO) -> Boundary:

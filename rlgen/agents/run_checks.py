@@ -18,6 +18,8 @@ from rlgen.errors import RlgenError
 
 CONFIG = "config.yaml"
 RUN_FILE = "run.json"
+#: A seed group's record (several seeds trained in one process): ``{"format", "algo", "seeds", "members": {seed: relative dir}, "config"}``.
+GROUP = "group.json"
 #: The TensorBoard group of the held-out-level return logged during training: to watch the generalization gap
 #: open, never read by any selection (rungs, early stopping and checkpoints use training and validation levels).
 HELD_OUT_CURVE = "eval/held_out_levels_never_used_for_selection"
@@ -38,6 +40,9 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
     """
     path = Path(run_dir) / CONFIG
     if not path.is_file():
+        if (Path(run_dir) / GROUP).is_file():
+            raise RlgenError(f"{str(run_dir)!r} is a group of seed runs (its {GROUP} names them); name one of them, "
+                             f"or evaluate them all with `rlgen evaluate {run_dir}`")
         raise RlgenError(f"{str(run_dir)!r} is not a run directory (no {CONFIG}); pass the out_dir of `rlgen train`")
     import yaml
 
@@ -53,7 +58,7 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
 #: Config keys a resumed online run may change: how long, how it shows progress, where and how often it saves.
 #: ``out_dir`` and ``name`` too: the directory is the run's identity, so a run moved, or named by another
 #: path (relative, absolute, ``./x/``), resumes.
-RESUME_NEUTRAL_KEYS = ("total_steps", "progress", "device", "checkpoint_every", "out_dir", "name")
+RESUME_NEUTRAL_KEYS = ("total_steps", "progress", "device", "checkpoint_every", "out_dir", "name", "held_out_curve")
 
 #: What a directory holds before any training happened in it (a failed start leaves no more): not work.
 _NOT_WORK = (CONFIG, RUN_FILE, LOCK)

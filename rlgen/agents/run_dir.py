@@ -8,6 +8,9 @@ What a training run directory holds, whichever learner wrote it::
     checkpoints/     the resumable checkpoint and its ``state.json``
     .lock            flock()ed by the process training in the directory
 
+A trainer that trains several seeds in one process (the JAX offline agents) writes a *seed group* instead:
+``group.json`` naming its members, each a run directory as above (:func:`member_runs`).
+
 and what every trainer does with it: one trainer at a time (:func:`locks_run_dir`), the resume preamble
 (:func:`resume_preamble`: is there a checkpoint, is the run finished, is it the same config), the
 resolved config and run id (:func:`write_resolved_config`), ladder rungs (:func:`append_rung`),
@@ -47,6 +50,7 @@ from typing import Any, TypeVar
 
 from rlgen.agents.run_checks import (
     CONFIG,
+    GROUP,
     LOCK,
     RESUME_NEUTRAL_KEYS,
     RUN_FILE,
@@ -57,16 +61,17 @@ from rlgen.agents.run_checks import (
     holds_work,
     read_run_config,
 )
+from rlgen.agents.run_checks import HELD_OUT_CURVE
 from rlgen.agents.run_record import adopt_run_id, ensure_run_id, path_run_id, read_run_id, read_run_record
 from rlgen.atomic_files import write_json_atomic, write_text_atomic
 from rlgen.errors import RlgenError, TrainingInterrupted
 
 __all__ = ["CONFIG", "LADDER", "LOCK", "RUN_FILE", "Resume", "TrainingInterrupted", "adopt_run_id", "append_rung", "check_same_config",
            "ensure_run_id", "inside_run_dir", "locks_run_dir", "path_run_id", "read_json", "read_ladder", "read_run_config", "read_run_id",
-           "read_run_record", "read_state",
+           "read_run_record", "read_state", "rung_curves",
            "recover_unit", "resume_preamble", "run_dir_lock", "stop_on_signals", "write_resolved_config", "write_state", "write_unit",
            "keep_rung", "final_checkpoint", "interrupted", "tensorboard_writer", "config_dict", "ladder_or_new", "RESUME_NEUTRAL_KEYS",
-           "holds_work", "check_writable_dir", "SameAs"]  # fmt: skip
+           "holds_work", "check_writable_dir", "SameAs", "GROUP", "member_runs"]  # fmt: skip
 
 LADDER = "ladder.json"
 
@@ -99,6 +104,20 @@ def inside_run_dir(run_dir: str | Path, relative: Any, source: str | Path) -> Pa
 
 
 # --- the config ------------------------------------------------------------------------------------
+
+
+def member_runs(run_dir: str | Path) -> list[Path]:
+    """The run directories ``run_dir`` stands for: its seed group's members (``group.json``, in seed order),
+    or ``[run_dir]`` itself. Member paths must stay inside the group; a torn record is one ``RlgenError``."""
+    d = Path(run_dir)
+    path = d / GROUP
+    if not path.is_file():
+        return [d]
+    group = read_json(path)
+    members = group.get("members") if isinstance(group, dict) else None
+    if not isinstance(members, dict) or not members:
+        raise RlgenError(f"{path}: expected an object with a non-empty `members` mapping (seed -> directory)")
+    return [d / inside_run_dir(d, rel, path).relative_to(d.resolve()) for rel in members.values()]
 
 
 def write_resolved_config(cfg: Any, directory: str | Path, extra: Mapping[str, Any] | None = None) -> Path:
@@ -213,19 +232,40 @@ def append_rung(run_dir: str | Path, split: Any, rung: dict[str, Any]) -> dict[s
     return rung
 
 
-def keep_rung(run_dir: str | Path, split: Any, step: int, checkpoint: str, result: Any, deterministic: bool, tb: Any = None) -> dict[str, Any]:
+def rung_curves(evaluate: Callable[[str], Any], split: Any, held_out_curve: bool) -> dict[str, Any]:
+    """What a rung logs beside its training-level return: ``evaluate(which)`` (an ``EvalResult``) on the
+    validation levels (when the split has some) and, with ``held_out_curve``, on the held-out levels."""
+    out = {"validation": evaluate("validation")} if split.validation else {}
+    if held_out_curve:
+        out["held_out"] = evaluate("held_out")
+    return out
+
+
+def keep_rung(run_dir: str | Path, split: Any, step: int, checkpoint: str, result: Any, deterministic: bool, tb: Any = None,
+              curves: Mapping[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """Record a ladder rung: the policy saved at ``checkpoint`` (relative to the run) after ``step`` env
     steps, and ``result``, its ``EvalResult`` on the training levels; with ``tb`` (a ``SummaryWriter``) its
-    ``eval/train_levels/*`` scalars at that step."""
+    ``eval/train_levels/*`` scalars at that step.
+
+    ``curves`` (``rung_curves``'s): the validation-level result goes into the rung (``validation``) and under
+    ``eval/validation_levels/``; the held-out one only into TensorBoard, under ``HELD_OUT_CURVE``: never into
+    ``ladder.json``, which rung selection reads."""
+    curves = curves or {}
     rung = {
         "step": int(step), "checkpoint": checkpoint, "mean_return": result.mean_return, "mean_normalized": result.mean_normalized,
         "episodes": len(result.returns), "levels": "train", "deterministic": bool(deterministic), "time": time.time(),
     }  # fmt: skip
+    if "validation" in curves:
+        rung["validation"] = {"mean_return": curves["validation"].mean_return, "mean_normalized": curves["validation"].mean_normalized}
     append_rung(run_dir, split, rung)
     if tb is not None:
-        tb.add_scalar("eval/train_levels/mean_return", result.mean_return, step)
-        if result.mean_normalized is not None:
-            tb.add_scalar("eval/train_levels/mean_normalized", result.mean_normalized, step)
+        for group, r in (("eval/train_levels", result), ("eval/validation_levels", curves.get("validation")),
+                         (HELD_OUT_CURVE, curves.get("held_out"))):  # fmt: skip
+            if r is None:
+                continue
+            tb.add_scalar(f"{group}/mean_return", r.mean_return, step)
+            if r.mean_normalized is not None:
+                tb.add_scalar(f"{group}/mean_normalized", r.mean_normalized, step)
         tb.flush()
     return rung
 

@@ -308,6 +308,8 @@ class OnlineConfig(RlgenConfig):
     ladder: LadderSettings = Field(default_factory=LadderSettings)
     checkpoint_every: Annotated[int | None, LIMITS["env_steps"].field] = Field(default=None, ge=1, description=CHECKPOINT_EVERY_HELP)
     eval_num_envs: int = Field(default=16, ge=1, description="episodes run at once in evaluations")
+    held_out_curve: bool = Field(default=True, description="at each ladder rung also log the held-out-level return to TensorBoard "
+                                 "(never used for selection)")
     progress: bool = True
 
     def checkpoint_interval(self) -> int:

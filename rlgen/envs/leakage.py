@@ -12,10 +12,13 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from rlgen.envs.levels import LevelSet
 from rlgen.envs.splits import LevelSplit
 from rlgen.envs.suites import get_suite, suite_name
 from rlgen.errors import SplitError
+from rlgen.progress import ProgressBar
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +61,23 @@ class DuplicateReport:
         }
 
 
+#: Levels fingerprinted per suite call when a bar shows progress (each call builds its env once).
+PROGRESS_CHUNK = 64
+
+
+def _fingerprints(module: Any, env: str, levels: np.ndarray, options: Mapping[str, Any], rollout_steps: int, bar: ProgressBar) -> list[bytes]:
+    """``module.level_fingerprints`` of ``levels``; in chunks of ``PROGRESS_CHUNK`` advancing ``bar`` when it draws
+    (one call otherwise: a suite may set up per call, e.g. XLand's ports compile their env)."""
+    if not bar.active:
+        return list(module.level_fingerprints(env, levels, options, rollout_steps))
+    out: list[bytes] = []
+    for start in range(0, len(levels), PROGRESS_CHUNK):
+        chunk = levels[start : start + PROGRESS_CHUNK]
+        out += module.level_fingerprints(env, chunk, options, rollout_steps)
+        bar.update(advance=len(chunk))
+    return out
+
+
 def find_duplicate_levels(
     suite: str,
     env: str,
@@ -66,10 +86,12 @@ def find_duplicate_levels(
     options: Mapping[str, Any],
     rollout_steps: int = 0,
     max_levels: int = 100_000,
+    progress: bool = False,
 ) -> DuplicateReport:
     """Fingerprint ``train`` and ``held_out`` levels and report held-out duplicates of training levels.
 
-    Both sets must be finite (at most ``max_levels`` each); take ``.first(n)`` of open sets.
+    Both sets must be finite (at most ``max_levels`` each); take ``.first(n)`` of open sets. ``progress``:
+    a bar over the levels fingerprinted (``rlgen.progress``: silent when stdout is not a terminal).
     """
     name = suite_name(suite)
     module = get_suite(name)
@@ -77,8 +99,9 @@ def find_duplicate_levels(
     options = module.resolve_options(env, dict(options))
     train_ids = train.to_array(limit=max_levels)
     held_ids = held_out.to_array(limit=max_levels)
-    train_fp = module.level_fingerprints(env, train_ids, options, rollout_steps)
-    held_fp = module.level_fingerprints(env, held_ids, options, rollout_steps)
+    with ProgressBar(f"[bold]splits check[/] {name}/{env}", total=len(train_ids) + len(held_ids), unit="levels", enabled=progress) as bar:
+        train_fp = _fingerprints(module, env, train_ids, options, rollout_steps, bar)
+        held_fp = _fingerprints(module, env, held_ids, options, rollout_steps, bar)
     by_fp: dict[bytes, list[int]] = {}
     for level, fp in zip(train_ids.tolist(), train_fp):
         by_fp.setdefault(fp, []).append(level)

@@ -10,7 +10,7 @@ training and evaluation like the built-in ones::
     register_suite("toy", ToySuite())          # then env="toy/<name>" works everywhere
 
 Built-in suites are registered by module name and imported only when first used, so importing
-``rlgen.envs`` never imports EnvPool, MiniGrid or JAX.
+``rlgen.envs`` never imports EnvPool or JAX (it imports MiniGrid, when installed, to register its Gymnasium ids).
 """
 
 from __future__ import annotations

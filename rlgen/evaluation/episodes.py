@@ -300,6 +300,7 @@ def evaluate_on_levels(
     num_envs: int = 16,
     deterministic: bool = False,
     levels: Sequence[int] | None = None,
+    on_episode: Callable[[], None] | None = None,
 ) -> EvalResult:
     """Run ``episodes`` complete episodes, one per entry of the level list, ``num_envs`` at a time.
 
@@ -315,6 +316,7 @@ def evaluate_on_levels(
             acted greedily: an ``always_greedy`` one does either way).
         levels: an explicit level list instead of ``evaluation_levels(...)``; each must be a
             ``which`` level.
+        on_episode: called once per finished episode (a progress bar's ``advance``).
 
     Returns:
         ``EvalResult`` with arrays in the order of the level list.
@@ -322,7 +324,7 @@ def evaluate_on_levels(
     driven = as_policy(policy)
     level_list = level_list_of(split, which, episodes, seed, levels)
     with seeded_policy_rngs(driven, policy_seed(seed, which)):
-        returns, lengths = _run_episodes(driven, split, which, level_list, seed, num_envs, deterministic)
+        returns, lengths = _run_episodes(driven, split, which, level_list, seed, num_envs, deterministic, on_episode)
     acted_greedily = bool(deterministic) or driven.always_greedy
     return EvalResult(split.id, which, seed, acted_greedily, level_list, returns, lengths, normalize_returns(split, returns),
                       num_envs=int(num_envs), deterministic_requested=bool(deterministic))  # fmt: skip
@@ -339,7 +341,7 @@ def level_list_of(split: LevelSplit, which: str, episodes: int, seed: int, level
 
 
 def _run_episodes(agent: DrivenPolicy, split: LevelSplit, which: str, level_list: np.ndarray, seed: int, num_envs: int,
-                  deterministic: bool) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+                  deterministic: bool, on_episode: Callable[[], None] | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Returns and lengths, shape ``(len(level_list),)``, of one episode per entry of the level list."""
     n = len(level_list)
     uniforms = agent.samples_from_uniforms
@@ -391,6 +393,8 @@ def _run_episodes(agent: DrivenPolicy, split: LevelSplit, which: str, level_list
             if terminated[0] or truncated[0]:
                 returns[s["episode"]] = s["return"]
                 lengths[s["episode"]] = s["length"]
+                if on_episode is not None:
+                    on_episode()
                 nxt = start(s)
                 if nxt is not None:
                     still.append(nxt)

@@ -50,13 +50,14 @@ def digest(data: Any) -> str:
 
 
 def split_facts(split: Any) -> dict[str, Any]:
-    """Row fields naming the level split an evaluation ran on: ``split_digest`` (suite, env, options and
-    the train, validation and held-out level sets, duplicates dropped), ``held_out_digest`` (the same
-    without training and validation levels: agents scored on the same held-out levels share it) and
+    """Row fields naming the level split an evaluation ran on: ``split_digest`` (suite, options and the
+    training and validation level sets: how the agent was trained, the same for every game of a study, so
+    one agent's games aggregate), ``held_out_digest`` (suite, env, options and the held-out levels,
+    duplicates dropped: per game; rows of one game with other held-out levels never share a row) and
     ``split_options`` (the suite options, resolved: Procgen's ``distribution_mode``, MiniGrid's ``view``...)."""
-    base = {"suite": split.suite, "env": split.env, "options": dict(split.options)}
-    levels = {"train": str(split.train), "validation": str(split.validation) if split.validation else "", "held_out": str(split.held_out)}
-    return {"split_digest": digest({**base, **levels}), "held_out_digest": digest({**base, "held_out": levels["held_out"]}),
+    base = {"suite": split.suite, "options": dict(split.options)}
+    levels = {"train": str(split.train), "validation": str(split.validation) if split.validation else ""}
+    return {"split_digest": digest({**base, **levels}), "held_out_digest": digest({**base, "env": split.env, "held_out": str(split.held_out)}),
             "split_options": json.loads(json.dumps(dict(split.options), default=str))}  # fmt: skip
 
 

@@ -11,6 +11,7 @@ file is written whole at the end (a pipeline stage owns its file).
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from rlgen.agents.run_dir import adopt_run_id, read_run_id
 from rlgen.envs import LevelSplit
 from rlgen.evaluation import EvalResult, RandomPolicy, evaluate_on_levels
 from rlgen.evaluation.results import random_identity, record_results, write_rows
+from rlgen.progress import ProgressBar
 
 
 @dataclasses.dataclass
@@ -72,9 +74,16 @@ class Recorded:
     warnings: list[str]
 
 
+def _takes_on_episode(evaluate: Callable[..., Any]) -> bool:
+    try:
+        return "on_episode" in inspect.signature(evaluate).parameters
+    except (TypeError, ValueError):  # a callable without a signature
+        return False
+
+
 def evaluate_and_record(candidates: Sequence[Candidate], split: LevelSplit, which: Sequence[str], results_file: str | Path, episodes: int,
                         seed: int, num_envs: int, deterministic: bool = False, replace: bool = True, row_extra: dict[str, Any] | None = None,
-                        on_result: Callable[[str, str, EvalResult], None] | None = None) -> Recorded:  # fmt: skip
+                        on_result: Callable[[str, str, EvalResult], None] | None = None, progress: bool = False) -> Recorded:  # fmt: skip
     """Evaluate every candidate on every level set of ``which`` and record the rows in ``results_file``.
 
     Args:
@@ -83,13 +92,17 @@ def evaluate_and_record(candidates: Sequence[Candidate], split: LevelSplit, whic
             keeps what finished); False: write the whole file at the end (atomically).
         row_extra: more fields for every row (``stage``...); each row's ``agent`` is its candidate's name.
         on_result: called as ``on_result(name, which, result)`` after each evaluation (to print it).
+        progress: a bar per evaluation, over its episodes (``rlgen.progress``: silent when stdout is not a
+            terminal); evaluators without ``on_episode`` (the batched JAX one) fill it when they finish.
     """
     results: dict[str, dict[str, EvalResult]] = {}
     rows: list[dict[str, Any]] = []
     replaced, warnings = 0, []
     for c in candidates:
         for w in which:  # each evaluation seeds the policy's generators from (seed, which) itself
-            r = c.evaluate(c.policy, split, w, episodes=episodes, seed=seed, num_envs=num_envs, deterministic=deterministic)
+            with ProgressBar(f"[bold]evaluate[/] {c.name} on {w} levels", total=episodes, unit="episodes", enabled=progress) as bar:
+                hook = {"on_episode": lambda: bar.update(advance=1)} if bar.active and _takes_on_episode(c.evaluate) else {}
+                r = c.evaluate(c.policy, split, w, episodes=episodes, seed=seed, num_envs=num_envs, deterministic=deterministic, **hook)
             results.setdefault(c.name, {})[w] = r
             row = r.to_row(**c.identity, agent=c.name, **(row_extra or {}))
             if row.get("num_envs") is None:  # evaluators that do not record it (the batched JAX one)
@@ -104,3 +117,21 @@ def evaluate_and_record(candidates: Sequence[Candidate], split: LevelSplit, whic
     if not replace:
         write_rows(results_file, rows)  # atomic: a kill mid-evaluation leaves no half file
     return Recorded(results, rows, replaced, warnings)
+
+
+def evaluate_seed_group(args: Any, evaluate_one: Callable[[Any], int]) -> int | None:
+    """``rlgen evaluate`` of a seed group (``group.json``, several seeds trained in one process): ``evaluate_one``
+    on each member run with the same arguments (its own rows in its own ``results.jsonl``; the random baseline once,
+    with the first); None when ``args.run_dir`` is a run itself."""
+    import argparse  # noqa: PLC0415
+
+    from rlgen.agents.run_dir import member_runs  # noqa: PLC0415
+
+    members = member_runs(Path(args.run_dir))
+    if members == [Path(args.run_dir)]:
+        return None
+    for i, member in enumerate(members):
+        print(f"{member}:")
+        evaluate_one(argparse.Namespace(**{**vars(args), "run_dir": str(member), "random_baseline": args.random_baseline and i == 0}))
+    print(f"{len(members)} runs, one per seed: `rlgen report {args.run_dir}` gives CIs over them")
+    return 0

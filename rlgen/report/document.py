@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rlgen.errors import RlgenError
 from rlgen.evaluation.results import Results
+from rlgen.progress import ProgressBar
 import rlgen.report.plots as report_plots
 from rlgen.report.tables import (
     ONE_RUN,
@@ -93,8 +94,19 @@ def _markdown(rep: Report, unpaired: dict[str, int]) -> list[str]:
     return lines
 
 
-def make_report(paths: Sequence[str | Path], out_dir: str | Path | None = None, seed: int = 0) -> Report:
-    """Write ``report.md``, ``per_game.csv``, ``aggregates.csv`` and PNG plots.
+#: The stages of building a report, as its progress bar names them.
+REPORT_STAGES = ("per-game estimates", "aggregates", "improvements", "plots", "report.md")
+
+
+def make_report(paths: Sequence[str | Path], out_dir: str | Path | None = None, seed: int = 0, progress: bool = False) -> Report:
+    """Write ``report.md``, ``per_game.csv``, ``aggregates.csv`` and PNG plots (``_make_report``); ``progress``: a bar
+    over ``REPORT_STAGES`` (bootstrap intervals and plots take the time; silent when stdout is not a terminal)."""
+    with ProgressBar("[bold]report[/]", total=len(REPORT_STAGES), unit="stages", fields={"stage": ""}, enabled=progress) as bar:
+        return _make_report(paths, out_dir, seed, lambda done: bar.update(completed=done, stage=(REPORT_STAGES + ("done",))[done]))
+
+
+def _make_report(paths: Sequence[str | Path], out_dir: str | Path | None, seed: int, stage: Callable[[int], None]) -> Report:
+    """Write ``report.md``, ``per_game.csv``, ``aggregates.csv`` and PNG plots; ``stage(i)`` as stage ``i`` starts.
 
     Raises:
         RlgenError: no results files, or no agent with both train and held-out results.
@@ -102,13 +114,17 @@ def make_report(paths: Sequence[str | Path], out_dir: str | Path | None = None, 
     files = find_results(paths)
     res = load_results(files)
     out = Path(out_dir) if out_dir else (Path(paths[0]) if Path(paths[0]).is_dir() else Path(paths[0]).parent) / "report"
+    stage(0)
     pg = per_game(res.rows, seed=seed)
     if not pg.rows:
         error = RlgenError("no agent has both train and held-out results; run `rlgen evaluate` with --which train held_out")
         error.warnings = tuple(res.warnings)  # every row skipped: the per-line warnings say why
         raise error
     out.mkdir(parents=True, exist_ok=True)
-    aggs, imps = aggregate_table(pg.rows, seed=seed), improvement_table(pg.rows, seed=seed)
+    stage(1)
+    aggs = aggregate_table(pg.rows, seed=seed)
+    stage(2)
+    imps = improvement_table(pg.rows, seed=seed)
     notes = [f"warning: {w}" for w in res.warnings] + pg.warnings
     raw = sorted({t.label for t in pg.rows if not t.normalized})
     if raw and len(raw) < len({t.label for t in pg.rows}):
@@ -131,10 +147,13 @@ def make_report(paths: Sequence[str | Path], out_dir: str | Path | None = None, 
         for g in aggs:
             for name, est in g.metrics.items():
                 w.writerow([g.label, g.which, len(g.games), g.runs, name, est.value, *(est.ci or ("", ""))])
+    stage(3)
     plots = report_plots.write_plots(pg.rows, aggs, out, seed=seed)
+    stage(4)
     rep = Report(out / "report.md", res, pg.rows, aggs, imps, notes, [p for _, p in plots])
     lines = _markdown(rep, pg.unpaired)
     for title, png in plots:
         lines += ["", f"## {title}", "", f"![{title}]({png})"]
     rep.path.write_text("\n".join(lines) + "\n")
+    stage(5)
     return rep

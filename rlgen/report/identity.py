@@ -53,7 +53,9 @@ class Agent:
     checkpoint: str | None
     deterministic: bool
     split_digest: str | None = None
-    held_out_digest: str | None = None
+    #: per game (it names the env): rows are keyed on (agent, env, held-out digest), so it takes no part in
+    #: equality and one agent's games aggregate
+    held_out_digest: str | None = dataclasses.field(default=None, compare=False)
     config_digest: str | None = None
     normalized: bool = True
     split_options: tuple[tuple[str, str], ...] = dataclasses.field(default=(), compare=False)
@@ -151,14 +153,14 @@ def _prefer(candidates: list[Agent], agent: Agent) -> list[Agent]:
 def baselines(agent: Agent, others: Iterable[Agent]) -> list[Agent]:
     """What ``agent`` is compared with: BC on the same dataset recipe (for other offline agents), and the
     online agents (PPO...; for every non-online agent), scored on the same held-out levels the same way
-    (normalized or raw), final policies only; among several, those of the same study, then those acting in
+    (normalized or raw) after training on the same split, final policies only; among several, those of the same study, then those acting in
     the same mode (greedy or sampled), are preferred. BCQ and CQL act greedily whatever the evaluation
     asked, so they are compared with sampling BC and PPO when nothing else is there."""
     online = available_algorithms("online")  # PPO, the JAX PPO, and any online algorithm registered
     has_data = agent.dataset_skill is not None or agent.dataset_transitions is not None
     recipe = (agent.dataset_skill, agent.dataset_levels, agent.dataset_transitions, agent.train_levels)
     comparable = [b for b in others if b != agent and b.checkpoint is None and b.normalized == agent.normalized
-                  and (agent.held_out_digest is None or b.held_out_digest is None or b.held_out_digest == agent.held_out_digest)]  # fmt: skip
+                  and (agent.split_digest is None or b.split_digest is None or b.split_digest == agent.split_digest)]  # fmt: skip
     bc = [b for b in comparable if b.algorithm == "bc" and agent.algorithm != "bc" and has_data
           and (b.dataset_skill, b.dataset_levels, b.dataset_transitions, b.train_levels) == recipe]  # fmt: skip
     ppo = [b for b in comparable if b.algorithm in online and agent.algorithm not in online]

@@ -174,14 +174,15 @@ def per_game(rows: Iterable[dict[str, Any]], seed: int = 0, n_boot: int = 10_000
     ``rows`` may contain several evaluations of one run: only the latest counts.
     """
     latest, _ = keep_latest((r, None) for r in rows)
-    by: dict[tuple[Agent, str], list[dict[str, dict[str, Any]]]] = defaultdict(list)
+    # keyed on the game's held-out levels too: the agent's identity is the same on every game
+    by: dict[tuple[Agent, str, Any], list[dict[str, dict[str, Any]]]] = defaultdict(list)
     for run in _runs(latest):
         normalized = all(r.get("normalized") is not None for r in run.values())
         ident = _identity_row(run)
-        by[(Agent.of(ident, normalized=normalized), str(ident["env"]))].append(run)
-    labels = agent_labels(a for a, _ in by)
+        by[(Agent.of(ident, normalized=normalized), str(ident["env"]), ident.get("held_out_digest"))].append(run)
+    labels = agent_labels(a for a, _, _ in by)
     table, unpaired, warnings = [], {}, []
-    for (agent, env), runs in sorted(by.items(), key=lambda kv: (kv[0][0].sort_key(), kv[0][1])):
+    for (agent, env, _), runs in sorted(by.items(), key=lambda kv: (kv[0][0].sort_key(), kv[0][1], str(kv[0][2]))):
         paired = [r for r in runs if set(LEVEL_SETS) <= set(r)]
         if len(paired) < len(runs):
             unpaired[f"{labels[agent]} on {env}"] = len(runs) - len(paired)

@@ -132,6 +132,8 @@ def test_cli_train_resume_evaluate_collect(tmp_path, capsys):
     entropy = acc.Scalars("train/entropy")
     assert [e.step for e in entropy] == list(range(2048, 12289, 2048)) and 123.0 not in [e.value for e in entropy]  # one curve, each step once
     assert [r["step"] for r in json.loads((run / "ladder.json").read_text())["rungs"]] == [4096, 8192, 12288]
+    for group in ("eval/train_levels", "eval/validation_levels", "eval/held_out_levels_never_used_for_selection"):  # every rung, on each level set
+        assert [e.step for e in acc.Scalars(f"{group}/mean_return")] == [4096, 8192, 12288], group
     capsys.readouterr()
     assert main([*args, "total_steps=12288", "num_envs=64"]) == 2  # another config in the same run dir
     assert "different config (keys differ: num_envs)" in capsys.readouterr().err

@@ -48,3 +48,33 @@ def test_the_held_out_curve_can_be_turned_off_and_does_not_block_a_resume(tmp_pa
     train_offline(load_config(ROOT / "configs/offline/bc.yaml", [*args, "steps=2"], schema=OfflineConfig))
     run = train_offline(load_config(ROOT / "configs/offline/bc.yaml", [*args[:-1], "held_out_curve=true", "steps=4"], schema=OfflineConfig))
     assert _scalars(run / "tb")[f"{HELD_OUT_CURVE}/mean_return"] == [4]  # only the resumed part asked for it
+
+
+PPO_TINY = ["env=minigrid/empty-5x5", "num_envs=4", "split.num_levels=10", "ppo.n_steps=32", "ppo.num_minibatches=2", "ppo.n_epochs=1",
+            "ladder.every_steps=128", "ladder.episodes=2", "checkpoint_every=128", "eval_num_envs=2", "progress=false", "device=cpu"]  # fmt: skip
+
+
+def test_every_ppo_rung_logs_train_validation_and_held_out_returns_and_only_the_first_two_reach_the_ladder(tmp_path):
+    from rlgen.agents.ppo_sb3 import train_ppo
+    from rlgen.config import PPOConfig
+
+    out = tmp_path / "ppo"
+    cfg = load_config(ROOT / "configs/ppo/minigrid_doorkey.yaml", [*PPO_TINY, f"out_dir={out}", "total_steps=256"], schema=PPOConfig)
+    run = train_ppo(cfg)
+    scalars = _scalars(run / "tb/ppo_1")
+    for group in ("eval/train_levels", "eval/validation_levels", HELD_OUT_CURVE):
+        assert scalars.get(f"{group}/mean_return") == [128, 256], (group, sorted(scalars))  # every rung, the final one too
+    rungs = json.loads((run / "ladder.json").read_text())["rungs"]
+    assert [sorted(r["validation"]) for r in rungs] == [["mean_normalized", "mean_return"]] * 2
+    assert "held_out" not in json.dumps(rungs)  # what rung selection reads never holds held-out returns
+
+
+def test_the_ppo_held_out_curve_can_be_turned_off_and_does_not_block_a_resume(tmp_path):
+    from rlgen.agents.ppo_sb3 import train_ppo
+    from rlgen.config import PPOConfig
+
+    args = [*PPO_TINY, f"out_dir={tmp_path / 'ppo'}"]
+    train_ppo(load_config(ROOT / "configs/ppo/minigrid_doorkey.yaml", [*args, "total_steps=128", "held_out_curve=false"], schema=PPOConfig))
+    run = train_ppo(load_config(ROOT / "configs/ppo/minigrid_doorkey.yaml", [*args, "total_steps=256"], schema=PPOConfig))
+    scalars = _scalars(run / "tb/ppo_1")
+    assert scalars[f"{HELD_OUT_CURVE}/mean_return"] == [256] and scalars["eval/validation_levels/mean_return"] == [128, 256]

@@ -43,6 +43,7 @@ from rlgen.agents.run_dir import (
     keep_rung,
     locks_run_dir,
     resume_preamble,
+    rung_curves,
     stop_on_signals,
     tensorboard_writer,
     write_resolved_config,
@@ -302,12 +303,17 @@ class _RunLog:
 
     def add_rung(self, agent: JaxPPOAgent) -> dict[str, Any]:
         cfg = self.cfg
-        result = evaluate(agent, self.split, "train", episodes=cfg.ladder.episodes, seed=cfg.seed,
-                          num_envs=cfg.eval_num_envs, deterministic=cfg.ladder.deterministic)  # fmt: skip
+
+        def on(which: str) -> Any:
+            return evaluate(agent, self.split, which, episodes=cfg.ladder.episodes, seed=cfg.seed,
+                            num_envs=cfg.eval_num_envs, deterministic=cfg.ladder.deterministic)  # fmt: skip
+
+        result = on("train")
+        curves = rung_curves(on, self.split, cfg.held_out_curve)  # validation, and held-out levels (TensorBoard only)
         step = int(agent.env_steps)
         rel = f"ladder/step_{step:010d}.msgpack"
         agent.save(self.run_dir / rel)
-        return keep_rung(self.run_dir, self.split, step, rel, result, cfg.ladder.deterministic, tb=self.writer)
+        return keep_rung(self.run_dir, self.split, step, rel, result, cfg.ladder.deterministic, tb=self.writer, curves=curves)
 
     def save_checkpoint(self, agent: JaxPPOAgent, finished: bool) -> None:
         agent.save(self.run_dir / LATEST, with_optimizer=True)
