@@ -441,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="list the stages and whether each is up to date; run nothing")
     run.set_defaults(func=cmd_run)
 
-    quick = sub.add_parser("quickstart", help="the whole study, small, on CPU (about 4 minutes on an idle 2-core CPU)",
+    quick = sub.add_parser("quickstart", help="the whole study, small, on CPU (about 8 minutes on an idle 2-core CPU)",
                            description="PPO on MiniGrid DoorKey, expert and mixed datasets, BC, CQL and DT, evaluation on "
                            "training and held-out levels, report. Output in runs/quickstart.")
     quick.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="study overrides, e.g. out_dir=/tmp/qs workers=1")
