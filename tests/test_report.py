@@ -335,3 +335,20 @@ def test_one_agent_on_two_real_games_aggregates_across_them(tmp_path):
     assert {(t.label, t.env) for t in table} == {(label, env) for label in {a.label for a in aggs}
                                                  for env in ("minigrid/MiniGrid-DoorKey-5x5-v0", "minigrid/MiniGrid-DoorKey-6x6-v0")}  # fmt: skip
     assert improvement_table(table, reps=200) is not None
+
+
+def test_probability_of_improvement_uses_every_run_on_the_shared_games():
+    """Re-review of issue 12: each agent's runs were cut to its fewest runs over *all* its games before the
+    games shared with the baseline were picked: CQL with 5 runs on coinrun and 2 on bigfish against BC on
+    coinrun only entered P(CQL > BC) with 2 of its 5 coinrun runs."""
+    from rlgen.report import improvement_table
+
+    rows = []
+    for s in range(5):
+        for algo, held_out in (("cql", 0.2 + 0.1 * s), ("bc", 0.4)):
+            rows += [row(algo, COINRUN, "train", [1.0], s, dataset_transitions=1000), row(algo, COINRUN, "held_out", [held_out], s, dataset_transitions=1000)]
+    for s in range(2):
+        rows += [row("cql", BIGFISH, "train", [1.0], s, dataset_transitions=1000), row("cql", BIGFISH, "held_out", [0.5], s, dataset_transitions=1000)]
+    (imp,) = [p for p in improvement_table(per_game_table(rows)) if p.which == "held_out" and p.y == "bc"]
+    assert (imp.runs_x, imp.runs_y, imp.games) == (5, 5, [COINRUN])
+    assert imp.estimate.value == pytest.approx((0 + 0 + 0.5 + 1 + 1) / 5)  # 0.2, 0.3 < 0.4; 0.4 ties; 0.5, 0.6 > 0.4

@@ -268,18 +268,25 @@ def improvement_table(table: Sequence[GameRow], seed: int = 0, reps: int = 2000)
     one run a side, P(X > Y) is one comparison of two numbers (0, 0.5 or 1), and the report shows no
     value for it."""
     agents = {t.label: t.agent for t in table}
+    games: dict[str, dict[str, GameRow]] = defaultdict(dict)
+    for t in table:
+        games[t.label][t.env] = t
+
+    def matrix(label: str, shared: list[str], which: str) -> np.ndarray:
+        # runs cut to the fewest over the shared games only: a game the baseline lacks costs no runs
+        rows = [games[label][g] for g in shared]
+        n = min(r.runs for r in rows)
+        return np.stack([r.scores(which)[:n] for r in rows], axis=1)
+
     out = []
     for which in ("held_out", "train"):
-        mats = agent_matrices(table, which)
         for t_label, agent in agents.items():
             for base in baselines(agent, agents.values()):
                 b_label = next(label for label, a in agents.items() if a == base)
-                (gx, mx, _), (gy, my, _) = mats[t_label], mats[b_label]
-                shared = sorted(set(gx) & set(gy))
+                shared = sorted(set(games[t_label]) & set(games[b_label]))
                 if not shared:
                     continue
-                x = mx[:, [gx.index(g) for g in shared]]
-                y = my[:, [gy.index(g) for g in shared]]
+                x, y = matrix(t_label, shared, which), matrix(b_label, shared, which)
                 est = probability_of_improvement(x, y, reps=reps, seed=seed)
                 out.append(Improvement(t_label, b_label, which, shared, x.shape[0], y.shape[0], est))
     return out
