@@ -18,33 +18,13 @@ from typing import Any
 
 import numpy as np
 
+from rlgen.agents.jax_trees import restore_tree
 from rlgen.agents.offline_jax.core import Spec, TrainState, build, init_state
 from rlgen.atomic_files import write_bytes_atomic
 from rlgen.errors import RlgenError
 
 MODEL_FORMAT = "rlgen.offline_jax/1"
 CHECKPOINT_FORMAT = "rlgen.offline_jax.checkpoint/1"
-
-
-def restore_tree(template: Any, loaded: Any, path: Path, what: str) -> Any:
-    """``loaded`` (a restored msgpack tree) as device arrays shaped like ``template`` (arrays or
-    ``ShapeDtypeStruct``s); anything else is one ``RlgenError`` naming ``path`` and the first bad entry."""
-    import jax  # noqa: PLC0415
-    from flax import serialization  # noqa: PLC0415
-
-    want = jax.tree_util.tree_flatten_with_path(serialization.to_state_dict(template))[0]
-    try:
-        got = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_flatten_with_path(loaded)[0]}
-    except Exception:  # noqa: BLE001 - not a tree at all
-        got = {}
-    for key, ref in want:
-        v = got.get(jax.tree_util.keystr(key))
-        if not isinstance(v, np.ndarray) or v.shape != tuple(ref.shape) or v.dtype != ref.dtype:
-            found = f"{type(v).__name__} {getattr(v, 'shape', '')} {getattr(v, 'dtype', '')}".strip() if v is not None else "nothing"
-            raise RlgenError(f"{path}: {what}{jax.tree_util.keystr(key)} should be {np.dtype(ref.dtype)}{list(ref.shape)}, found {found}")
-    if len(got) != len(want):
-        raise RlgenError(f"{path}: {what} holds {len(got)} arrays, this agent has {len(want)}")
-    return serialization.from_state_dict(template, jax.tree_util.tree_map(jax.numpy.asarray, loaded))
 
 
 def _read_payload(path: Path, fmt: str) -> tuple[dict[str, Any], dict[str, Any], Spec]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from rlgen.agents.jax_trees import restore_tree
 from rlgen.agents.ppo_jax.network import _jax, make_network, network_policy
 from rlgen.agents.run_dir import final_checkpoint
 from rlgen.atomic_files import write_bytes_atomic
@@ -31,27 +32,6 @@ def _settings(settings: Any) -> Any:
     if isinstance(settings, JaxPPOSettings):
         return settings
     return JaxPPOSettings.model_validate(dict(settings or {}))
-
-
-def _checked_params(loaded: Any, template: Any, path: Path) -> Any:
-    """``loaded`` (a restored msgpack tree) as device arrays, if it has exactly the structure, shapes
-    and dtypes of ``template`` (a fresh network's params); otherwise one ``RlgenError`` naming the file."""
-    jax = _jax()
-    from flax import serialization  # noqa: PLC0415
-
-    want = jax.tree_util.tree_flatten_with_path(serialization.to_state_dict(template))[0]
-    try:
-        got = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_flatten_with_path(loaded)[0]}
-    except Exception:  # noqa: BLE001 - not a tree at all
-        got = {}
-    for key, ref in want:
-        v = got.get(jax.tree_util.keystr(key))
-        if not isinstance(v, np.ndarray) or v.shape != ref.shape or v.dtype != ref.dtype:
-            found = f"{type(v).__name__} {getattr(v, 'shape', '')} {getattr(v, 'dtype', '')}".strip() if v is not None else "nothing"
-            raise RlgenError(f"{path}: params{jax.tree_util.keystr(key)} should be {ref.dtype}{list(ref.shape)}, found {found}")
-    if len(got) != len(want):
-        raise RlgenError(f"{path}: params hold {len(got)} arrays, the network has {len(want)}")
-    return serialization.from_state_dict(template, jax.tree_util.tree_map(jax.numpy.asarray, loaded))
 
 
 class JaxPPOAgent:
@@ -169,7 +149,7 @@ class JaxPPOAgent:
             agent = cls(obs_shape, num_actions, meta["settings"])
         except (KeyError, TypeError, ValueError) as e:  # pydantic's ValidationError is a ValueError
             raise RlgenError(f"{p}: bad `meta` in the checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
-        agent.params = _checked_params(payload.get("params"), agent.params, p)
+        agent.params = restore_tree(agent.params, payload.get("params"), p, "params")
         agent.env_steps = int(meta.get("env_steps", 0))
         if "opt_state" in payload:
             agent._opt_state_dict = payload["opt_state"]
