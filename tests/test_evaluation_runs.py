@@ -8,7 +8,6 @@ import signal
 from pathlib import Path
 
 import pytest
-import torch
 
 from rlgen.cli import main
 from tests.test_evaluate_cli import ROOT, offline_dataset
@@ -16,12 +15,7 @@ from tests.test_evaluate_cli import ROOT, offline_dataset
 BC = [str(ROOT / "configs/offline/bc.yaml"), "network=minigrid_cnn", "batch_size=16", "device=cpu", "progress=false", "seed=3"]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def rows_of(run: Path) -> list[dict]:

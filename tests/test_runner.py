@@ -40,13 +40,7 @@ STAGES = ["ppo/empty-5x5-s0", "eval/ppo/empty-5x5-s0", "data/empty-5x5-expert-30
           "eval/offline/empty-5x5-expert-300-s0/bc-s0", "report"]  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """The same thread count in every run, in-process or not, so results are comparable bit for bit."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def write_study(directory: Path, **changes) -> Path:

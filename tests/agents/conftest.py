@@ -1,12 +1,7 @@
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Agent tests use tiny networks: with two OpenMP threads on a busy 2-core machine each step is
-    ~20x slower than with one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_torch_thread_for_agent_tests(one_torch_thread):
+    """Every agent test runs on one torch thread (tests/conftest.py's ``one_torch_thread``)."""
     yield
-    torch.set_num_threads(threads)
