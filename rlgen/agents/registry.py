@@ -250,14 +250,21 @@ def load_agent(run_dir: str | Path, checkpoint: str | None = None, device: str |
 ONLINE_STATE_FILES = {"ppo": "checkpoints/state.json", "ppo_jax": "checkpoints/state.json"}
 
 
-def train_and_describe(cfg: RlgenConfig) -> tuple[Path, str]:
+def train_and_describe(cfg: RlgenConfig, announce: Callable[[str], None] | None = None) -> tuple[Path, str]:
     """``rlgen train``: check ``cfg``'s inputs (writable run directory, datasets: before any heavy import), train
-    or resume its algorithm, and say in one line what happened. Returns the run directory and that line."""
+    or resume its algorithm, and say in one line what happened. Returns the run directory and that line.
+
+    ``announce`` is called with one status line once the inputs are checked and before the trainer's heavy
+    imports (torch and the algorithm's libraries take seconds), so a user sees at once that the command started."""
     from rlgen.agents.run_dir import check_writable_dir
 
     algorithm = get_algorithm(cfg.algo)  # type: ignore[attr-defined]
     check_writable_dir(cfg.out_dir)  # the trainers check it too; here it fails before torch loads
     algorithm.check_inputs(cfg)
+    if announce is not None:
+        on = getattr(cfg, "dataset", None) if algorithm.kind == "offline" else getattr(cfg, "env", None)
+        announce(f"rlgen: {cfg.algo}{f' on {on}' if on else ''} -> {cfg.out_dir}: inputs checked; "  # type: ignore[attr-defined]
+                 "loading the trainer (torch and its libraries take a few seconds)")
     if algorithm.kind == "offline" and cfg.algo in OFFLINE_ALGOS:  # type: ignore[attr-defined]
         from rlgen.agents.offline_train import training_summary
 
