@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rlgen import __version__
+from rlgen.cli_enjoy import add_enjoy_parser
 from rlgen.errors import RlgenError, TrainingInterrupted
 
 
@@ -450,6 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     quick.add_argument("--print-config", action="store_true", help="print the quickstart's study config and exit")
     quick.add_argument("--dry-run", action="store_true", help="list the stages; run nothing")
     quick.set_defaults(func=cmd_quickstart)
+    add_enjoy_parser(sub)  # rlgen/cli_enjoy.py
     return parser
 
 

@@ -172,6 +172,9 @@ class MiniGridVectorEnv(gym.vector.SyncVectorEnv):
     """Gymnasium's ``SyncVectorEnv`` plus ``reset_envs`` (reset some envs now); ``reset(seed=s)`` gives env
     ``i`` the seed ``env_seed(s, i)`` (Gymnasium's would be ``s + i``, a stream shared with seed ``s + 1``)."""
 
+    #: Whether :meth:`rgb_frames` shades the cells the agent sees (set by :func:`make` for the partial views).
+    highlight = False
+
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         if isinstance(seed, (int, np.integer)):
             seed = [env_seed(int(seed), i) for i in range(self.num_envs)]
@@ -187,6 +190,12 @@ class MiniGridVectorEnv(gym.vector.SyncVectorEnv):
             obs.append(o)
             levels.append(info["level"])
         return np.stack(obs), {"level": np.asarray(levels, dtype=np.int64)}
+
+    def rgb_frames(self, tile_size: int = 32) -> np.ndarray:
+        """Each env's whole grid drawn as RGB, ``(num_envs, H * tile_size, W * tile_size, 3)`` uint8: what
+        ``render_mode="rgb_array"`` renders (``get_frame``), whatever the observation view; the partial views
+        get MiniGrid's highlight of what the agent sees. For pictures (``rlgen enjoy``), never for training."""
+        return np.stack([e.unwrapped.get_frame(highlight=self.highlight, tile_size=tile_size) for e in self.envs])
 
 
 def make_single_env(env: str, options: Mapping[str, Any]) -> gym.Env:
@@ -231,7 +240,9 @@ def make(env: str, levels: LevelSet, num_envs: int, seed: int, options: Mapping[
     def thunk(i: int) -> Any:
         return lambda: LevelSampling(make_single_env(env, options), levels, seed=env_seed(seed, i))
 
-    return MiniGridVectorEnv([thunk(i) for i in range(num_envs)])
+    venv = MiniGridVectorEnv([thunk(i) for i in range(num_envs)])
+    venv.highlight = options["view"] in ("partial", "partial_rgb")
+    return venv
 
 
 def level_fingerprints(env: str, levels: np.ndarray, options: Mapping[str, Any], rollout_steps: int = 0) -> list[bytes]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from rlgen.errors import RlgenError
 from rlgen.evaluation.results import Results
 from rlgen.progress import ProgressBar
+import rlgen.report.curves as report_curves
 import rlgen.report.plots as report_plots
 from rlgen.report.tables import (
     ONE_RUN,
@@ -149,6 +150,11 @@ def _make_report(paths: Sequence[str | Path], out_dir: str | Path | None, seed: 
                 w.writerow([g.label, g.which, len(g.games), g.runs, name, est.value, *(est.ci or ("", ""))])
     stage(3)
     plots = report_plots.write_plots(pg.rows, aggs, out, seed=seed)
+    drawn, curve_notes = report_curves.plot_learning_curves(pg.rows, report_curves.run_dirs(res.files, res.rows), out / report_curves.FILE, seed=seed)
+    notes += curve_notes
+    if drawn:  # beside the bar chart: right after it
+        at = 1 if plots and plots[0][1] == "train_vs_held_out.png" else 0
+        plots.insert(at, ("Learning curves: train vs held-out levels over training", report_curves.FILE))
     stage(4)
     rep = Report(out / "report.md", res, pg.rows, aggs, imps, notes, [p for _, p in plots])
     lines = _markdown(rep, pg.unpaired)

@@ -116,5 +116,18 @@ class XLandVectorEnv(gym.vector.VectorEnv):
         self._pending[ids] = False
         return np.asarray(obs)[ids], {"level": np.asarray(self._state.level, dtype=np.int64)[ids]}
 
+    def rgb_frames(self, tile_size: int = 32) -> np.ndarray:
+        """Each env's grid drawn by xminigrid's RGB renderer (the agent's view highlighted), ``(num_envs,
+        H * tile_size, W * tile_size, 3)`` uint8. For pictures (``rlgen enjoy``): a Python loop over cells, slow."""
+        import jax  # noqa: PLC0415
+        from xminigrid.rendering.rgb_render import render  # noqa: PLC0415
+
+        if self._state is None:
+            raise RuntimeError("call reset() before rgb_frames()")
+        inner = jax.device_get(self._state.timestep.state)
+        view = int(self.jenv.params.view_size)
+        return np.stack([render(np.asarray(inner.grid[i]), jax.tree.map(lambda x: x[i], inner.agent), view, tile_size)
+                         for i in range(self.num_envs)])  # fmt: skip
+
     def close(self, **kwargs: Any) -> None:
         self._state = None
