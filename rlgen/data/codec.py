@@ -94,13 +94,25 @@ def to_stored(rows: np.ndarray, axes: list[int] | None) -> np.ndarray:
     """``rows`` ``(N, *obs_shape)`` in the stored axis order, C-contiguous (what the shard's bytes are)."""
     if axes is None:
         return np.ascontiguousarray(rows)
+    if axes == [1, 2, 0]:  # channel-first -> channel-last as (N, C, H*W) -> (N, H*W, C), one plane at a time: about
+        n, c, h, w = rows.shape  # twice the speed of numpy's generic 4-D transposed copy (measured on 3x64x64 frames)
+        out = np.empty((n, h, w, c), dtype=rows.dtype)
+        flat, src = out.reshape(n, h * w, c), rows.reshape(n, c, h * w)
+        for k in range(c):
+            flat[:, :, k] = src[:, k]
+        return out
     return np.ascontiguousarray(rows.transpose(0, *(1 + a for a in axes)))
 
 
 def from_stored(stored: np.ndarray, axes: list[int] | None) -> np.ndarray:
-    """The inverse of :func:`to_stored`: ``(N, *obs_shape)`` as the env gave them, a view of ``stored`` (no copy:
-    a shard's observations are most of its bytes; the cache copies them into its own C-order file anyway)."""
+    """The inverse of :func:`to_stored`: ``(N, *obs_shape)`` as the env gave them, C-contiguous like the arrays
+    of schema 1-3 shards (a copy: a shard's stored bytes can be freed once it is made)."""
     if axes is None:
         return stored
+    if axes == [1, 2, 0]:  # as 3-D arrays, like to_stored
+        n, h, w, c = stored.shape
+        out = np.empty((n, c, h, w), dtype=stored.dtype)
+        np.copyto(out.reshape(n, c, h * w), stored.reshape(n, h * w, c).transpose(0, 2, 1))
+        return out
     inverse = np.argsort(axes)
-    return stored.transpose(0, *(1 + int(a) for a in inverse))
+    return np.ascontiguousarray(stored.transpose(0, *(1 + int(a) for a in inverse)))

@@ -157,10 +157,9 @@ def write_shard_file(path: Path, episodes: Sequence[Any], ids: Sequence[int], co
 
     def obs_blocks() -> Any:
         for e in episodes:
-            if isinstance(e.obs, list):  # the collector's list of rows goes to the compressor row by row: no stacked copy
-                for r in e.obs:
-                    r = np.asarray(r, dtype=first.dtype)
-                    yield np.ascontiguousarray(r if axes is None else r.transpose(axes))
+            if isinstance(e.obs, list):  # the collector's list of rows, 256 at a time: no stacked copy of the episode
+                for i in range(0, len(e.obs), 256):
+                    yield to_stored(np.asarray(e.obs[i : i + 256], dtype=first.dtype), axes)
             else:
                 yield to_stored(np.asarray(e.obs, dtype=first.dtype), axes)
 
@@ -272,7 +271,7 @@ def read_shard(path: Path, sha256: str | None = None, frame_checksum: bool = Fal
                     if sorted(axes) != list(range(len(shape) - 1)):
                         raise DatasetError(f"shard {path} has a bad header: obs_axes {axes!r} is not a permutation of the observation's {len(shape) - 1} axes")
                     stored = np.frombuffer(buf, dtype=dt).reshape([shape[0], *(shape[1 + a] for a in axes)])
-                    arrays["obs"] = from_stored(stored, axes)  # a view in the env's axis order: no copy of the shard
+                    arrays["obs"] = from_stored(stored, axes)  # in the env's axis order
                 else:
                     arrays[spec["name"]] = np.frombuffer(buf, dtype=dt).reshape(shape)
             if z.read(1):  # also reads the frame's end, where zstd checks the content checksum
