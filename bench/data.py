@@ -2,7 +2,7 @@
 
 (a) collection: transitions/s written by ``rlgen collect`` (random policy, Procgen coinrun, 64 envs) vs raw
     ``make_env`` steps/s with the same policy (goal >= 0.5 on CPU);
-(b) storage: bytes/transition on disk vs the raw 12,288 of a 3x64x64 frame (goal <= 0.15 for Procgen);
+(b) storage: bytes/transition on disk vs the raw 12,288 of a 3x64x64 frame (goal <= 0.06 for fresh Procgen shards);
 (c) sampling: batches/s of ``sample_transitions(256)`` from the memory-mapped cache vs BC updates/s with the
     IMPALA encoder at batch 256 (sampling must not limit training);
 and the cost of building the cache once and of checking it (sha256 of every file) each time a process opens it;
@@ -183,6 +183,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{'(c) sample_transitions(256)/s vs BC updates/s':<52} {sample_rate:>12,.1f} {bc_rate:>12,.2f} {sample_rate / bc_rate:>8.1f}")
         cache_gb = sum(f.stat().st_size for f in (root / "cache").glob("*.npy")) / 1e9
         print(f"dataset: {ds.num_transitions:,} transitions; cache ({cache_gb:.2f} GB) built once in {cache_s:.1f}s, checked on each open in {check_s:.2f}s")
+        print_codecs(codec_inputs(frames), slow=True)
         print(f"load average (1 min) before {load0:.2f}, after {os.getloadavg()[0]:.2f}; {os.cpu_count()} CPUs")
     finally:
         if not args.dir:
