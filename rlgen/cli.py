@@ -244,6 +244,13 @@ def cmd_datasets_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_datasets_compact(args: argparse.Namespace) -> int:
+    from rlgen.data.compact import compact_dataset
+
+    print(compact_dataset(args.path, level=args.level, workers=args.workers).summary(args.path))
+    return 0
+
+
 def cmd_datasets_export(args: argparse.Namespace) -> int:
     from rlgen.data.dataset import load_dataset
     from rlgen.data.minari_io import export_minari
@@ -415,6 +422,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = dsub.add_parser("verify", help="check checksums, shapes and counts (exit 1 on a problem)")
     p.add_argument("path")
     p.set_defaults(func=cmd_datasets_verify)
+    p = dsub.add_parser("compact", help="re-encode finished shards smaller (archive: zstd 19, long-distance matching); resumable")
+    p.add_argument("path")
+    p.add_argument("--level", default="archive", help="codec grade: archive (default) or fresh")
+    p.add_argument("--workers", type=int, help="processes compressing at once (default: the CPUs)")
+    p.set_defaults(func=cmd_datasets_compact)
     p = dsub.add_parser("export", help="export to a Minari dataset")
     p.add_argument("path")
     p.add_argument("--minari", required=True, metavar="ID", help="Minari dataset id, e.g. rlgen/coinrun/expert-v0")

@@ -30,8 +30,11 @@ def test_bench_data_quick():
     result = subprocess.run([sys.executable, str(ROOT / "bench" / "data.py"), "--quick"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
-    assert lines[0].split()[-1] == "ratio" and len(lines) == 6
+    assert lines[0].split()[-1] == "ratio" and lines[5].startswith("(d) shard codec")
     assert all(float(line.split()[-1]) > 0 for line in lines[1:4])
+    codecs = [line for line in lines[6:-1]]  # every candidate on both envs, each with its fraction of raw
+    assert len(codecs) == 2 * 15 and all(0 < float(line.split()[-1]) < 1 for line in codecs)
+    assert any(line.startswith("hwc zstd-19 ldm27") for line in codecs) and any(line.startswith("hwc xz-9") for line in codecs)
     assert lines[-1].startswith("load average")  # the machine's load, for the ratios above
 
 

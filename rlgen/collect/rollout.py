@@ -53,8 +53,9 @@ from rlgen.progress import ProgressBar
 
 log = logging.getLogger(__name__)
 
-#: Shards compressed at once (each on its own thread). zstd level 3 compresses 3x64x64 Procgen frames at about 230
-#: MB/s on one core, half the ~490 MB/s EnvPool makes (40k steps/s): one writer kept the rollout waiting (issue 18, part 2).
+#: Shards compressed at once (each on its own thread). zstd compresses 3x64x64 Procgen frames at 200-400 MB/s on one
+#: core (rlgen.data.codec.FRESH; bench/data.py), below the ~490 MB/s EnvPool makes (40k steps/s): one writer kept the
+#: rollout waiting (issue 18, part 2).
 WRITER_THREADS = 2
 
 
@@ -156,7 +157,8 @@ def _existing_shard(path: Path, episodes: list[Episode], ids: list[int]) -> dict
         raise DatasetError(f"{path} holds other episodes than a replay of the same config made ({len(shard.lengths)} vs {len(episodes)}, "
                            "or other lengths, ids or levels); the collection is not deterministic here: delete the dataset "
                            "directory and collect again")  # fmt: skip
-    return {"sha256": sha256_of(path), "bytes": path.stat().st_size, "episodes": len(episodes), "transitions": int(shard.lengths.sum())}
+    return {"sha256": sha256_of(path), "bytes": path.stat().st_size, "episodes": len(episodes), "transitions": int(shard.lengths.sum()),
+            "codec": shard.codec}
 
 
 def collect_segment(cfg: CollectConfig, split: Any, segment: int, size: int, unit: str, root: Path, specs: list[dict[str, Any]],

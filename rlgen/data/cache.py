@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from rlgen.data.format import EPISODES, STEP_ARRAYS, DatasetError, inside, manifest_digest, read_shard
+from rlgen.data.format import EPISODES, STEP_ARRAYS, DatasetError, inside, manifest_digest, read_shard, shard_file
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,7 @@ def shard_rows(root: Path, manifest: dict[str, Any], table: np.ndarray, key: dic
     num_actions = key["num_actions"]
     frame_checksum = int(manifest.get("schema_version", 1)) >= 2
     source = root / "manifest.json"
-    entries = [(e, inside(root, e["file"], source, "shard file")) for e in manifest["shards"]]  # all refused before any work
+    entries = [(e, inside(root, shard_file(e), source, "shard file")) for e in manifest["shards"]]  # all refused before any work
     s = o = 0
     for entry, file in entries:
         shard = read_shard(file, sha256=entry["sha256"], frame_checksum=frame_checksum)
@@ -278,7 +278,7 @@ def build_cache(root: Path, manifest: dict[str, Any], table: np.ndarray, path: P
     obs_shape = tuple(key["observation_space"]["shape"])
     obs_dtype = np.dtype(key["observation_space"]["dtype"])
     for e in manifest["shards"]:  # every path refused before any work
-        inside(root, e["file"], root / "manifest.json", "shard file")
+        inside(root, shard_file(e), root / "manifest.json", "shard file")
     for stale in root.glob(f"{CACHE_DIR}.tmp-*"):
         remove_cache_dir(stale)
     tmp = path.with_name(f"{CACHE_DIR}.tmp-{uuid.uuid4().hex[:8]}")

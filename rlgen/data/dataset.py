@@ -26,7 +26,7 @@ import numpy as np
 
 from rlgen.atomic_files import write_json_atomic, write_jsonl_atomic
 from rlgen.data.cache import CACHE_DIR, cache_key, open_checked
-from rlgen.data.format import EPISODES, MANIFEST, SCHEMA_VERSION, DatasetError, inside, manifest_digest, read_manifest, with_digest
+from rlgen.data.format import EPISODES, MANIFEST, SCHEMA_VERSION, DatasetError, inside, manifest_digest, read_manifest, shard_file, with_digest
 from rlgen.data.sampler import CacheArrays, copy_to_device, sample_transitions, sample_windows
 
 _EPISODE_DTYPE = np.dtype([("id", "i8"), ("level", "i8"), ("return", "f8"), ("length", "i8"), ("policy", "U32"), ("shard", "U64"), ("offset", "i8")])
@@ -124,7 +124,7 @@ def load_dataset(path: str | Path, expect_env: str | None = None) -> "Dataset":
         source = root / MANIFEST
         files = {e["file"] for e in manifest["shards"]}
         for e in manifest["shards"]:
-            inside(root, e["file"], source, "shard file")
+            inside(root, shard_file(e), source, "shard file")
         if not np.array_equal(np.sort(table["id"]), np.arange(len(table))):  # the cache indexes episodes by id
             raise DatasetError(f"{root / EPISODES}: a dataset's episode ids must be 0..{len(table) - 1}, each once")
         stray = sorted(set(table["shard"].tolist()) - files)

@@ -6,7 +6,9 @@ A dataset is a directory::
                        one {file, sha256, bytes, episodes, transitions} entry per shard, the sha256 of
                        episodes.jsonl and (schema 2) ``content_sha256``, the digest of the manifest itself
     episodes.jsonl     one row per episode: id, level, return, length, policy, shard, offset
-    shards/*.zst       complete episodes, losslessly compressed
+    shards/*.zst       complete episodes, losslessly compressed (a shard entry's ``stored_as``, when it has one,
+                       names the file holding its bytes: ``rlgen datasets compact`` writes a new file, then the
+                       manifest, then removes the old one, so a kill at any moment leaves a readable dataset)
 
 Integrity: every file is covered by a checksum that reading checks. The manifest's ``content_sha256`` covers
 its own content (any edit or bit flip of it is refused on load), and it holds the sha256 of
@@ -18,7 +20,9 @@ Every path a manifest names must resolve inside the dataset directory.
 A shard is one zstd frame of ``MAGIC``, a little-endian uint32 header length, a JSON header, then
 the raw C-order bytes of each array named in the header, in header order. The header holds the
 episodes' ``lengths`` and (schema 3) their ``ids``, ``levels`` and ``policies``, which tie every row of
-``episodes.jsonl`` to the shard content it describes::
+``episodes.jsonl`` to the shard content it describes. Schema 4 headers also carry ``obs_axes``, the permutation
+of an observation's axes the bytes are stored in (channel-first images are stored channel-last: a third
+smaller, see :mod:`rlgen.data.codec`; reading transposes back), and ``codec``, the zstd parameters::
 
     obs         (sum(T_i + 1), *obs_shape)  every episode's observations, final one included
     actions     (sum(T_i),)  int64
@@ -44,19 +48,21 @@ from typing import IO, Any, NamedTuple, Sequence
 import numpy as np
 
 from rlgen.atomic_files import atomic_writer
+from rlgen.data.codec import FRESH, Codec, decompressor, from_stored, stored_axes, to_stored
 from rlgen.errors import DatasetError
 
 #: Written by this rlgen. 2: shards carry zstd's frame checksum, the manifest its ``content_sha256``;
-#: 3: shard headers carry their episodes' ids, levels and policy labels.
-SCHEMA_VERSION = 3
+#: 3: shard headers carry their episodes' ids, levels and policy labels; 4: observations stored in the header's
+#: ``obs_axes`` order, the header's ``codec``, shard entries' ``codec`` (and ``stored_as`` once compacted).
+SCHEMA_VERSION = 4
 #: Schema versions this rlgen reads.
-READABLE_SCHEMAS = (1, 2, 3)
+READABLE_SCHEMAS = (1, 2, 3, 4)
 MANIFEST = "manifest.json"
 EPISODES = "episodes.jsonl"
 SHARD_DIR = "shards"
 MAGIC = b"RLGSHRD1"
-#: zstd level 3: about 0.1 of the raw bytes on Procgen frames at ~350 MB/s (README, developer notes).
-ZSTD_LEVEL = 3
+#: What shards of schema 1-3 were written with (their headers do not say): zstd level 3, the env's axis order.
+LEGACY_CODEC = "zstd-3"
 #: Per-transition arrays of a shard and their dtypes; ``obs`` keeps the env's dtype.
 STEP_ARRAYS: dict[str, np.dtype] = {
     "actions": np.dtype(np.int64),
@@ -96,6 +102,12 @@ def shard_name(segment: int, index: int) -> str:
     return f"{SHARD_DIR}/shard_{segment:05d}_{index:05d}.zst"
 
 
+def shard_file(entry: dict[str, Any]) -> str:
+    """The file (relative to the dataset) holding a manifest shard entry's bytes: ``stored_as`` once compacted,
+    else ``file``, which is also the name ``episodes.jsonl``'s ``shard`` column uses."""
+    return entry.get("stored_as") or entry["file"]
+
+
 def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -116,18 +128,17 @@ class _Hashing:
         return self.f.write(data)
 
 
-def write_shard_file(path: Path, episodes: Sequence[Any], ids: Sequence[int]) -> dict[str, Any]:
+def write_shard_file(path: Path, episodes: Sequence[Any], ids: Sequence[int], codec: Codec = FRESH) -> dict[str, Any]:
     """Write ``episodes`` (objects with ``obs``, ``actions``, ``rewards``, ``terminated``, ``truncated``,
     ``level`` and ``policy``) as one shard at ``path``, atomically (a fresh temporary file, fsync, rename).
 
     Args:
         ids: the episodes' ids in the dataset (``episodes.jsonl``'s ``id``), recorded in the header.
+        codec: the zstd setting (:mod:`rlgen.data.codec`).
 
     Returns:
-        ``{"sha256", "bytes", "episodes", "transitions"}`` of the written file.
+        ``{"sha256", "bytes", "episodes", "transitions", "codec"}`` of the written file.
     """
-    import zstandard
-
     if not episodes:
         raise ValueError("a shard needs at least one episode")
     if len(ids) != len(episodes):
@@ -142,22 +153,55 @@ def write_shard_file(path: Path, episodes: Sequence[Any], ids: Sequence[int]) ->
         "arrays": [{"name": "obs", "dtype": first.dtype.str, "shape": [sum(lengths) + len(lengths), *first.shape[1:]]}]
         + [{"name": k, "dtype": dt.str, "shape": [sum(lengths)]} for k, dt in STEP_ARRAYS.items()],
     }
-    raw_header = json.dumps(header).encode()
+    axes = stored_axes(first.shape[1:])
+
+    def obs_blocks() -> Any:
+        for e in episodes:
+            if isinstance(e.obs, list):  # the collector's list of rows, 256 at a time: no stacked copy of the episode
+                for i in range(0, len(e.obs), 256):
+                    yield to_stored(np.asarray(e.obs[i : i + 256], dtype=first.dtype), axes)
+            else:
+                yield to_stored(np.asarray(e.obs, dtype=first.dtype), axes)
+
+    def step_blocks() -> Any:
+        for name, dt in STEP_ARRAYS.items():
+            for e in episodes:
+                yield np.ascontiguousarray(getattr(e, name), dtype=dt)
+
+    info = _write_frame(path, header, axes, codec, obs_blocks(), step_blocks())
+    return {**info, "episodes": len(episodes), "transitions": sum(lengths)}
+
+
+def rewrite_shard(path: Path, content: "ShardContent", codec: Codec, rows_per_block: int = 1024) -> dict[str, Any]:
+    """Write a decoded shard's ``content`` again at ``path`` with ``codec`` (atomically), its observations
+    in :func:`rlgen.data.codec.stored_axes` order whatever order the source stored them in. Reading the
+    new file gives the same arrays, lengths and labels. Returns ``{"sha256", "bytes", "codec"}``."""
+    arrays = content.arrays
+    header: dict[str, Any] = {"lengths": [int(x) for x in content.lengths]}
+    if content.labels is not None:
+        header.update(ids=[int(x) for x in content.labels["ids"]], levels=[int(x) for x in content.labels["levels"]],
+                      policies=[str(x) for x in content.labels["policies"]])  # fmt: skip
+    header["arrays"] = [{"name": k, "dtype": arrays[k].dtype.str, "shape": list(arrays[k].shape)} for k in ("obs", *STEP_ARRAYS)]
+    obs = arrays["obs"]
+    axes = stored_axes(obs.shape[1:])
+    obs_blocks = (to_stored(obs[i : i + rows_per_block], axes) for i in range(0, len(obs), rows_per_block))
+    return _write_frame(path, header, axes, codec, obs_blocks, (np.ascontiguousarray(arrays[k]) for k in STEP_ARRAYS))
+
+
+def _write_frame(path: Path, header: dict[str, Any], axes: list[int] | None, codec: Codec, *blocks: Any) -> dict[str, Any]:
+    """One zstd frame of ``MAGIC``, the header (completed with ``obs_axes`` and ``codec``) and ``blocks`` (iterables
+    of C-contiguous arrays, in header order), atomically at ``path``. Returns ``{"sha256", "bytes", "codec"}``."""
+    raw_header = json.dumps({**header, "obs_axes": axes, "codec": codec.record()}).encode()
     with atomic_writer(path, fsync=True) as f:
         sink = _Hashing(f)
-        # write_checksum: zstd's content checksum (xxhash64 of the decoded bytes) ends the frame, so a flipped
+        # the codec writes zstd's content checksum (xxhash64 of the decoded bytes) at the frame's end, so a flipped
         # bit anywhere fails the decode instead of yielding other data (13 of 54 flips decoded silently without it)
-        with zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True).stream_writer(sink, closefd=False) as z:  # type: ignore[arg-type]
+        with codec.compressor().stream_writer(sink, closefd=False) as z:  # type: ignore[arg-type]
             z.write(MAGIC + struct.pack("<I", len(raw_header)) + raw_header)
-            for e in episodes:
-                # a list of rows (the collector's) goes to the compressor row by row: no stacked copy
-                rows = e.obs if isinstance(e.obs, list) else [e.obs]
-                for r in rows:
-                    z.write(np.ascontiguousarray(r, dtype=first.dtype).data)
-            for name, dt in STEP_ARRAYS.items():
-                for e in episodes:
-                    z.write(np.ascontiguousarray(getattr(e, name), dtype=dt).data)
-    return {"sha256": sink.h.hexdigest(), "bytes": sink.n, "episodes": len(episodes), "transitions": sum(lengths)}
+            for source in blocks:
+                for block in source:
+                    z.write(block.data)
+    return {"sha256": sink.h.hexdigest(), "bytes": sink.n, "codec": codec.name}
 
 
 class ShardContent(NamedTuple):
@@ -166,13 +210,15 @@ class ShardContent(NamedTuple):
     Attributes:
         arrays: name -> array, as described in the module docstring.
         lengths: ``(E,)`` int64, the episodes' lengths in shard order.
-        labels: for shards of schema 3, ``{"ids", "levels", "policies"}`` (each ``(E,)``, shard order);
+        labels: for shards of schema 3 and 4, ``{"ids", "levels", "policies"}`` (each ``(E,)``, shard order);
             None for older shards, whose headers have no labels.
+        codec: the name of the zstd setting it was written with (``Codec.name``; ``"zstd-3"`` before schema 4).
     """
 
     arrays: dict[str, np.ndarray]
     lengths: np.ndarray
     labels: dict[str, np.ndarray] | None
+    codec: str = LEGACY_CODEC
 
 
 def decode_shard(path: Path, sha256: str | None = None, frame_checksum: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -206,7 +252,7 @@ def read_shard(path: Path, sha256: str | None = None, frame_checksum: bool = Fal
     try:
         if frame_checksum and not zstandard.get_frame_parameters(data).has_checksum:
             raise DatasetError(f"shard {path} has no zstd frame checksum, which schema {SCHEMA_VERSION} shards carry; it is corrupt")
-        with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)) as z:
+        with decompressor().stream_reader(io.BytesIO(data)) as z:
             head = _read_exact(z, len(MAGIC) + 4, path)
             if head[: len(MAGIC)] != MAGIC:
                 raise DatasetError(f"{path} is not an rlgen shard (bad magic)")
@@ -214,12 +260,20 @@ def read_shard(path: Path, sha256: str | None = None, frame_checksum: bool = Fal
             if n > 1 << 30:  # a corrupt length: never allocate for it
                 raise DatasetError(f"shard {path} has a bad header length {n:,}")
             header = json.loads(_read_exact(z, n, path))
+            axes = header.get("obs_axes")
             arrays = {}
             for spec in header["arrays"]:
                 dt = np.dtype(spec["dtype"])
                 count = int(np.prod(spec["shape"]))
                 buf = _read_exact(z, count * dt.itemsize, path)
-                arrays[spec["name"]] = np.frombuffer(buf, dtype=dt).reshape(spec["shape"])
+                shape = list(spec["shape"])
+                if spec["name"] == "obs" and axes is not None:
+                    if sorted(axes) != list(range(len(shape) - 1)):
+                        raise DatasetError(f"shard {path} has a bad header: obs_axes {axes!r} is not a permutation of the observation's {len(shape) - 1} axes")
+                    stored = np.frombuffer(buf, dtype=dt).reshape([shape[0], *(shape[1 + a] for a in axes)])
+                    arrays["obs"] = from_stored(stored, axes)  # in the env's axis order
+                else:
+                    arrays[spec["name"]] = np.frombuffer(buf, dtype=dt).reshape(shape)
             if z.read(1):  # also reads the frame's end, where zstd checks the content checksum
                 raise DatasetError(f"{path} has trailing bytes after its arrays")
         lengths = np.asarray(header["lengths"], dtype=np.int64)
@@ -233,7 +287,8 @@ def read_shard(path: Path, sha256: str | None = None, frame_checksum: bool = Fal
         raise DatasetError(f"shard {path} is corrupt: {e}") from None
     except (ValueError, KeyError, TypeError, OverflowError) as e:
         raise DatasetError(f"shard {path} has a bad header: {e}") from None
-    return ShardContent(arrays, lengths, labels)
+    codec = header.get("codec")
+    return ShardContent(arrays, lengths, labels, str(codec["name"]) if isinstance(codec, dict) and "name" in codec else LEGACY_CODEC)
 
 
 def _read_exact(stream: Any, n: int, path: Path) -> bytes:
@@ -341,6 +396,8 @@ def _check_shard_entries(m: dict[str, Any], path: Path | str, bad: Any) -> None:
     for i, e in enumerate(shards):
         if not isinstance(e, dict) or not isinstance(e.get("file"), str) or not _SHA256.match(str(e.get("sha256", ""))):
             raise bad(f"shards[{i}]", "{file: str, sha256: 64 hex digits, ...}", e)
+        if "stored_as" in e and not isinstance(e["stored_as"], str):
+            raise bad(f"shards[{i}].stored_as", "a path inside the dataset", e["stored_as"])
     files = [e["file"] for e in shards]
     if len(set(files)) != len(files):
         raise DatasetError(f"{path}: shards lists {len(files) - len(set(files))} file(s) twice")

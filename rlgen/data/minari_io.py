@@ -16,7 +16,7 @@ import gymnasium as gym
 import numpy as np
 
 from rlgen.data.dataset import Dataset
-from rlgen.data.format import DatasetError, decode_shard, inside
+from rlgen.data.format import DatasetError, decode_shard, inside, shard_file
 from rlgen.data.writer import DatasetWriter, Episode
 from rlgen.envs.gymnasium_ids import rlgen_env_of_spec
 from rlgen.progress import ProgressBar
@@ -37,7 +37,7 @@ def _buffers(ds: Dataset) -> Any:
         rows = rows[np.argsort(rows["offset"])]
         if not chosen.intersection(rows["id"].tolist()):
             continue
-        path = inside(base.root, entry["file"], base.root / "manifest.json", "shard file")
+        path = inside(base.root, shard_file(entry), base.root / "manifest.json", "shard file")
         arrays, lengths = decode_shard(path, sha256=entry["sha256"], frame_checksum=int(base.manifest.get("schema_version", 1)) >= 2)
         s = o = 0
         for row, t in zip(rows, lengths):

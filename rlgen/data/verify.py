@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rlgen.data.cache import CACHE_DIR, DERIVED_STEP_ARRAYS, cache_rows, check_cache, label_mismatch, open_cache
-from rlgen.data.format import EPISODES, MANIFEST, STEP_ARRAYS, DatasetError, inside, read_shard, sha256_of
+from rlgen.data.format import EPISODES, MANIFEST, STEP_ARRAYS, DatasetError, inside, read_shard, sha256_of, shard_file
 
 if TYPE_CHECKING:
     from rlgen.data.dataset import Dataset
@@ -64,7 +64,7 @@ def verify_dataset(ds: Dataset) -> list[str]:
 def _check_shard(base: Dataset, entry: dict[str, Any], rows: np.ndarray, frame_checksum: bool, cache: dict[str, Any] | None,
                  s: int, o: int, differ: set[str]) -> list[str]:  # fmt: skip
     """The problems of one shard; with ``cache``, the names of cache arrays whose rows differ from it go to ``differ``."""
-    path = inside(base.root, entry["file"], base.root / MANIFEST, "shard file")
+    path = inside(base.root, shard_file(entry), base.root / MANIFEST, "shard file")
     name = entry["file"]
     if not path.is_file():
         return [f"{name}: missing"]

@@ -9,15 +9,17 @@ from rlgen.config import CollectConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
-#: The shards' sha256s this config gave with the one-writer collector (main at e6ec948, before issue 18
-#: part 2). A deliberate change of the shard format (a new schema version) updates them.
+#: The shards' sha256s this config gives with the one-writer collector. Schema 3 (main at e6ec948, before issue 18
+#: part 2) gave 674e0c8d..., b1357cb7..., 0df49380..., f81087c8..., f4080950..., abf3b831...; schema 4 (channel-last
+#: observations, zstd 3 + long-distance matching, issue 18 part 6) gives these, from a one-writer collection. A
+#: deliberate change of the shard format (a new schema version) updates them.
 SHARDS_BEFORE = [
-    "674e0c8d7886746f9798f8acb200a41ca38288eb86adb7674933942eec48e102",
-    "b1357cb7424b3d0fb76a22d67871b048573c3fc05665ce3bb8a327c9bccc72ff",
-    "0df493805e23185e97c7a4266d4277d364d1fdde0ff5742a6168edf9ee0a84e8",
-    "f81087c8bfd8b38903827cf35c672299c01f916e8b2842a96a2819a88e4ef12d",
-    "f408095079f3e863a5693077fade9afa9b7d86258002b7fc282f5b395a74b561",
-    "abf3b8317310e0f0bcc172e133bfece9019a1b0ffa5cc3b9d2aacbc97a5d1552",
+    "f8fc94a23f5b6087697cb466e7397eab086c33b5c1e5516734c5cea353ba79f9",
+    "16fd8250cbc1582fcfd5b62aa858401572a126c5701f48b9cebd1fc043587b1c",
+    "4bd6220daea95c088eb947e39cd23d0cfd9b6600dae14df17ae8cdb95476485a",
+    "8eff46b236ff2c60d3002b5dca294deb9aa3d218be92ddb71d321521ea6c32e3",
+    "7cd7fbafe5356aae3f2cf930bdd8549a2ce19763ac5cd5cbc486b8dc1f1908da",
+    "f80dd1f28e7ca776b7dfa9ab20c9d190c3f5e93d27884c5bd7eaec241db3387a",
 ]
 
 

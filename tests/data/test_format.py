@@ -35,7 +35,7 @@ def test_round_trip_is_lossless(dataset_dir, episodes):
 
 def test_manifest_records_counts_and_schema(dataset_dir):
     m = json.loads((dataset_dir / "manifest.json").read_text())
-    assert m["schema_version"] == 3 and m["env"] == ENV and m["kind"] == "dataset"
+    assert m["schema_version"] == 4 and m["env"] == ENV and m["kind"] == "dataset"
     assert m["counts"]["episodes"] == 60 and m["counts"]["levels"] == 10
     assert all(len(s["sha256"]) == 64 and s["bytes"] > 0 for s in m["shards"])
 
