@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import multiprocessing
 import os
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -64,11 +65,13 @@ def recode_shard(root: str, entry: dict[str, Any], frame_checksum: bool, codec: 
     return {"stored_as": target, **info}
 
 
-def _stale_files(root: Path, entry: dict[str, Any]) -> list[Path]:
-    """Files an interrupted compaction may have left for ``entry``: its other encodings, not the one it uses."""
-    current = shard_file(entry)
-    names = {entry["file"], *(_target_name(entry, c) for c in LEVELS.values())} - {current}
-    return [root / n for n in sorted(names) if (root / n).is_file()]
+def _stale_files(root: Path, entry: dict[str, Any], used: set[Path]) -> list[Path]:
+    """Files an interrupted compaction may have left for ``entry``: its other encodings, never a file in ``used``
+    (the resolved files the manifest's entries read) and never one outside ``root`` (``_compact`` refuses such
+    a ``file`` before any work; ``inside`` here as well, because this deletes)."""
+    names = {entry["file"], *(_target_name(entry, c) for c in LEVELS.values())}
+    paths = {inside(root, n, root / MANIFEST, "shard file") for n in names} - used
+    return [p for p in sorted(paths) if p.is_file()]
 
 
 #: The lock file a compaction holds in the dataset directory (two at once would each rewrite the manifest).
@@ -116,8 +119,9 @@ def compact_dataset(path: str | Path, level: str = "archive", workers: int | Non
 def _compact(root: Path, manifest: dict[str, Any], codec: Codec, workers: int | None,
              on_shard: Callable[[int, int], None] | None) -> CompactResult:  # fmt: skip
     frame_checksum = int(manifest["schema_version"]) >= 2
-    for e in manifest["shards"]:  # every path refused before any work
+    for e in manifest["shards"]:  # every path refused before any work: the one read and the name clean-up deletes
         inside(root, shard_file(e), root / MANIFEST, "shard file")
+        inside(root, e["file"], root / MANIFEST, "shard file")
     remove_temporaries(root / SHARD_DIR)
     before = sum(int(e.get("bytes", 0)) for e in manifest["shards"])
     todo = [i for i, e in enumerate(manifest["shards"]) if e.get("codec") != codec.name]
@@ -135,8 +139,9 @@ def _compact(root: Path, manifest: dict[str, Any], codec: Codec, workers: int | 
         m = with_digest({**m, "schema_version": version, "shards": shards, "counts": counts})
         write_bytes_atomic(root / MANIFEST, json.dumps(m, indent=2).encode(), fsync=True)
         state["manifest"] = m
-        if shard_file(old) != info["stored_as"]:
-            inside(root, shard_file(old), root / MANIFEST, "shard file").unlink(missing_ok=True)
+        previous = inside(root, shard_file(old), root / MANIFEST, "shard file")
+        if previous not in {inside(root, shard_file(e), root / MANIFEST, "shard file") for e in shards}:  # no entry reads it now
+            previous.unlink(missing_ok=True)
         state["done"] += 1
         if on_shard is not None:
             on_shard(state["done"], len(todo))
@@ -146,7 +151,9 @@ def _compact(root: Path, manifest: dict[str, Any], codec: Codec, workers: int | 
         for i in todo:
             settle(i, recode_shard(str(root), manifest["shards"][i], frame_checksum, codec))
     else:
-        with ProcessPoolExecutor(max_workers=n) as pool:
+        # spawned, not forked: a forked worker inherits the lock's descriptor and, after a kill -9 of this process,
+        # lives on (waiting on its job queue) holding the lock, so every retry would be refused
+        with ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn")) as pool:
             pending: dict[Future, int] = {}
             queue = list(todo)
             try:
@@ -161,8 +168,9 @@ def _compact(root: Path, manifest: dict[str, Any], codec: Codec, workers: int | 
                 for job in pending:
                     job.cancel()
                 raise
+    used = {inside(root, shard_file(e), root / MANIFEST, "shard file") for e in state["manifest"]["shards"]}
     for e in state["manifest"]["shards"]:  # old files of shards whose manifest update a kill came right after
-        for stale in _stale_files(root, e):
+        for stale in _stale_files(root, e, used):
             stale.unlink()
     after = sum(int(e.get("bytes", 0)) for e in state["manifest"]["shards"])
     return CompactResult(len(todo), len(manifest["shards"]) - len(todo), before, after, codec.name)

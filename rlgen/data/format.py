@@ -287,19 +287,36 @@ def read_shard(path: Path, sha256: str | None = None, frame_checksum: bool = Fal
         raise DatasetError(f"shard {path} is corrupt: {e}") from None
     except (ValueError, KeyError, TypeError, OverflowError) as e:
         raise DatasetError(f"shard {path} has a bad header: {e}") from None
-    codec = header.get("codec")
-    return ShardContent(arrays, lengths, labels, str(codec["name"]) if isinstance(codec, dict) and "name" in codec else LEGACY_CODEC)
+    return ShardContent(arrays, lengths, labels, _codec_name(header.get("codec")))
 
 
-def _read_exact(stream: Any, n: int, path: Path) -> bytes:
-    chunks, left = [], n
-    while left:
-        block = stream.read(left)
+def _codec_name(record: Any) -> str:
+    """``Codec.name`` of a header's ``codec`` record (``Codec.record``: generic ``"name": "zstd"`` plus the
+    parameters), what the manifest's entries record; ``LEGACY_CODEC`` for headers without one (schema 1-3)."""
+    if not isinstance(record, dict):
+        return LEGACY_CODEC
+    try:
+        window = record.get("window_log")
+        return Codec(level=int(record["level"]), ldm=bool(record.get("ldm")), window_log=None if window is None else int(window)).name
+    except (KeyError, TypeError, ValueError):
+        return str(record.get("name", LEGACY_CODEC))
+
+
+#: Most bytes asked of the decompressor at once: zstandard allocates a read's whole size up front, so a header
+#: declaring a huge array must cost a bounded buffer and end as "truncated", not as a huge allocation.
+_READ_BLOCK = 64 << 20
+
+
+def _read_exact(stream: Any, n: int, path: Path) -> bytearray:
+    """``n`` bytes of ``stream``, grown block by block into one buffer (no second copy of a large array: a
+    bytearray grows by ``realloc``, which moves no pages of a large block on Linux)."""
+    buf = bytearray()
+    while len(buf) < n:
+        block = stream.read(min(n - len(buf), _READ_BLOCK))
         if not block:
             raise DatasetError(f"shard {path} is truncated")
-        chunks.append(block)
-        left -= len(block)
-    return b"".join(chunks)
+        buf += block
+    return buf
 
 
 def read_manifest(root: Path) -> dict[str, Any]:
