@@ -23,7 +23,7 @@ import numpy as np
 
 from rlgen.atomic_files import atomic_writer, write_bytes_atomic
 from rlgen.config import MAX_SEED
-from rlgen.envs import WHICH
+from rlgen.envs import LEVEL_ID_LIMIT, WHICH
 from rlgen.errors import DependencyError, RlgenError
 
 #: Most tiles in one animation (episodes), and the other bounds of the arguments.
@@ -80,6 +80,9 @@ def parse_levels(text: str | Sequence[int] | None) -> list[int] | None:
         raise RlgenError(f"--levels {text!r}: expected comma-separated level ids such as 250,251") from None
     if not levels or any(x < 0 for x in levels):
         raise RlgenError(f"--levels {text!r}: expected one or more level ids >= 0")
+    too_large = [x for x in levels if x >= LEVEL_ID_LIMIT]  # numpy's int64 (and the envs' int32 seeds) cannot hold them
+    if too_large:
+        raise RlgenError(f"--levels {too_large[0]}: level ids are 0 to {LEVEL_ID_LIMIT - 1:,}")
     return levels
 
 

@@ -144,3 +144,14 @@ def test_a_dataset_opened_before_a_compaction_still_builds_its_cache(small):
     compact_dataset(small, workers=1)
     obs = np.asarray(ds.cached_arrays()["obs"])  # before the fix: DatasetError "shard ... is missing"
     assert np.array_equal(obs, np.concatenate([e.obs for e in episodes]))
+
+
+def test_enjoy_a_level_id_too_large_is_one_line_before_the_agent_loads(tmp_path, capsys):
+    """``rlgen enjoy RUN --levels 1000000000000000000000000000000`` loaded the agent, then died in numpy
+    (``OverflowError: Python int too large to convert to C long``, a traceback)."""
+    from rlgen.cli import main
+
+    assert main(["enjoy", str(tmp_path / "no-run"), "--levels", "250," + "1" * 31, "--out", str(tmp_path / "c.gif")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and "1" * 31 in err and "2,147,483,646" in err, err
+    assert not (tmp_path / "c.gif").exists()
