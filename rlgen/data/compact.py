@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 from rlgen.atomic_files import remove_temporaries, write_bytes_atomic
 from rlgen.data.codec import LEVELS, Codec
+from rlgen.data.dataset import COMPACTED_FROM, parent_digest
 from rlgen.data.format import MANIFEST, SCHEMA_VERSION, SHARD_DIR, DatasetError, inside, read_manifest, read_shard, rewrite_shard, shard_file, with_digest
 
 
@@ -136,7 +137,8 @@ def _compact(root: Path, manifest: dict[str, Any], codec: Codec, workers: int | 
         # bytes; but a schema 1 dataset only once every shard is re-encoded: schema >= 2 readers require the frame
         # checksums its old shards lack
         version = SCHEMA_VERSION if int(m["schema_version"]) >= 2 or state["done"] + 1 == len(todo) else m["schema_version"]
-        m = with_digest({**m, "schema_version": version, "shards": shards, "counts": counts})
+        earlier = m.get(COMPACTED_FROM) if isinstance(m.get(COMPACTED_FROM), list) else []
+        m = with_digest({**m, "schema_version": version, "shards": shards, "counts": counts, COMPACTED_FROM: [*earlier, parent_digest(m)]})
         write_bytes_atomic(root / MANIFEST, json.dumps(m, indent=2).encode(), fsync=True)
         state["manifest"] = m
         previous = inside(root, shard_file(old), root / MANIFEST, "shard file")

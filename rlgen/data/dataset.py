@@ -60,6 +60,11 @@ def _read_episode_table(root: Path, manifest: dict[str, Any]) -> tuple[np.ndarra
     return table, digest
 
 
+#: Manifest key: the digests (``parent_digest``) the manifest had before ``rlgen datasets compact`` rewrote it, which
+#: subsets saved before then recorded (compaction changes shard sha256s, never an episode).
+COMPACTED_FROM = "compacted_from"
+
+
 def parent_digest(manifest: dict[str, Any]) -> str:
     """The digest a subset records of its parent: the parent manifest's ``content_sha256`` (schema 1
     manifests have none: their canonical digest), which covers its shards' and ``episodes.jsonl``'s sha256."""
@@ -74,7 +79,8 @@ def _check_subset_parent(root: Path, manifest: dict[str, Any], table: np.ndarray
         DatasetError: one line naming the subset and what changed.
     """
     recorded = manifest.get("parent_content_sha256")
-    if recorded is not None and recorded != parent_digest(parent.manifest):
+    earlier = parent.manifest.get(COMPACTED_FROM)  # `rlgen datasets compact` re-encoded shards, no episode changed
+    if recorded is not None and recorded != parent_digest(parent.manifest) and recorded not in (earlier if isinstance(earlier, list) else []):
         raise DatasetError(f"subset {str(root)!r} was saved from another version of its parent {manifest['parent']!r} (parent digest "
                            f"{str(recorded)[:12]}..., now {parent_digest(parent.manifest)[:12]}...): the parent was collected again "
                            "or changed; save the subset again from the parent as it is")  # fmt: skip

@@ -155,3 +155,13 @@ def test_enjoy_a_level_id_too_large_is_one_line_before_the_agent_loads(tmp_path,
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err and "1" * 31 in err and "2,147,483,646" in err, err
     assert not (tmp_path / "c.gif").exists()
+
+
+def test_a_saved_subset_still_loads_after_its_parent_is_compacted(small, tmp_path):
+    """Subsets are first-class (design.md, Datasets): one saved before ``rlgen datasets compact`` of its parent
+    is refused after it, 'saved from another version of its parent ... the parent was collected again or
+    changed', though compaction keeps every array bit for bit and leaves ``episodes.jsonl`` untouched."""
+    sub = load_dataset(small).subset(levels=3, seed=0).save_subset(tmp_path / "sub")
+    before = np.asarray(load_dataset(sub).cached_arrays()["obs"]).copy()
+    compact_dataset(small, workers=1)
+    assert np.array_equal(np.asarray(load_dataset(sub).cached_arrays()["obs"]), before)
