@@ -75,6 +75,21 @@ def _stale_files(root: Path, entry: dict[str, Any], used: set[Path]) -> list[Pat
     return [p for p in sorted(paths) if p.is_file()]
 
 
+def _exit_with_parent(parent: int) -> None:
+    """Worker initializer: end this worker within a second of its parent's death (a kill -9 runs no clean-up, and
+    an orphaned worker would wait on its job queue forever); a job cut short leaves only a temporary file, which
+    the next compaction removes."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
+
+
 #: The lock file a compaction holds in the dataset directory (two at once would each rewrite the manifest).
 LOCK = ".compact.lock"
 
@@ -155,7 +170,8 @@ def _compact(root: Path, manifest: dict[str, Any], codec: Codec, workers: int | 
     else:
         # spawned, not forked: a forked worker inherits the lock's descriptor and, after a kill -9 of this process,
         # lives on (waiting on its job queue) holding the lock, so every retry would be refused
-        with ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"), initializer=_exit_with_parent,
+                                 initargs=(os.getpid(),)) as pool:  # fmt: skip
             pending: dict[Future, int] = {}
             queue = list(todo)
             try:

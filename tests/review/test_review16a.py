@@ -104,10 +104,18 @@ compact_dataset(sys.argv[1], workers=2, on_shard=on_shard)
 """
 
 
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[-1][0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
+
+
 def test_a_sigkilled_compaction_does_not_block_its_retry(tmp_path, small):
     """kill -9 of ``rlgen datasets compact`` left its forked pool workers alive, holding the inherited lock
     file descriptor: every retry said "another `rlgen datasets compact` is running" until the user found and
-    killed the orphans (they wait on their job queue forever)."""
+    killed the orphans (they wait on their job queue forever). The workers must go, and the lock with them."""
     pids_file = tmp_path / "workers.txt"
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-c", _KILLED_COMPACT, str(small), str(pids_file)], env=env, timeout=120)
@@ -125,6 +133,10 @@ def test_a_sigkilled_compaction_does_not_block_its_retry(tmp_path, small):
                 time.sleep(0.5)
         assert result.compacted + result.skipped == len(json.loads((small / "manifest.json").read_text())["shards"])
         assert load_dataset(small).verify() == []
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [pid for pid in workers if _alive(pid)], "the killed command's workers outlived it"
     finally:
         for pid in workers:  # orphans of the old code: end them by their id
             try:
