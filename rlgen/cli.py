@@ -72,12 +72,17 @@ def cmd_splits_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status(line: str) -> None:
+    """A status line for a terminal user, on stderr (stdout keeps the command's results)."""
+    print(line, file=sys.stderr, flush=True)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from rlgen.agents import train_and_describe, train_schema
     from rlgen.config import load_config
 
     cfg = load_config(args.config, args.overrides, schema=train_schema(args.config, args.overrides))
-    run_dir, summary = train_and_describe(cfg, announce=lambda line: print(line, file=sys.stderr, flush=True))  # checks first
+    run_dir, summary = train_and_describe(cfg, announce=_status if sys.stderr.isatty() else None)  # checks first
     print(summary)
     print(f"next: rlgen evaluate {run_dir} --episodes 100")
     return 0
@@ -99,8 +104,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if (code := evaluate_seed_group(args, cmd_evaluate)) is not None:  # a seed group: each member is a run, with its own rows
         return code
     run_dir = Path(args.run_dir)
-    print(f"rlgen: evaluating {run_dir} on {', '.join(args.which)} levels, {args.episodes:,} episodes each: loading its agent",
-          file=sys.stderr, flush=True)  # before the seconds of torch's import, so the command is never silent  # fmt: skip
+    if sys.stderr.isatty():  # before the seconds of torch's import, so the command is never silent (quiet when piped, as progress)
+        _status(f"rlgen: evaluating {run_dir} on {', '.join(args.which)} levels, {args.episodes:,} episodes each: loading its agent")
     run = load_agent(run_dir, checkpoint=args.checkpoint, device=args.device)
     check_writable_dir(run_dir, "run directory", "rlgen evaluate writes its results.jsonl there: fix its permissions, or evaluate a copy "
                        "of the run")  # before evaluating, not after  # fmt: skip
