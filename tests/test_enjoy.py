@@ -129,3 +129,15 @@ def test_mp4_needs_its_writer(runs, monkeypatch, capsys):
     monkeypatch.setattr(enjoy_module, "mp4_writer_available", lambda: False)
     assert main(["enjoy", "ppo", "--out", "clip.mp4"]) == 2
     assert "the suffix must be one of .gif; .mp4 needs imageio and imageio-ffmpeg" in capsys.readouterr().err
+
+
+def test_frames_past_the_memory_limit_are_one_line_and_leave_no_file(runs, monkeypatch, capsys):
+    """Frames live in RAM until the animation is written: a clip too large to hold is refused, not swapped to death."""
+    import rlgen.evaluation.render as render
+
+    monkeypatch.setattr(render, "FRAME_BYTES_LIMIT", 10 * 160 * 160 * 3)  # ten DoorKey-5x5 frames
+    assert main(["enjoy", "ppo", "--episodes", "3", "--max-steps", "6", "--out", "big.gif"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "give fewer --episodes or a smaller --max-steps" in err[0], err
+    assert not (runs / "big.gif").exists()
+    assert main(["enjoy", "ppo", "--episodes", "1", "--max-steps", "6", "--out", "big.gif"]) == 0  # 7 frames fit

@@ -26,6 +26,9 @@ from rlgen.evaluation.episodes import as_policy, level_list_of, policy_seed, see
 
 #: Frames drawn from observations are upscaled (nearest neighbour) until their longer side is at least this.
 MIN_FRAME_PIXELS = 160
+#: Recorded frames are held in RAM (the animation is composed from them, then encoded): past this many bytes
+#: recording stops with an error instead of growing without bound (composing and encoding take about as much again).
+FRAME_BYTES_LIMIT = 1 << 30
 #: Pixels per grid cell of the grid suites' RGB rendering.
 TILE_PIXELS = 32
 
@@ -99,6 +102,17 @@ def record_episodes(policy: Any, split: LevelSplit, which: str, levels: Sequence
     level_list = level_list_of(split, which, len(levels), seed, levels)
     sampling_seed = policy_seed(seed, which)
     envs, obs, frames, rewards, rngs = [], [], [], [], []
+    held = 0  # bytes of the recorded frames
+
+    def keep(k: int, frame: np.ndarray) -> None:
+        nonlocal held
+        held += frame.nbytes
+        if held > FRAME_BYTES_LIMIT:
+            raise RlgenError(f"the recorded frames of {len(level_list)} episodes passed {FRAME_BYTES_LIMIT / 2**30:.0f} GiB (frames of "
+                             f"{frame.shape[1]}x{frame.shape[0]} px, about {sum(map(len, frames)):,} so far): give fewer --episodes or a "
+                             "smaller --max-steps")  # fmt: skip
+        frames[k].append(frame)
+
     with seeded_policy_rngs(driven, sampling_seed):
         try:
             for k, level in enumerate(level_list):
@@ -106,7 +120,8 @@ def record_episodes(policy: Any, split: LevelSplit, which: str, levels: Sequence
                 envs.append(env)
                 o, _ = env.reset()
                 obs.append(o[0])
-                frames.append([frame_of(env, o[0], split)])
+                frames.append([])
+                keep(k, frame_of(env, o[0], split))
                 rewards.append(0.0)
                 rngs.append(np.random.default_rng([sampling_seed, k]))  # episode k's own action uniforms, as in evaluation
             driven.reset(list(range(len(level_list))))
@@ -124,7 +139,7 @@ def record_episodes(policy: Any, split: LevelSplit, which: str, levels: Sequence
                     o, r, terminated, truncated, _ = envs[k].step(np.asarray([a]))
                     rewards[k] += float(r[0])
                     step_rewards.append(float(r[0]))
-                    frames[k].append(frame_of(envs[k], o[0], split))
+                    keep(k, frame_of(envs[k], o[0], split))
                     obs[k] = o[0]
                     if terminated[0] or truncated[0]:
                         ended[k] = True
