@@ -89,14 +89,12 @@ def time_algos(ds, algos: list[str], device: str, updates: int, quick: bool, enc
     """One printed row per algorithm: rlgen's updates/s on ``device`` against plain d3rlpy's (same
     network, batch and device), median of ``updates`` interleaved updates. ``quick``: batch 32 (or
     ``batch``) and a 2-layer 32-dim transformer; otherwise the reference batch sizes and the shipped
-    6-layer 128-dim one.
-    On CUDA, rlgen samples from the dataset moved to the device (``to_device``, as ``rlgen train`` does)
-    and every timed update ends with ``torch.cuda.synchronize()``."""
+    6-layer 128-dim one. rlgen samples from ``ds`` wherever its cache is (``bench/gpu_check.py`` moves it
+    to the GPU first with ``to_device``, as ``rlgen train`` does); on CUDA every timed update ends with
+    ``torch.cuda.synchronize()``."""
     shape = ds.observation_shape
     rng = np.random.default_rng(0)
     sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
-    if device != "cpu":
-        ds.to_device(device)
     for algo in algos:
         bs = batch or (32 if quick else BATCH[algo])
         cfg = validate_config({"algo": algo, "dataset": str(ds.root), "batch_size": bs, "network": encoder, "device": device,
