@@ -12,7 +12,7 @@ cache's pages in the page cache, which the kernel drops under memory pressure in
 The frames look like Procgen's for the compressor: a per-episode background of 8x8-pixel tiles in four colours
 and a moving 8x8 sprite of random pixels, so shards are small while the cache holds every raw byte.
 
-    python bench/memory.py                              # 1M transitions, 300 BC and 30 DT updates (13 GB of disk)
+    python bench/memory.py                              # 1M transitions, 300 BC and 10 DT updates (13 GB of disk)
     python bench/memory.py --transitions 50000          # scaled down
     python bench/memory.py --quick                      # tiny; what the tests run
 
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--transitions", type=int, default=1_000_000)
     parser.add_argument("--updates", type=int, default=300, help="BC updates")
-    parser.add_argument("--dt-updates", type=int, default=30, help="DT updates (one takes about 30 s on one CPU core at batch 512 x 10)")
+    parser.add_argument("--dt-updates", type=int, default=10, help="DT updates (one took 107 s on one core of the loaded 2-core machine at batch 512 x 10)")
     parser.add_argument("--bc-batch", type=int, default=256)
     parser.add_argument("--dt-batch", type=int, default=512)
     parser.add_argument("--dir", type=Path, help="where the dataset goes (kept; reused when it already holds one); default: a temporary folder")
