@@ -12,6 +12,7 @@ rulesets (configs/ppo_jax/xland_trivial.yaml), everything jitted and on JAX's de
 
     python bench/xland.py                   # 1024, 4096, 8192 envs
     python bench/xland.py --quick           # 256 envs, short; what the tests run
+    python bench/xland.py --env-only        # the env random rows only
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--updates", type=int, default=2, help="PPO updates per timing")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="256 envs, 16 steps, 1 update, 2 repeats")
+    parser.add_argument("--env-only", action="store_true", help="the env random rows only (no PPO to compile: a dry run)")
     args = parser.parse_args(argv)
     if args.quick:
         args.num_envs, args.env_steps, args.updates, args.repeats = [256], 16, 1, 2
@@ -124,6 +126,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         env_sps = statistics.median(o_sps)
         rows.append({"benchmark": "env random", "num_envs": n, "rlgen": env_sps, "baseline": statistics.median(r_sps), "ratio": statistics.median(ratios)})
         print(f"{'env random':<10} {n:>5} {env_sps:>14,.0f} {statistics.median(r_sps):>17,.0f} {statistics.median(ratios):>6.3f}", flush=True)
+        if args.env_only:
+            continue
 
         settings = cfg.ppo_jax
         agent = JaxPPOAgent.for_split(split, settings, seed=0)
