@@ -345,7 +345,7 @@ def train_ppo_jax(cfg: Any) -> Path:
     })  # fmt: skip
     flag: dict[str, Any] = {"stop": False}
     with jax.default_device(device):
-        agent = JaxPPOAgent.load(run_dir / LATEST) if resume.resuming else JaxPPOAgent.for_split(split, cfg.ppo_jax, seed=cfg.seed)
+        agent = JaxPPOAgent.load(run_dir / LATEST, device=cfg.device) if resume.resuming else JaxPPOAgent.for_split(split, cfg.ppo_jax, seed=cfg.seed)
         log = _RunLog(cfg, split, run_dir, agent.env_steps)
         try:
             with stop_on_signals(flag):
