@@ -9,6 +9,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from rlgen.config.base import LIMITS, NetworkName, RlgenConfig, StrictModel, checkpoint_interval
+from rlgen.config.tracking import TrackingFields
 from rlgen.envs.levels import LevelSet
 
 
@@ -34,7 +35,7 @@ class OfflineEvalSettings(StrictModel):
     enabled: bool = True
 
 
-class OfflineConfig(RlgenConfig):
+class OfflineConfig(RlgenConfig, TrackingFields):
     """``rlgen train`` config for offline agents (``algo``: bc | bcq | cql | iql | dt | bct).
 
     Defaults follow the reference study's final settings for 1M expert Procgen data (gen_dgrl,
