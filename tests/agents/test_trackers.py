@@ -98,3 +98,15 @@ def test_a_tiny_run_writes_an_offline_wandb_run_with_its_tensorboard_scalars(alg
         time.sleep(0.2)
     assert not missing, f"TensorBoard scalars not in the wandb run: {missing}"
     assert b"global_step" in logged
+    if algo == "iql":  # a resumed run (longer: steps=150) continues the same wandb run
+        assert main([*args, "logger=[tensorboard,wandb]", "steps=150"]) == 0, capsys.readouterr().err
+        ids = {Path(p).name.rsplit("-", 1)[1] for p in glob.glob(str(tmp_path / "wandb-dir" / "wandb" / "offline-run-*"))}
+        assert len(glob.glob(str(tmp_path / "wandb-dir" / "wandb" / "offline-run-*"))) == 2 and len(ids) == 1, ids
+
+
+def test_loggers_are_not_part_of_a_runs_identity():
+    from rlgen.agents.identity import config_settings
+
+    plain = load_config(None, [f"dataset={DATASET}", "algo=iql"], schema=OfflineConfig)
+    tracked = load_config(None, [f"dataset={DATASET}", "algo=iql", "logger=[tensorboard,wandb]", "wandb.project=mine"], schema=OfflineConfig)
+    assert config_settings(tracked) == config_settings(plain)
