@@ -251,6 +251,19 @@ def _run_and_summarize(study, stages, dry_run: bool) -> int:  # noqa: ANN001 - S
     return 1 if result.failures or result.blocked else 0
 
 
+def _list_algorithms_in_help(parser: argparse.ArgumentParser) -> None:
+    """Fill ``{online}``/``{offline}`` in ``parser``'s description from the algorithm registry (registered ones
+    included) only when its help is shown: importing the registry takes about a second."""
+    template, plain = parser.description or "", parser.format_help
+
+    def format_help() -> str:
+        from rlgen.agents import available_algorithms as names
+
+        parser.description = template.format(online=", ".join(names("online")), offline=", ".join(names("offline")))
+        return plain()
+    parser.format_help = format_help  # type: ignore[method-assign]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rlgen",
@@ -289,8 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_splits_check)
 
     train = sub.add_parser("train", help="train an agent from a config", description="Train an agent on the split's training levels "
-                           "(online: algo ppo, ppo_jax) or on a dataset (offline: bc, bcq, cql, iql, dt, bct; any registered "
-                           "algorithm). Re-running on an existing out_dir resumes it.")
+                           "(online: {online}) or on a dataset (offline: {offline}). Re-running on an existing out_dir resumes it.")
+    _list_algorithms_in_help(train)
     train.add_argument("config", help="YAML config, e.g. configs/ppo/minigrid_doorkey.yaml")
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. total_steps=200000")
     train.set_defaults(func=cmd_train)

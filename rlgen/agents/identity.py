@@ -29,7 +29,7 @@ from rlgen.evaluation.results import digest, split_facts
 #: progress, where it runs, how often it checkpoints, how many evaluation episodes run at once, and the
 #: dataset's path (the dataset is identified by its recipe instead: each seed of a study trains on its own
 #: copy). Left out of the config digest together with ``seed``.
-NEUTRAL_CONFIG_KEYS = ("seed", "name", "out_dir", "progress", "device", "checkpoint_every", "eval_num_envs", "dataset")
+NEUTRAL_CONFIG_KEYS = ("seed", "name", "out_dir", "progress", "device", "checkpoint_every", "eval_num_envs", "dataset", "logger", "wandb")
 
 
 @dataclasses.dataclass(frozen=True)

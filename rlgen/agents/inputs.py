@@ -1,4 +1,4 @@
-"""What a run reads, checked before torch, d3rlpy, SB3 or JAX load: its dataset and its run directory.
+"""What a run reads, checked before torch, d3rlpy, SB3 or JAX load: its dataset, its run directory, its loggers.
 
 ``rlgen train`` (and :func:`rlgen.agents.train`) runs the registered algorithm's ``check`` before it imports
 the trainer, so a missing dataset, another env's dataset, a batch larger than the dataset or an ``out_dir``
@@ -15,6 +15,7 @@ from typing import Any
 
 from rlgen.agents.run_dir import RESUME_NEUTRAL_KEYS as ONLINE_RESUME_NEUTRAL_KEYS
 from rlgen.agents.run_dir import SameAs, resume_preamble
+from rlgen.agents.trackers import check_loggers
 from rlgen.config import OfflineConfig, OnlineConfig
 from rlgen.data import load_dataset
 from rlgen.data.format import manifest_digest
@@ -25,7 +26,7 @@ CHECKPOINT_DIR = "checkpoints/latest"
 STATE_FILE = f"{CHECKPOINT_DIR}/state.json"
 #: Config keys a resumed offline run may change: how long, how it shows progress, where it runs, how often it
 #: saves, where the directory is (a moved run resumes), what TensorBoard shows. ``dataset`` is compared by content (:func:`same_dataset`).
-RESUME_NEUTRAL_KEYS = ("steps", "progress", "device", "checkpoint_every", "out_dir", "name", "held_out_curve")
+RESUME_NEUTRAL_KEYS = ("steps", "progress", "device", "checkpoint_every", "out_dir", "name", "held_out_curve", "logger", "wandb")
 #: Online runs' resumable checkpoints (``rlgen.agents.ppo_sb3.LATEST``, ``rlgen.agents.ppo_jax.agent.LATEST``) and state file.
 PPO_LATEST = "checkpoints/latest.pt"
 PPO_JAX_LATEST = "checkpoints/latest.msgpack"
@@ -68,6 +69,7 @@ def check_offline_inputs(cfg: OfflineConfig) -> Any:
     Raises:
         RlgenError: one line naming the path or key at fault.
     """
+    check_loggers(cfg)
     ds = load_dataset(cfg.dataset, expect_env=cfg.env)
     check_batch_size(cfg, ds.num_transitions)
     resume_preamble(Path(str(cfg.out_dir)), cfg, CHECKPOINT_DIR, STATE_FILE, cfg.steps, steps_key="step", ignore=RESUME_NEUTRAL_KEYS,
@@ -76,6 +78,7 @@ def check_offline_inputs(cfg: OfflineConfig) -> Any:
 
 
 def _check_online(cfg: OnlineConfig, latest: str, ignore: Iterable[str]) -> None:
+    check_loggers(cfg)
     resume_preamble(Path(str(cfg.out_dir)), cfg, latest, ONLINE_STATE, cfg.total_steps, ignore=ignore)
 
 

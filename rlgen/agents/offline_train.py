@@ -85,7 +85,7 @@ def train_offline(cfg: OfflineConfig) -> Path:
     if device != "cpu":
         ds.to_device(device)
     windows = agent.episodic  # the sequence agents (DT, BCT) learn from trajectory windows
-    tb = tensorboard_writer(run_dir / "tb", step if resume.resuming else None)
+    tb = tensorboard_writer(run_dir / "tb", step if resume.resuming else None, cfg, run_dir)
     flag = {"stop": False}
     bar = ProgressBar(f"[bold]{cfg.algo.upper()}[/] {Path(cfg.dataset).name}", total=cfg.steps, completed=step,
                       fields={"rate": "updates/s", "loss": ""}, enabled=cfg.progress)  # fmt: skip

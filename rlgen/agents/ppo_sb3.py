@@ -314,16 +314,16 @@ class _PurgingTensorBoard(TensorBoardOutputFormat):
     """SB3's TensorBoard output on rlgen's writer (``run_dir.tensorboard_writer``), so a resumed run
     shows one curve with each step once."""
 
-    def __init__(self, folder: str, resumed_at: int | None) -> None:  # noqa: D107 - SB3's __init__ would open a writer without purge_step
-        self.writer = tensorboard_writer(Path(folder), resumed_at)
+    def __init__(self, folder: str, resumed_at: int | None, cfg: Any = None, run_dir: Path | None = None) -> None:  # noqa: D107 - SB3's __init__ would open a writer without purge_step
+        self.writer = tensorboard_writer(Path(folder), resumed_at, cfg, run_dir)
         self._is_closed = False
 
 
-def _logger(run_dir: Path, resumed_at: int | None) -> Logger:
-    """TensorBoard in ``tb/ppo_1`` for every attempt. A fresh start purges everything an earlier
-    attempt without a checkpoint logged; a resume keeps the steps up to its checkpoint."""
+def _logger(run_dir: Path, resumed_at: int | None, cfg: Any = None) -> Logger:
+    """TensorBoard in ``tb/ppo_1`` for every attempt (and wandb when ``cfg.logger`` names it). A fresh start
+    purges everything an earlier attempt without a checkpoint logged; a resume keeps the steps up to its checkpoint."""
     folder = str(run_dir / TB_DIR)
-    return Logger(folder, [_PurgingTensorBoard(folder, resumed_at)])
+    return Logger(folder, [_PurgingTensorBoard(folder, resumed_at, cfg, run_dir)])
 
 
 @locks_run_dir
@@ -352,7 +352,7 @@ def train_ppo(cfg: PPOConfig) -> Path:
     model = build_model(cfg, venv, run_dir)
     if resume.resuming:
         _restore(model, payload, run_dir / LATEST)
-    logger = _logger(run_dir, model.num_timesteps if resume.resuming else None)
+    logger = _logger(run_dir, model.num_timesteps if resume.resuming else None, cfg)
     model.set_logger(logger)
 
     flag = {"stop": False}

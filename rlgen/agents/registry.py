@@ -32,6 +32,7 @@ from typing import Any, Literal
 from rlgen.agents.identity import TrainingProgress, agent_identity, dataset_facts, online_progress
 from rlgen.agents.run_dir import inside_run_dir, read_run_config
 from rlgen.config import OFFLINE_ALGOS, JaxPPOConfig, OfflineConfig, PPOConfig, RlgenConfig, merge, parse_overrides, read_yaml, validate_config
+from rlgen.config.offline import accept_registered_algo
 from rlgen.config.offline_jax import JAX_OFFLINE_ALGOS, JaxOfflineConfig
 from rlgen.envs import LevelSet, LevelSplit
 from rlgen.errors import ConfigError, RlgenError
@@ -113,6 +114,8 @@ def register_algorithm(name: str, kind: Kind, schema: type[RlgenConfig], train: 
         raise ConfigError(f"algorithm {name!r}: schema must be a subclass of rlgen.config.RlgenConfig, got {schema!r}")
     algorithm = Algorithm(name, kind, schema, train, load, evaluate, collect, check)
     _ALGORITHMS[name] = algorithm
+    if issubclass(schema, OfflineConfig):  # its `algo` validator accepts the built-in names and these
+        accept_registered_algo(schema, name)
     return algorithm
 
 

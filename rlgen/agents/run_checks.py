@@ -58,7 +58,7 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
 #: Config keys a resumed online run may change: how long, how it shows progress, where and how often it saves.
 #: ``out_dir`` and ``name`` too: the directory is the run's identity, so a run moved, or named by another
 #: path (relative, absolute, ``./x/``), resumes.
-RESUME_NEUTRAL_KEYS = ("total_steps", "progress", "device", "checkpoint_every", "out_dir", "name", "held_out_curve")
+RESUME_NEUTRAL_KEYS = ("total_steps", "progress", "device", "checkpoint_every", "out_dir", "name", "held_out_curve", "logger", "wandb")
 
 #: What a directory holds before any training happened in it (a failed start leaves no more): not work.
 _NOT_WORK = (CONFIG, RUN_FILE, LOCK)

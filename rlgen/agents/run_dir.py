@@ -443,10 +443,20 @@ def write_unit(directory: Path, fill: Callable[[Path], None]) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def tensorboard_writer(log_dir: Path, resumed_at: int | None) -> Any:
+def tensorboard_writer(log_dir: Path, resumed_at: int | None, cfg: Any = None, run_dir: Path | None = None) -> Any:
     """A TensorBoard ``SummaryWriter`` for one curve across any number of resumes: readers drop what an
     earlier, killed attempt logged after the checkpoint resumed from (``resumed_at``), and everything an
-    attempt without a checkpoint logged (``resumed_at=None``), so each step appears once."""
+    attempt without a checkpoint logged (``resumed_at=None``), so each step appears once. With ``cfg``'s
+    ``logger`` naming wandb, its scalars also go to the wandb run of ``run_dir`` (``rlgen.agents.trackers``)."""
     from torch.utils.tensorboard import SummaryWriter
 
-    return SummaryWriter(str(log_dir), purge_step=0 if resumed_at is None else resumed_at + 1)
+    tb = SummaryWriter(str(log_dir), purge_step=0 if resumed_at is None else resumed_at + 1)
+    if cfg is None or run_dir is None or "wandb" not in (getattr(cfg, "logger", None) or ()):
+        return tb
+    from rlgen.agents.trackers import ScalarFanOut, open_wandb_run
+
+    try:
+        return ScalarFanOut(tb, open_wandb_run(cfg, Path(run_dir)))
+    except BaseException:
+        tb.close()
+        raise

@@ -75,7 +75,7 @@ def _load_agents(cfg: Any, specs: list[dict[str, Any]], split: Any) -> list[JaxP
     """The ``ppo_jax`` agents behind ``specs`` (none for random), checked against ``split``."""
     if [s["label"] for s in specs] == ["random"]:
         return []
-    agents = [JaxPPOAgent.load(Path(cfg.policy_run) / s["checkpoint"]) for s in specs]
+    agents = [JaxPPOAgent.load(Path(cfg.policy_run) / s["checkpoint"], device=cfg.device) for s in specs]
     for a in agents:
         a.check_env(split)
     return agents

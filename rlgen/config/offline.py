@@ -9,11 +9,21 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from rlgen.config.base import LIMITS, NetworkName, RlgenConfig, StrictModel, checkpoint_interval
+from rlgen.config.tracking import TrackingFields
 from rlgen.envs.levels import LevelSet
 
 
 #: The algorithms this schema configures (each registered in ``rlgen.agents.registry``).
 OFFLINE_ALGOS = ("bc", "bcq", "cql", "iql", "dt", "bct")
+
+#: schema class -> algorithms registered with it beyond rlgen's own (``rlgen.agents.register_algorithm`` adds them
+#: through :func:`accept_registered_algo`: the registry sits above config, so it tells the schema, not the reverse).
+_REGISTERED_ALGOS: dict[type, dict[str, None]] = {}
+
+
+def accept_registered_algo(schema: type, name: str) -> None:
+    """Let ``schema`` (``OfflineConfig`` or a subclass) validate ``algo: name``, registered with it as its schema."""
+    _REGISTERED_ALGOS.setdefault(schema, {})[name] = None
 
 
 class OfflineEvalSettings(StrictModel):
@@ -25,7 +35,7 @@ class OfflineEvalSettings(StrictModel):
     enabled: bool = True
 
 
-class OfflineConfig(RlgenConfig):
+class OfflineConfig(RlgenConfig, TrackingFields):
     """``rlgen train`` config for offline agents (``algo``: bc | bcq | cql | iql | dt | bct).
 
     Defaults follow the reference study's final settings for 1M expert Procgen data (gen_dgrl,
@@ -112,8 +122,9 @@ class OfflineConfig(RlgenConfig):
     @field_validator("algo")
     @classmethod
     def _algo(cls, v: str) -> str:
-        if v not in OFFLINE_ALGOS:
-            raise ValueError(f"algo {v!r} is not one of: {', '.join(OFFLINE_ALGOS)} (or ppo, ppo_jax for online training)")
+        allowed = tuple(dict.fromkeys((*OFFLINE_ALGOS, *_REGISTERED_ALGOS.get(cls, ()))))  # built-ins first, registered after
+        if v not in allowed:
+            raise ValueError(f"algo {v!r} is not one of: {', '.join(allowed)} (or ppo, ppo_jax for online training)")
         return v
 
     @model_validator(mode="after")

@@ -7,6 +7,7 @@ from typing import Annotated, ClassVar
 from pydantic import Field, model_validator
 
 from rlgen.config.base import LIMITS, NetworkName, OnlineConfig, StrictModel
+from rlgen.config.tracking import TrackingFields
 
 
 class PPOSettings(StrictModel):
@@ -27,7 +28,7 @@ class PPOSettings(StrictModel):
     network: NetworkName = Field(default="auto", description="auto | impala | nature | minigrid_cnn")
 
 
-class PPOConfig(OnlineConfig):
+class PPOConfig(OnlineConfig, TrackingFields):
     """``rlgen train`` config of stable-baselines3's PPO (``algo: ppo``)."""
 
     ALGO: ClassVar[str] = "ppo"

@@ -7,6 +7,7 @@ from typing import Annotated, ClassVar
 from pydantic import Field, model_validator
 
 from rlgen.config.base import CHECKPOINT_EVERY_HELP, LIMITS, Limit, OnlineConfig, StrictModel
+from rlgen.config.tracking import TrackingFields
 
 
 class JaxPPOSettings(StrictModel):
@@ -28,7 +29,7 @@ class JaxPPOSettings(StrictModel):
     embed_dim: Annotated[int, LIMITS["width"].field] = Field(default=16, ge=1, description="embedding size of tile, colour and goal codes")
 
 
-class JaxPPOConfig(OnlineConfig):
+class JaxPPOConfig(OnlineConfig, TrackingFields):
     """``rlgen train`` config for the JAX PPO (``algo: ppo_jax``) on ``xland/...`` envs: env stepping and
     learning in one jitted ``lax.scan``, vmapped over ``num_envs`` envs, on GPU when JAX has one."""
 

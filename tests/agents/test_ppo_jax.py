@@ -172,3 +172,18 @@ def test_bench_xland_quick():
     assert lines[0].split()[-1] == "ratio" and [line.split()[:2] for line in lines[1:]] == [["env", "random"], ["ppo", "train"]]
     assert all(float(line.split()[-1]) > 0 for line in lines[1:])
     assert "device: cpu" in result.stderr or "device: gpu" in result.stderr
+
+
+def test_load_puts_the_agent_where_the_agent_protocol_says_not_on_jaxs_default_of_the_moment():
+    # Before: JaxPPOAgent.load(path) (device None) used JAX's current default device, which an earlier load_run
+    # (device=cpu) sets process-wide, while the Agent protocol's load(path, device="auto") means "a GPU when there
+    # is one". Two host devices stand in for a GPU and a CPU: the default of the moment is the second.
+    path = ROOT / "tests" / "fixtures" / "old_runs" / "ppo_jax" / "ladder" / "step_0000000256.msgpack"
+    code = ("import jax; from rlgen.agents.ppo_jax import JaxPPOAgent; from rlgen.devices import jax_device; "
+            "jax.config.update('jax_default_device', jax.devices('cpu')[1]); "
+            "on = lambda a: sorted({str(d) for x in jax.tree_util.tree_leaves(a.params) for d in x.devices()}); "
+            f"print(on(JaxPPOAgent.load({str(path)!r})), on(JaxPPOAgent.load({str(path)!r}, device=None)), str(jax_device('auto')))")
+    env = {**__import__("os").environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["['cpu:0']", "['cpu:0']", "cpu:0"], out.stdout

@@ -203,3 +203,27 @@ def test_an_algorithm_needs_no_fields_beyond_rlgen_config_in_the_cli_or_a_study(
     assert main(["run", "study.yaml"]) == 0, capsys.readouterr().out
     rows = [json.loads(line) for f in sorted((tmp_path / "study/eval").rglob("results.jsonl")) for line in f.read_text().splitlines()]
     assert {(r["agent"], r["which"]) for r in rows} >= {("bare", "train"), ("bare", "held_out")}
+
+
+def test_an_offline_algorithm_registered_with_rlgens_schema_passes_its_validation():
+    # Before: OfflineConfig's `algo` validator knew only bc, bcq, cql, iql, dt, bct, so `algo: my_bc` registered
+    # with OfflineConfig as its schema (README "Your own algorithm") failed validation with "not one of: bc, ...".
+    from rlgen.config import load_config, validate_config
+
+    register_algorithm("my_bc", "offline", OfflineConfig, train="rlgen.agents.offline_train:train_offline", load="rlgen.agents.offline:load_run")
+    dataset = str(ROOT / "tests" / "fixtures" / "old_runs" / "dataset")
+    cfg = load_config(None, ["algo=my_bc", f"dataset={dataset}"], schema=train_schema(None, ["algo=my_bc"]))
+    assert cfg.algo == "my_bc" and cfg.name == "my_bc-dataset-s0"
+    with pytest.raises(ConfigError, match=r"algo 'sac' is not one of: bc, bcq, cql, iql, dt, bct, my_bc"):
+        validate_config({"algo": "sac", "dataset": dataset}, OfflineConfig)
+    with pytest.raises(ConfigError, match="is not one of: bc_jax"):  # registered with OfflineConfig, not the JAX schema
+        validate_config({"algo": "my_bc", "dataset": dataset}, JaxOfflineConfig)
+
+
+def test_train_help_lists_the_registered_algorithms(capsys):
+    # Before: `rlgen train --help` named the algorithms by hand, so a registered one (here `constant`) was missing.
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "online: " + ", ".join(available_algorithms("online")) in text
+    assert "offline: " + ", ".join(available_algorithms("offline")) in text and "constant" in text

@@ -164,16 +164,20 @@ class JaxOfflineAgent:
         return write_bytes_atomic(path, serialization.msgpack_serialize(payload))
 
     @classmethod
-    def load(cls, path: str | Path, device: str | None = None) -> "JaxOfflineAgent":
-        """The agent a model file (or a checkpoint) holds, its arrays on ``device`` (None: JAX's default)."""
+    def load(cls, path: str | Path, device: str | None = "auto") -> "JaxOfflineAgent":
+        """The agent a model file (or a checkpoint) holds, its arrays on ``device`` (the Agent protocol's ``auto``,
+        the default, or None: a GPU when JAX has one, else the CPU; never JAX's default of the moment)."""
         import jax  # noqa: PLC0415
 
         from rlgen.devices import jax_device  # noqa: PLC0415
 
-        p = Path(path)
-        if device is not None:
-            with jax.default_device(jax_device(device)):
-                return cls.load(p)
+        with jax.default_device(jax_device(device or "auto")):
+            return cls._read(Path(path))
+
+    @classmethod
+    def _read(cls, p: Path) -> "JaxOfflineAgent":
+        import jax  # noqa: PLC0415
+
         fmt = CHECKPOINT_FORMAT if p.name.startswith("step_") else MODEL_FORMAT
         payload, meta, spec = _read_payload(p, fmt)
         template = jax.eval_shape(lambda: build(spec).init_params(jax.random.PRNGKey(0), spec))

@@ -107,12 +107,12 @@ def load_run(run_dir: str | Path, checkpoint: str | None = None, device: str = "
 
     jax.config.update("jax_default_device", jax_device(device))  # also where the evaluation that follows runs
     if checkpoint is not None:
-        return JaxOfflineAgent.load(inside_run_dir(run, checkpoint, "--checkpoint"))
+        return JaxOfflineAgent.load(inside_run_dir(run, checkpoint, "--checkpoint"), device=device)
     if (run / MODEL_FILE).is_file():
-        return JaxOfflineAgent.load(run / MODEL_FILE)
+        return JaxOfflineAgent.load(run / MODEL_FILE, device=device)
     if (run / POINTER).is_file():
         pointer = read_json(run / POINTER)
         if not isinstance(pointer, dict):
             raise RlgenError(f"{run / POINTER}: expected an object with a `file`")
-        return JaxOfflineAgent.load(inside_run_dir(run, pointer.get("file"), run / POINTER))
+        return JaxOfflineAgent.load(inside_run_dir(run, pointer.get("file"), run / POINTER), device=device)
     raise RlgenError(f"{run} has no trained model yet (no {MODEL_FILE}, no committed checkpoint in {POINTER})")

@@ -39,7 +39,7 @@ from rlgen.errors import ConfigError, RlgenError
 from rlgen.progress import ProgressBar
 
 #: Config keys a resumed run may change: how long, how it shows progress, where it runs.
-RESUME_NEUTRAL_KEYS = ("steps", "progress", "device")
+RESUME_NEUTRAL_KEYS = ("steps", "progress", "device", "logger", "wandb")
 
 
 def check_symbolic(cfg: JaxOfflineConfig, ds: Any) -> None:
@@ -71,7 +71,7 @@ class _Log:
 
     def __init__(self, cfg: JaxOfflineConfig, members: dict[int, Path], split: LevelSplit, start: int, resumed: bool) -> None:
         self.cfg, self.members, self.split = cfg, members, split
-        self.writers = {s: tensorboard_writer(d / "tb", start if resumed else None) for s, d in members.items()}
+        self.writers = {s: tensorboard_writer(d / "tb", start if resumed else None, cfg, d) for s, d in members.items()}
         name = f"[bold]{cfg.algo.upper()}[/] x{len(members)} seeds {Path(cfg.dataset).name}"
         self.bar = ProgressBar(name, total=cfg.steps, completed=start, fields={"rate": "updates/s/seed", "loss": ""}, enabled=cfg.progress)
 

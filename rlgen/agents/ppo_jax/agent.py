@@ -124,11 +124,14 @@ class JaxPPOAgent:
         return write_bytes_atomic(path, serialization.msgpack_serialize(payload))
 
     @classmethod
-    def load(cls, path: str | Path, device: str | None = None) -> "JaxPPOAgent":
-        """The agent ``save(path)`` wrote, its arrays on ``device`` (None: JAX's current default device)."""
-        if device is not None:
-            with _jax().default_device(jax_device(device)):
-                return cls.load(path)
+    def load(cls, path: str | Path, device: str | None = "auto") -> "JaxPPOAgent":
+        """The agent ``save(path)`` wrote, its arrays on ``device`` (the Agent protocol's ``auto``, the default, or
+        None: a GPU when JAX has one, else the CPU; never whatever an earlier ``load_run`` made JAX's default)."""
+        with _jax().default_device(jax_device(device or "auto")):
+            return cls._read(path)
+
+    @classmethod
+    def _read(cls, path: str | Path) -> "JaxPPOAgent":
         jax = _jax()
         from flax import serialization  # noqa: PLC0415
 
@@ -162,7 +165,7 @@ def load_run(run_dir: str | Path, checkpoint: str | None = None, device: str = "
     """The agent of a run directory: the last ladder rung (the final policy) unless ``checkpoint`` names
     one; its arrays on ``device`` (which also becomes JAX's default device, for the evaluation that follows)."""
     _jax().config.update("jax_default_device", jax_device(device))
-    return JaxPPOAgent.load(final_checkpoint(run_dir, checkpoint, LATEST))
+    return JaxPPOAgent.load(final_checkpoint(run_dir, checkpoint, LATEST), device=device)
 
 
 def evaluate(policy: Any, split: Any, which: str = "held_out", episodes: int = 100, seed: int = 0, num_envs: int = 1024,

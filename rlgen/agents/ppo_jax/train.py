@@ -273,7 +273,7 @@ class _RunLog:
 
     def __init__(self, cfg: Any, split: Any, run_dir: Path, start_steps: int) -> None:
         self.cfg, self.split, self.run_dir = cfg, split, run_dir
-        self.writer = tensorboard_writer(run_dir / "tb" / "ppo_jax", start_steps if start_steps else None)
+        self.writer = tensorboard_writer(run_dir / "tb" / "ppo_jax", start_steps if start_steps else None, cfg, run_dir)
         every, ck = cfg.ladder.every_steps, cfg.checkpoint_interval()
         self.next_rung = (start_steps // every + 1) * every
         self.next_checkpoint = (start_steps // ck + 1) * ck
@@ -345,7 +345,7 @@ def train_ppo_jax(cfg: Any) -> Path:
     })  # fmt: skip
     flag: dict[str, Any] = {"stop": False}
     with jax.default_device(device):
-        agent = JaxPPOAgent.load(run_dir / LATEST) if resume.resuming else JaxPPOAgent.for_split(split, cfg.ppo_jax, seed=cfg.seed)
+        agent = JaxPPOAgent.load(run_dir / LATEST, device=cfg.device) if resume.resuming else JaxPPOAgent.for_split(split, cfg.ppo_jax, seed=cfg.seed)
         log = _RunLog(cfg, split, run_dir, agent.env_steps)
         try:
             with stop_on_signals(flag):
