@@ -104,6 +104,26 @@ def test_gap_plots_hold_the_other_axis_fixed():
     assert sorted(len({t.agent.levels for _, t in pts}) for pts in by_size.values()) == [1, 1]
 
 
+def test_levels_axis_lines_join_runs_whose_split_digests_differ_by_their_training_levels():
+    """Real rows carry the split digest of their training levels (a dataset of 10 levels: those 10), so it differs
+    along the levels axis; a line still joins them, but never across split options (the CPU study's gap_vs_levels)."""
+    from rlgen.report.plots import gap_lines
+
+    rows = []
+    for view in ("full", "partial"):
+        for levels in (10, 50, 200):
+            extra = {"dataset_levels": levels, "dataset_transitions": 30000, "dataset_skill": "expert", "train_levels": levels,
+                     "split_digest": f"{view}-{levels}", "split_options": {"view": view}}  # fmt: skip
+            for seed in range(2):
+                rid = f"bc-{view}-{levels}-{seed}"
+                rows += [row("bc", COINRUN, "train", [0.9] * 4, seed, run_id=rid, **extra),
+                         row("bc", COINRUN, "held_out", [0.9 - 1 / levels] * 4, seed, run_id=rid, **extra)]  # fmt: skip
+    lines = gap_lines(per_game_table(rows), "levels")
+    assert sorted([x for x, _ in pts] for pts in lines.values()) == [[10, 50, 200], [10, 50, 200]]  # before: no line at all
+    for pts in lines.values():
+        assert len({t.agent.split_options for _, t in pts}) == 1
+
+
 def test_one_run_rows_are_labelled(tmp_path, capsys):
     rows = [row("bc", COINRUN, "train", [0.9, 0.8, 1.0], dataset_transitions=1000), row("bc", COINRUN, "held_out", [0.5, 0.4, 0.6], dataset_transitions=1000),
             row("cql", COINRUN, "train", [0.7] * 3, dataset_transitions=1000), row("cql", COINRUN, "held_out", [0.7] * 3, dataset_transitions=1000)]  # fmt: skip

@@ -82,7 +82,11 @@ def gap_lines(table: Sequence[GameRow], axis: str) -> dict[tuple[str, Any], list
 
     def line_of(t: GameRow) -> Any:
         a = t.agent
-        return dataclasses.replace(a, dataset_levels=None, train_levels=None) if axis == "levels" else dataclasses.replace(a, dataset_transitions=None)
+        if axis == "levels":
+            # the split digest stands for the training levels themselves, so it differs along this axis: the
+            # line keeps the split's options (view, tile size...) instead, which must not differ
+            return dataclasses.replace(a, dataset_levels=None, train_levels=None, split_digest=None), a.split_options
+        return dataclasses.replace(a, dataset_transitions=None)
 
     lines: dict[tuple[str, Any], list[tuple[int, GameRow]]] = defaultdict(list)
     for t in table:
