@@ -104,10 +104,10 @@ def test_gap_plots_hold_the_other_axis_fixed():
     assert sorted(len({t.agent.levels for _, t in pts}) for pts in by_size.values()) == [1, 1]
 
 
-def test_levels_axis_lines_join_runs_whose_split_digests_differ_by_their_training_levels():
+def test_levels_axis_lines_join_runs_whose_split_digests_differ_by_their_training_levels(tmp_path):
     """Real rows carry the split digest of their training levels (a dataset of 10 levels: those 10), so it differs
     along the levels axis; a line still joins them, but never across split options (the CPU study's gap_vs_levels)."""
-    from rlgen.report.plots import gap_lines
+    from rlgen.report.plots import gap_lines, plot_gap_vs
 
     rows = []
     for view in ("full", "partial"):
@@ -118,10 +118,12 @@ def test_levels_axis_lines_join_runs_whose_split_digests_differ_by_their_trainin
                 rid = f"bc-{view}-{levels}-{seed}"
                 rows += [row("bc", COINRUN, "train", [0.9] * 4, seed, run_id=rid, **extra),
                          row("bc", COINRUN, "held_out", [0.9 - 1 / levels] * 4, seed, run_id=rid, **extra)]  # fmt: skip
-    lines = gap_lines(per_game_table(rows), "levels")
+    table = per_game_table(rows)
+    lines = gap_lines(table, "levels")
     assert sorted([x for x, _ in pts] for pts in lines.values()) == [[10, 50, 200], [10, 50, 200]]  # before: no line at all
     for pts in lines.values():
         assert len({t.agent.split_options for _, t in pts}) == 1
+    assert plot_gap_vs(table, "levels", tmp_path / "gap_vs_levels.png") and (tmp_path / "gap_vs_levels.png").stat().st_size > 0
 
 
 def test_one_run_rows_are_labelled(tmp_path, capsys):

@@ -84,8 +84,8 @@ def gap_lines(table: Sequence[GameRow], axis: str) -> dict[tuple[str, Any], list
         a = t.agent
         if axis == "levels":
             # the split digest stands for the training levels themselves, so it differs along this axis: the
-            # line keeps the split's options (view, tile size...) instead, which must not differ
-            return dataclasses.replace(a, dataset_levels=None, train_levels=None, split_digest=None), a.split_options
+            # line is keyed on the split's options (view, tile size...) instead, which must not differ
+            return dataclasses.replace(a, dataset_levels=None, train_levels=None, split_digest=f"options {a.split_options!r}")
         return dataclasses.replace(a, dataset_transitions=None)
 
     lines: dict[tuple[str, Any], list[tuple[int, GameRow]]] = defaultdict(list)
