@@ -303,6 +303,7 @@ class Dataset:
             "parent_content_sha256": parent_digest(self._base.manifest),
             "counts": {"episodes": self.num_episodes, "transitions": self.num_transitions, "levels": len(self.levels)},
             "episodes_sha256": hashlib.sha256((out / EPISODES).read_bytes()).hexdigest(),
+            **subset_return_statistics(rows, self.manifest),
         })  # fmt: skip
         write_json_atomic(out / MANIFEST, with_digest(manifest))
         return out
@@ -386,3 +387,29 @@ class Dataset:
 
     def __repr__(self) -> str:
         return f"Dataset({self.name!r}, env={self.env}, episodes={self.num_episodes:,}, transitions={self.num_transitions:,}, levels={len(self.levels)})"
+
+
+def subset_return_statistics(rows: Sequence[dict[str, Any]], parent: dict[str, Any]) -> dict[str, Any]:
+    """The return statistics of a subset's own episodes (``rows``: episodes.jsonl rows), in the keys a collected
+    manifest has (``mean_return``, ``returns_by_policy``, ``return_vs_expert``), so that a subset never repeats its
+    parent's figures as its own. ``return_vs_expert`` keeps the parent's expert return only when the subset holds
+    no expert episode, and says so."""
+    if not rows:
+        return {}
+    returns = [float(r["return"]) for r in rows]
+    by_policy: dict[str, dict[str, Any]] = {}
+    for label in sorted({str(r["policy"]) for r in rows}):
+        sel = [float(r["return"]) for r in rows if str(r["policy"]) == label]
+        by_policy[label] = {"episodes": len(sel), "mean_return": float(np.mean(sel))}
+    out: dict[str, Any] = {"mean_return": float(np.mean(returns)), "returns_by_policy": by_policy}
+    old = parent.get("return_vs_expert")
+    if isinstance(old, dict):
+        mean = out["mean_return"]
+        if "expert" in by_policy:
+            expert, source = by_policy["expert"]["mean_return"], f"the {by_policy['expert']['episodes']} expert episodes of this subset"
+        else:
+            expert, source = old.get("expert_return"), f"the parent dataset's figure ({old.get('expert_return_from', 'unknown')})"
+        fraction = mean / expert if isinstance(expert, (int, float)) and expert > 0 else None
+        out["return_vs_expert"] = {**old, "mean_return": mean, "expert_return": expert, "expert_return_from": source, "fraction": fraction}
+    return out
+

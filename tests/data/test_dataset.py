@@ -9,7 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from rlgen.data import DatasetError, load_dataset
+from rlgen.data import DatasetError, load_dataset, write_dataset
+from tests.data.conftest import make_episodes, manifest
 
 
 def test_transitions_pair_each_observation_with_its_successor(dataset_dir, episodes, rng):
@@ -169,3 +170,27 @@ def test_to_device_cpu_gives_tensors(dataset_dir):
     np.testing.assert_array_equal(b["next_obs"][:, 1, 0, 0].numpy(), b["obs"][:, 1, 0, 0].numpy() + 1)
     w = ds.sample_windows(4, 3, np.random.default_rng(0))
     assert w["obs"].shape == (4, 3, 3, 5, 5) and w["mask"].dtype == torch.bool
+
+
+def test_a_saved_subset_states_its_own_returns_not_its_parents(tmp_path):
+    """A subset's manifest said its parent's mean return, returns by policy and return_vs_expert (review of issue
+    15: "the 7279 expert episodes of this dataset" in a subset of 746 episodes)."""
+    rng = np.random.default_rng(3)
+    eps = make_episodes(rng, 40, levels=8, policy="expert") + make_episodes(rng, 40, levels=8, policy="medium")
+    parent_stats = {"mean_return": 123.0, "returns_by_policy": {"expert": {"episodes": 40, "mean_return": 9.0}},
+                    "return_vs_expert": {"mean_return": 123.0, "expert_return": 9.0, "expert_return_from": "the 40 expert episodes of this dataset",
+                                         "fraction": 13.7, "target_fraction": 0.75}}  # fmt: skip
+    root = write_dataset(tmp_path / "mixed", eps, manifest(skill="mixed", **parent_stats), shard_transitions=100)
+    sub = load_dataset(load_dataset(root).subset(episodes=20, seed=1).save_subset(tmp_path / "sub"))
+    rows = [json.loads(line) for line in (sub.root / "episodes.jsonl").read_text().splitlines()]
+    assert len(rows) == 20
+    m = sub.manifest
+    assert m["mean_return"] == pytest.approx(np.mean([r["return"] for r in rows]))
+    for label in ("expert", "medium"):
+        mine = [r["return"] for r in rows if r["policy"] == label]
+        assert m["returns_by_policy"][label] == {"episodes": len(mine), "mean_return": pytest.approx(np.mean(mine))}
+    vs = m["return_vs_expert"]
+    expert = np.mean([r["return"] for r in rows if r["policy"] == "expert"])
+    assert vs["expert_return"] == pytest.approx(expert) and vs["fraction"] == pytest.approx(m["mean_return"] / expert)
+    assert vs["expert_return_from"] == f"the {m['returns_by_policy']['expert']['episodes']} expert episodes of this subset"
+    assert vs["target_fraction"] == 0.75
