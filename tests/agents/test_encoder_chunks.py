@@ -55,7 +55,7 @@ def encoder_batch_sizes(model: torch.nn.Module) -> list[int]:
 
 
 @pytest.mark.parametrize("algo", ["dt", "bct"])
-def test_chunked_update_has_the_loss_gradients_and_step_of_the_whole_batch(images, algo):
+def test_chunked_update_has_the_loss_and_gradients_of_the_whole_batch(images, algo):
     windows = load_dataset(images).sample_windows(BATCH, CONTEXT, np.random.default_rng(1))
     assert not windows["mask"].all()  # padding in the batch
     whole, chunked = agent(algo, images, "encoder_chunk=0"), agent(algo, images, f"encoder_chunk={CHUNK}")
