@@ -25,8 +25,10 @@ from rlgen.errors import ConfigError
 CHECKPOINT_DIR = "checkpoints/latest"
 STATE_FILE = f"{CHECKPOINT_DIR}/state.json"
 #: Config keys a resumed offline run may change: how long, how it shows progress, where it runs, how often it
-#: saves, where the directory is (a moved run resumes), what TensorBoard shows. ``dataset`` is compared by content (:func:`same_dataset`).
-RESUME_NEUTRAL_KEYS = ("steps", "progress", "device", "checkpoint_every", "out_dir", "name", "held_out_curve", "logger", "wandb")
+#: saves, where the directory is (a moved run resumes), what TensorBoard and the other loggers show, how DT/BCT chunk
+#: the encoder (memory, not numerics; runs from before the key resume). ``dataset`` is compared by content (:func:`same_dataset`).
+RESUME_NEUTRAL_KEYS = ("steps", "progress", "device", "checkpoint_every", "out_dir", "name", "held_out_curve", "logger", "wandb",
+                       "encoder_chunk")
 #: Online runs' resumable checkpoints (``rlgen.agents.ppo_sb3.LATEST``, ``rlgen.agents.ppo_jax.agent.LATEST``) and state file.
 PPO_LATEST = "checkpoints/latest.pt"
 PPO_JAX_LATEST = "checkpoints/latest.msgpack"

@@ -267,7 +267,7 @@ class OwnTorchAgent(ModelDirAgent):
             extra = {"target_return": target_return} if cfg.algo == "dt" else {}
             self.impl = cls(observation_shape, num_actions, encoder=encoder, context_length=cfg.context_length, n_layers=cfg.n_layers,
                             n_heads=cfg.n_heads, embed_dim=cfg.embed_dim, learning_rate=cfg.learning_rate,
-                            max_timestep=_max_timestep(cfg), device=device, seed=cfg.seed, **extra)  # fmt: skip
+                            max_timestep=_max_timestep(cfg), device=device, seed=cfg.seed, encoder_chunk=cfg.encoder_chunk, **extra)  # fmt: skip
         self.episodic = bool(getattr(self.impl, "episodic", False))
         self.samples_from_uniforms = True  # evaluation's per-episode draws (rlgen.evaluation.episodes.UniformSampler)
 

@@ -22,6 +22,15 @@ keyed by the ids the caller passes (``reset``/``act``/``observe``), and decides 
 a batch in one forward pass, each row with its own history. A step's tokens depend on that step
 alone, so they are computed once, when its observation arrives (the encoder sees each observation
 once), and the top layer runs for the last observation token only (``decode_last``).
+
+Training memory: a batch of ``B`` windows of ``K`` steps sends ``B * K`` frames through the encoder
+(5,120 at the reference batch 512 x 10), and autograd would keep every convolution's float32
+activations for all of them: DT's peak RSS was 9.2 GiB on CPU (``bench/memory.py``). With
+``encoder_chunk`` frames per chunk, each chunk runs under activation checkpointing: only its
+``(chunk, features)`` output is kept, and its activations are recomputed, one chunk at a time, in
+the backward pass (3.4 GiB with chunks of 512, the config's default). The loss and gradients are the same up to float rounding (convolutions may pick
+other kernels for another batch size); the cost is one more encoder forward pass per update
+(README, "Performance", has the measured memory and time).
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from rlgen.agents.networks import as_tensor, make_encoder, prefers_channels_last
 from rlgen.evaluation.episodes import sample_from_uniforms
@@ -50,6 +60,9 @@ class CausalTransformer(nn.Module):
     Parameter names (``encoder``, ``obs_embed``, ``action_embed``, ``timestep_embed``,
     ``embed_norm``, ``transformer``, ``action_head``, and ``return_embed`` with returns) are part of
     the checkpoint format.
+
+    ``encoder_chunk`` (frames, ``None`` or 0: off) bounds the encoder's training memory (``encode``);
+    it is a setting, not a parameter, and may be changed at any time.
     """
 
     def __init__(
@@ -65,8 +78,10 @@ class CausalTransformer(nn.Module):
         max_timestep: int,
         return_conditioned: bool = False,
         channels_last: bool = False,
+        encoder_chunk: int | None = None,
     ) -> None:
         super().__init__()
+        self.encoder_chunk = encoder_chunk
         self.n_heads = n_heads
         self.max_timestep = max_timestep
         self.return_conditioned = return_conditioned
@@ -113,7 +128,7 @@ class CausalTransformer(nn.Module):
         A token depends on its own step only, so acting computes each step's tokens once, when the
         step arrives, and keeps them (the observation goes through the encoder once)."""
         b, length = actions.shape
-        features = self.encoder(obs.reshape(b * length, *obs.shape[2:])).reshape(b, length, -1)  # (B, L, F)
+        features = self.encode(obs.reshape(b * length, *obs.shape[2:])).reshape(b, length, -1)  # (B, L, F)
         time = self.timestep_embed(timesteps.clamp(0, self.max_timestep - 1))  # (B, L, D)
         per_step = [self.obs_embed(features) + time, self.action_embed(actions) + time]  # 2 x (B, L, D)
         if self.return_conditioned:
@@ -121,6 +136,17 @@ class CausalTransformer(nn.Module):
                 raise ValueError("a return-conditioned transformer needs returns_to_go")
             per_step.insert(0, self.return_embed(returns_to_go.float().reshape(b, length, 1)) + time)
         return self.embed_norm(torch.stack(per_step, dim=2))  # (B, L, k, D): [R_t,] o_t, a_t
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """Encoder features ``(N, F)`` of ``frames`` ``(N, C, H, W)``. While gradients are recorded and ``N``
+        exceeds ``encoder_chunk``, chunk by chunk under activation checkpointing: autograd keeps each chunk's
+        (uint8) input and ``(chunk, F)`` output instead of its activations, and recomputes those in backward."""
+        chunk = self.encoder_chunk
+        if not chunk or len(frames) <= chunk or not torch.is_grad_enabled():
+            return self.encoder(frames)
+        # use_reentrant=False: the non-reentrant variant torch recommends; it works when the input needs no
+        # gradient (uint8 frames) and restores the RNG state for the recomputation (the encoders have no dropout).
+        return torch.cat([checkpoint(self.encoder, part, use_reentrant=False) for part in frames.split(chunk)])
 
     def action_tokens(self, actions: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         """The normalized ``a_t`` tokens ``(B, D)`` of ``actions`` ``(B,)`` taken at ``timesteps`` ``(B,)``
@@ -196,6 +222,8 @@ class CausalTransformerAgent:
             the global torch RNG, which this class does not touch (the training loop saves it).
         return_conditioned: DT (True) or BCT (False).
         target_return: DT: the return each new episode is conditioned on (``R_0``).
+        encoder_chunk: frames per encoder chunk in training (``CausalTransformer.encode``); ``None`` or 0:
+            all of a batch's frames at once. A runtime setting: not in ``config`` or checkpoints.
     """
 
     episodic = True  # act() needs keys, reset() and observe() to follow episodes
@@ -216,6 +244,7 @@ class CausalTransformerAgent:
         seed: int = 0,
         return_conditioned: bool = False,
         target_return: float = 0.0,
+        encoder_chunk: int | None = None,
     ) -> None:
         self.config = {
             "observation_shape": tuple(observation_shape), "num_actions": int(num_actions), "encoder": encoder,
@@ -232,7 +261,7 @@ class CausalTransformerAgent:
             torch.manual_seed(seed)
             self.model = CausalTransformer(
                 observation_shape, num_actions, encoder, context_length, n_layers, n_heads, embed_dim, dropout, max_timestep, return_conditioned,
-                channels_last=prefers_channels_last(encoder, self.device),
+                channels_last=prefers_channels_last(encoder, self.device), encoder_chunk=encoder_chunk,
             ).to(self.device)
         self.optimizer = torch.optim.AdamW(parameter_groups(self.model, WEIGHT_DECAY), lr=learning_rate, betas=ADAM_BETAS)
         # Sampling happens on the CPU so the generator state is the same whatever the device.

@@ -72,6 +72,10 @@ class OfflineConfig(RlgenConfig, TrackingFields):
     n_layers: Annotated[int, LIMITS["n_layers"].field] = Field(default=6, ge=1)
     n_heads: Annotated[int, LIMITS["n_heads"].field] = Field(default=8, ge=1)
     embed_dim: Annotated[int, LIMITS["embed_dim"].field] = Field(default=128, ge=1)
+    encoder_chunk: Annotated[int | None, LIMITS["sequence_frames"].field] = Field(
+        default=512, ge=0, description="DT, BCT: training encodes a batch's batch_size x context_length frames this many at a time, "
+        "recomputing each chunk's encoder activations in the backward pass (peak memory bounded by one chunk; same numerics, "
+        "more compute); 0 or null: all frames at once (faster where memory is plentiful, e.g. a large GPU)")
     dt_target_return: float | None = Field(default=None, description="DT: return to condition on (default: dt_target_return_scale x the dataset's best episode return)")
     dt_target_return_scale: float = Field(default=5.0, gt=0)
     eval: OfflineEvalSettings = Field(default_factory=OfflineEvalSettings)
