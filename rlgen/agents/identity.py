@@ -28,8 +28,10 @@ from rlgen.evaluation.results import digest, split_facts
 #: Config keys that do not change what a run learns: where it writes, what it is called, how it shows
 #: progress, where it runs, how often it checkpoints, how many evaluation episodes run at once, and the
 #: dataset's path (the dataset is identified by its recipe instead: each seed of a study trains on its own
-#: copy). Left out of the config digest together with ``seed``.
-NEUTRAL_CONFIG_KEYS = ("seed", "name", "out_dir", "progress", "device", "checkpoint_every", "eval_num_envs", "dataset", "logger", "wandb")
+#: copy), the loggers and how DT/BCT chunk their encoder (memory, not what they learn). Left out of the config digest
+#: together with ``seed``.
+NEUTRAL_CONFIG_KEYS = ("seed", "name", "out_dir", "progress", "device", "checkpoint_every", "eval_num_envs", "dataset", "logger", "wandb",
+                       "encoder_chunk")
 
 
 @dataclasses.dataclass(frozen=True)

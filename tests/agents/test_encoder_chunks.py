@@ -143,3 +143,13 @@ def test_a_run_from_before_the_key_resumes_with_it(tmp_path):
     # The key is a memory setting, not part of the experiment: a resumed run may change it (e.g. off on a GPU).
     resumed = train_offline(run_config(data, run, "dt", "steps=9", "encoder_chunk=7"))  # 32 frames per batch: chunks of 7
     assert json.loads((resumed / "checkpoints/latest/state.json").read_text())["step"] == 9
+
+
+def test_encoder_chunk_is_not_part_of_a_runs_identity():
+    """Chunking changes memory, not what DT learns: runs with and without it are one report row."""
+    from rlgen.agents.identity import config_settings
+
+    base = ["dataset=data/x", "algo=dt"]
+    whole = load_config(None, [*base, "encoder_chunk=0"], schema=OfflineConfig)
+    chunked = load_config(None, [*base, "encoder_chunk=64"], schema=OfflineConfig)
+    assert config_settings(whole) == config_settings(chunked)
