@@ -3,12 +3,15 @@ examples and their test, optional wandb tracking, and the small things, attacked
 Each test is a defect found in the review (each failed on the code before its fix)."""
 
 import ast
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from rlgen.agents import available_algorithms, register_algorithm, train_schema
+from rlgen.agents import register_algorithm, train_schema
 from rlgen.config import JaxOfflineConfig, load_config
 from rlgen.errors import ConfigError
 from tests.test_readme_examples import BLOCKS, extract_blocks
@@ -50,7 +53,11 @@ def test_the_documented_output_of_available_algorithms_is_what_it_returns(where)
     """README "Load a trained agent" and the agents package docstring said it prints the 8 torch/PPO names;
     it returns 11 (bc_jax, iql_jax, cql_jax too). The README test only checks a block's exit status, so a wrong
     printed-output comment never fails it."""
-    assert _claimed_algorithms((REPO / where).read_text()) == available_algorithms()
+    # in a fresh process: other tests register algorithms of their own in this one
+    code = "from rlgen.agents import available_algorithms; print(available_algorithms())"
+    fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO,
+                           env={**os.environ, "PYTHONPATH": str(REPO)}).stdout
+    assert _claimed_algorithms((REPO / where).read_text()) == ast.literal_eval(fresh.strip())
 
 
 @pytest.mark.parametrize("fence", ["```py", "```Python", "``` python", "```python3", "```python title=x.py"])
