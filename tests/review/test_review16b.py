@@ -82,3 +82,22 @@ def test_the_level_splits_example_runs():
     seconds, so the first code a user copies was never run by the tests."""
     block = next(b for b in BLOCKS if b.section == "Level splits")
     assert not block.skip, f"README.md line {block.line} is marked no-test"
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_wandb_that_is_installed_but_fails_to_import_is_one_line_and_the_retry_trains(tmp_path, monkeypatch, capsys):
+    """wandb found but broken at import (e.g. a protobuf it cannot use): ``rlgen train ... logger=[tensorboard,
+    wandb]`` ended in a traceback from inside wandb (exit 1) instead of one line saying what to do."""
+    from rlgen.cli import main
+    from tests.agents.test_trackers import offline_args
+
+    fake = tmp_path / "site" / "wandb"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text('raise ImportError("cannot import name \'builder\' from \'google.protobuf.internal\'")\n')
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    for name in [m for m in sys.modules if m == "wandb" or m.startswith("wandb.")]:
+        monkeypatch.delitem(sys.modules, name)
+    assert main(offline_args(tmp_path, "logger=[tensorboard,wandb]")) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "wandb" in err and "builder" in err and "logger=[tensorboard]" in err, err
+    assert main(offline_args(tmp_path)) == 0  # the corrected retry (TensorBoard only) is not blocked
