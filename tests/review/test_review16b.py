@@ -101,3 +101,15 @@ def test_a_wandb_that_is_installed_but_fails_to_import_is_one_line_and_the_retry
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "wandb" in err and "builder" in err and "logger=[tensorboard]" in err, err
     assert main(offline_args(tmp_path)) == 0  # the corrected retry (TensorBoard only) is not blocked
+
+
+def test_a_new_users_first_offline_run_says_how_to_get_a_dataset(tmp_path, monkeypatch, capsys):
+    """`rlgen train offline/bc` in an empty directory: the shipped config's default dataset (a 1M coinrun
+    collection) is not there, and the error said only "manifest.json not found", not how to make or name one."""
+    from rlgen.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "offline/bc", "steps=30"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "no dataset at 'data/coinrun-expert-1M'" in err, err
+    assert "rlgen collect" in err and "dataset=" in err and "rlgen configs ls collect" in err, err
