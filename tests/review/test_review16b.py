@@ -113,3 +113,24 @@ def test_a_new_users_first_offline_run_says_how_to_get_a_dataset(tmp_path, monke
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "no dataset at 'data/coinrun-expert-1M'" in err, err
     assert "rlgen collect" in err and "dataset=" in err and "rlgen configs ls collect" in err, err
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_collect_and_evaluate_say_what_to_run_next(tmp_path, monkeypatch, capsys):
+    """A new user's path: `rlgen train` ends with "next: rlgen evaluate ...", but `rlgen collect` ended with
+    the dataset's counts only (which command and key train on it?) and `rlgen evaluate` with "wrote to ...",
+    not that `rlgen report` turns it into tables (and `rlgen report` alone is an argparse error)."""
+    import shutil
+
+    from rlgen.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(REPO / "tests" / "fixtures" / "old_runs" / "ppo", "runs/ppo", ignore=shutil.ignore_patterns("results.jsonl"))
+    assert main(["collect", "collect/minigrid_doorkey", "policy_run=runs/ppo", "transitions=50", "num_envs=2", "device=cpu",
+                 "out_dir=data/tiny", "env=minigrid/doorkey-5x5", "split.num_levels=20", "split.options.view=full_rgb",
+                 "split.options.tile_size=1"]) == 0, capsys.readouterr().err  # fmt: skip
+    out = capsys.readouterr().out
+    assert "next: rlgen train offline/bc dataset=data/tiny" in out, out
+    assert main(["evaluate", "runs/ppo", "--episodes", "2"]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "next: rlgen report runs/ppo" in out, out
