@@ -139,6 +139,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             kind = "normalized" if g.normalized else "raw"
             print(f"{candidate.name:<8} gap ({kind} train - held-out) {g.gap:+.3f}  95% CI [{g.ci_low:+.3f}, {g.ci_high:+.3f}] (evaluation noise of this run only)")
     print(f"wrote to {run_dir / 'results.jsonl'}" + (f"; replaced {replaced} earlier row(s) of the same evaluations" if replaced else ""))
+    print(f"next: rlgen report {run_dir}   (or the folder holding several runs, to compare them)")
     return 0
 
 
@@ -184,6 +185,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     info = load_dataset(root).describe()
     print(f"{root}: {info['episodes']:,} episodes, {info['transitions']:,} transitions on {info['levels']} levels, "
           f"mean return {info['mean_return']:.3f} ({time.perf_counter() - t0:.0f}s)")
+    print(f"next: rlgen train offline/bc dataset={root}   (other algorithms: rlgen configs ls offline)")
     return 0
 
 

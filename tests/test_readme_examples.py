@@ -19,6 +19,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 NO_TEST = "<!-- no-test -->"
+#: a fence opening a Python block, however it is spelled (```py, ``` python, ```python3, ```python title=...)
+PYTHON_FENCE = re.compile(r"^```\s*(py|python|python3)(\s.*)?$", re.IGNORECASE)
 #: sections whose examples a user copies first: each must have blocks, and none may be skipped
 RUN_ALWAYS = ("Use rlgen from Python", "Add your own environment", "Add your own algorithm")
 #: seconds one block may take (each takes seconds on an idle 2-core machine; the margin is for a loaded one)
@@ -40,17 +42,18 @@ class Block:
 
 
 def extract_blocks(text: str) -> list[Block]:
-    """The ```python blocks of a Markdown ``text``, with the ``##``/``###`` heading above each and whether the
-    line before its fence is ``<!-- no-test -->``. Other fences (```bash, ```yaml, plain ```) are passed over."""
+    """The ```python blocks (also ```py, ```python3...) of a Markdown ``text``, with the ``##``/``###`` heading above
+    each and whether the line before its fence is ``<!-- no-test -->``. Other fences (```bash, ```yaml, plain ```)
+    are passed over."""
     lines = text.splitlines()
     blocks, section, i = [], "", 0
     while i < len(lines):
         stripped = lines[i].strip()
-        if re.match(r"^#{2,4} ", lines[i]):
+        if re.match(r"^#{2,3} ", lines[i]):  # a #### subsection's blocks belong to its ### section (and its rules)
             section = lines[i].lstrip("#").strip()
         if stripped.startswith("```"):
             end = next((j for j in range(i + 1, len(lines)) if lines[j].strip() == "```"), len(lines))
-            if stripped == "```python":
+            if PYTHON_FENCE.match(stripped):
                 skip = i > 0 and lines[i - 1].strip() == NO_TEST
                 blocks.append(Block(i + 2, "\n".join(lines[i + 1 : end]) + "\n", section, skip))
             i = end + 1

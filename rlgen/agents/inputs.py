@@ -19,7 +19,7 @@ from rlgen.agents.trackers import check_loggers
 from rlgen.config import OfflineConfig, OnlineConfig
 from rlgen.data import load_dataset
 from rlgen.data.format import manifest_digest
-from rlgen.errors import ConfigError
+from rlgen.errors import ConfigError, DatasetError
 
 #: The offline run directory's resumable checkpoint and its state file (``rlgen.agents.offline`` uses these).
 CHECKPOINT_DIR = "checkpoints/latest"
@@ -72,6 +72,10 @@ def check_offline_inputs(cfg: OfflineConfig) -> Any:
         RlgenError: one line naming the path or key at fault.
     """
     check_loggers(cfg)
+    if not Path(str(cfg.dataset)).exists():  # e.g. a shipped config's default, in a new user's empty directory
+        raise DatasetError(f"no dataset at {str(cfg.dataset)!r} (no such directory): make one with `rlgen collect` "
+                           "(`rlgen configs ls collect` lists the shipped collect configs), then pass dataset=DIR "
+                           "(`rlgen datasets ls` lists those under ./data)")  # fmt: skip
     ds = load_dataset(cfg.dataset, expect_env=cfg.env)
     check_batch_size(cfg, ds.num_transitions)
     resume_preamble(Path(str(cfg.out_dir)), cfg, CHECKPOINT_DIR, STATE_FILE, cfg.steps, steps_key="step", ignore=RESUME_NEUTRAL_KEYS,

@@ -58,11 +58,15 @@ def open_wandb_run(cfg: Any, run_dir: Path) -> Any:
     ``$WANDB_DIR`` when set, else the run directory (``<run_dir>/wandb/``).
 
     Raises:
-        DependencyError: wandb is not installed.
+        DependencyError: wandb is not installed, or does not import.
         RlgenError: wandb refused to start (e.g. ``mode: online`` without credentials), with its reason.
     """
     check_loggers(cfg)
-    import wandb  # noqa: PLC0415 - optional, and only when a config asks for it
+    try:
+        import wandb  # noqa: PLC0415 - optional, and only when a config asks for it
+    except ImportError as e:  # installed but broken (e.g. a protobuf it cannot use): one line, not its traceback
+        raise DependencyError(f"wandb is installed but does not import ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}): "
+                              "pip install -U 'rlgen[wandb]' to repair it, or set logger=[tensorboard]") from None  # fmt: skip
 
     id_file = run_dir / WANDB_ID_FILE
     try:

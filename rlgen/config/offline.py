@@ -26,6 +26,11 @@ def accept_registered_algo(schema: type, name: str) -> None:
     _REGISTERED_ALGOS.setdefault(schema, {})[name] = None
 
 
+def registered_algos(schema: type) -> tuple[str, ...]:
+    """The names :func:`accept_registered_algo` gave ``schema`` itself (not its bases), in registration order."""
+    return tuple(_REGISTERED_ALGOS.get(schema, ()))
+
+
 class OfflineEvalSettings(StrictModel):
     """Evaluation during offline training, on training and validation levels."""
 
@@ -126,7 +131,7 @@ class OfflineConfig(RlgenConfig, TrackingFields):
     @field_validator("algo")
     @classmethod
     def _algo(cls, v: str) -> str:
-        allowed = tuple(dict.fromkeys((*OFFLINE_ALGOS, *_REGISTERED_ALGOS.get(cls, ()))))  # built-ins first, registered after
+        allowed = tuple(dict.fromkeys((*OFFLINE_ALGOS, *registered_algos(cls))))  # built-ins first, registered after
         if v not in allowed:
             raise ValueError(f"algo {v!r} is not one of: {', '.join(allowed)} (or ppo, ppo_jax for online training)")
         return v

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from rlgen.config.base import MAX_SEED
-from rlgen.config.offline import OfflineConfig
+from rlgen.config.offline import OfflineConfig, registered_algos
 
 #: JAX algorithm -> the torch algorithm whose losses and defaults it follows (registered, loss-tested against it).
 JAX_OFFLINE_ALGOS: dict[str, str] = {"bc_jax": "bc", "iql_jax": "iql", "cql_jax": "cql"}
@@ -38,8 +38,9 @@ class JaxOfflineConfig(OfflineConfig):
         if v in UNFINISHED_JAX_ALGOS:
             raise ValueError(f"algo {v!r} is not finished yet (its loss is not yet tested against the torch agent's); "
                              f"use algo {UNFINISHED_JAX_ALGOS[v]!r} (torch) or one of: {', '.join(JAX_OFFLINE_ALGOS)}")
-        if v not in JAX_OFFLINE_ALGOS:
-            raise ValueError(f"algo {v!r} is not one of: {', '.join(JAX_OFFLINE_ALGOS)} (this schema is the JAX offline agents')")
+        if v not in JAX_OFFLINE_ALGOS and v not in registered_algos(cls):  # a user's algorithm registered with a subclass
+            raise ValueError(f"algo {v!r} is not one of: {', '.join(dict.fromkeys((*JAX_OFFLINE_ALGOS, *registered_algos(cls))))} "
+                             "(this schema is the JAX offline agents')")
         return v
 
     @field_validator("seeds")
