@@ -86,7 +86,7 @@ class PhaseMemory:
             stop.set()
             thread.join()
             end = read_status()
-            self.rows.append({"phase": name, "seconds": time.perf_counter() - t0, "start_rss": start["VmRSS"],
+            self.rows.append({"phase": name, "seconds": time.perf_counter() - t0, "start_rss": start["VmRSS"], "start_anon": start["RssAnon"],
                               "peak_rss": end["VmHWM"], "peak_anon": max(peaks["anon"], end["RssAnon"]),
                               "peak_file": max(peaks["file"], end["RssFile"] + end["RssShmem"])})  # fmt: skip
 
