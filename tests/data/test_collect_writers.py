@@ -10,16 +10,16 @@ from rlgen.config import CollectConfig, load_config
 ROOT = Path(__file__).resolve().parents[2]
 
 #: The shards' sha256s this config gives with the one-writer collector. Schema 3 (main at e6ec948, before issue 18
-#: part 2) gave 674e0c8d..., b1357cb7..., 0df49380..., f81087c8..., f4080950..., abf3b831...; schema 4 (channel-last
-#: observations, zstd 3 + long-distance matching, issue 18 part 6) gives these, from a one-writer collection. A
-#: deliberate change of the shard format (a new schema version) updates them.
+#: part 2) gave 674e0c8d..., b1357cb7..., 0df49380..., f81087c8..., f4080950..., abf3b831...; schema 4 with zstd 3 +
+#: long-distance matching gave f8fc94a2..., 16fd8250..., ...; schema 4 as shipped (channel-last observations, zstd 3)
+#: gives these, from a one-writer collection. A deliberate change of the shard format or fresh codec updates them.
 SHARDS_BEFORE = [
-    "f8fc94a23f5b6087697cb466e7397eab086c33b5c1e5516734c5cea353ba79f9",
-    "16fd8250cbc1582fcfd5b62aa858401572a126c5701f48b9cebd1fc043587b1c",
-    "4bd6220daea95c088eb947e39cd23d0cfd9b6600dae14df17ae8cdb95476485a",
-    "8eff46b236ff2c60d3002b5dca294deb9aa3d218be92ddb71d321521ea6c32e3",
-    "7cd7fbafe5356aae3f2cf930bdd8549a2ce19763ac5cd5cbc486b8dc1f1908da",
-    "f80dd1f28e7ca776b7dfa9ab20c9d190c3f5e93d27884c5bd7eaec241db3387a",
+    "245c6d1b3784547143fe32cb18b0097af40d1bf7e83b304bf9bc5cab4d9cac9d",
+    "04cef45d56026eedb6677f39e5741a6927fcbb45987f2b2046eb3a940b5223a6",
+    "977ca39826d6e1688bb1190b84ec5addaacd0efb251a60e0ea7baf2ed5fb677d",
+    "aa55d3264c9ae5765aae84b2b514cb843217f1efa0ac91f8507ed69bc194e1c0",
+    "bffea1f4555197e53dc6524fc1fc601ee830173bbab05d0523495915da380a68",
+    "a5ebd8c88a64484ad25af0a6b5fce27edad3f566ed47e86d7bfa505d58c69a7e",
 ]
 
 

@@ -57,7 +57,7 @@ def test_fresh_shards_store_channel_first_observations_channel_last(small):
     raw = zstandard.ZstdDecompressor().stream_reader(io.BytesIO((small / entry["file"]).read_bytes())).read()
     (n,) = struct.unpack("<I", raw[len(MAGIC) : len(MAGIC) + 4])
     header = json.loads(raw[len(MAGIC) + 4 : len(MAGIC) + 4 + n])
-    assert header["obs_axes"] == [1, 2, 0] and header["codec"]["level"] == FRESH.level and header["codec"]["ldm"]
+    assert header["obs_axes"] == [1, 2, 0] and header["codec"]["level"] == FRESH.level and header["codec"]["ldm"] == FRESH.ldm
     obs = read_shard(small / entry["file"]).arrays["obs"]  # (N, 3, 5, 5), as written
     stored = np.frombuffer(raw[len(MAGIC) + 4 + n :][: obs.size], np.uint8).reshape(len(obs), 5, 5, 3)
     assert np.array_equal(stored, obs.transpose(0, 2, 3, 1))
