@@ -334,8 +334,29 @@ class Dataset:
         """
         base = self._base
         if base._source is None:
+            base._adopt_compaction()
             base._source = CacheArrays(open_checked(base.root, base.manifest, base.episodes, base.cache_key(), build=base._build_cache))
         return base.root / CACHE_DIR
+
+    def _adopt_compaction(self) -> bool:
+        """Take the manifest on disk when ``rlgen datasets compact`` finished after this dataset was opened: it
+        re-encoded the shards into new files (the old ones are gone) and kept every array and ``episodes.jsonl``,
+        so its shard entries are the ones to read. Only a manifest that records this one as compacted from is
+        taken; anything else is left for the cache check to name. Returns whether the manifest changed."""
+        try:
+            disk = read_manifest(self.root)
+        except DatasetError:
+            return False
+        mine = parent_digest(self.manifest)
+        earlier = disk.get(COMPACTED_FROM)
+        if parent_digest(disk) == mine or not isinstance(earlier, list) or mine not in earlier:
+            return False
+        if disk.get("episodes_sha256") != self.manifest.get("episodes_sha256"):
+            return False
+        for e in disk["shards"]:
+            inside(self.root, shard_file(e), self.root / MANIFEST, "shard file")
+        self.manifest = disk
+        return True
 
     def cached_arrays(self) -> dict[str, Any]:
         """The underlying dataset's flat arrays (memory-mapped, or on the device after ``to_device``):
@@ -350,6 +371,8 @@ class Dataset:
         """Build the cache at ``path`` (``rlgen.data.cache.build_cache``); called with the cache lock held."""
         from rlgen.data.cache import build_cache
 
+        if self._adopt_compaction():  # compacted between the check and the lock: build from the new files, under their key
+            key = self.cache_key()
         build_cache(self.root, self.manifest, self.episodes, path, key)
 
     def _step_index(self) -> np.ndarray:
