@@ -27,6 +27,11 @@ WANDB_ID_FILE = "wandb.json"
 STEP_KEY = "global_step"
 
 
+#: Seconds wandb may take to start (online: to reach its server) before the run fails with one line; wandb's own
+#: default waited about 100 s in silence without network (review of issue 16).
+INIT_TIMEOUT_S = 30
+
+
 def wants_wandb(cfg: Any) -> bool:
     return "wandb" in (getattr(cfg, "logger", None) or ())
 
@@ -81,7 +86,8 @@ def open_wandb_run(cfg: Any, run_dir: Path) -> Any:
     try:
         run = wandb.init(project=settings.project, entity=settings.entity, group=settings.group, tags=list(settings.tags) or None,
                          name=run_dir.name, id=run_id, resume="allow", mode=mode, dir=os.environ.get("WANDB_DIR") or str(run_dir),
-                         config=cfg.model_dump(mode="json"), settings=wandb.Settings(console="off", silent=True, reinit="create_new"))  # fmt: skip
+                         config=cfg.model_dump(mode="json"),
+                         settings=wandb.Settings(console="off", silent=True, reinit="create_new", init_timeout=INIT_TIMEOUT_S))  # fmt: skip
     except Exception as e:  # noqa: BLE001 - wandb raises many kinds (auth, network, usage); each is one line here
         raise RlgenError(f"wandb (mode {mode}) did not start: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}; "
                          "use wandb.mode=offline (no account needed) or logger=[tensorboard]") from None  # fmt: skip

@@ -110,3 +110,23 @@ def test_loggers_are_not_part_of_a_runs_identity():
     plain = load_config(None, [f"dataset={DATASET}", "algo=iql"], schema=OfflineConfig)
     tracked = load_config(None, [f"dataset={DATASET}", "algo=iql", "logger=[tensorboard,wandb]", "wandb.project=mine"], schema=OfflineConfig)
     assert config_settings(tracked) == config_settings(plain)
+
+
+def test_an_online_wandb_that_cannot_start_gives_up_in_30_seconds_with_one_line(tmp_path, monkeypatch):
+    """Online with a key but no network, wandb waited about 100 s before failing; rlgen asks it to give up sooner."""
+    import wandb
+
+    from rlgen.agents.trackers import INIT_TIMEOUT_S, open_wandb_run
+    from rlgen.errors import RlgenError
+
+    seen = {}
+
+    def no_network(**kwargs):
+        seen.update(kwargs)
+        raise TimeoutError("context deadline exceeded")
+
+    monkeypatch.setattr(wandb, "init", no_network)
+    cfg = load_config(None, [f"dataset={DATASET}", "algo=iql", "logger=[tensorboard,wandb]", "wandb.mode=online"], schema=OfflineConfig)
+    with pytest.raises(RlgenError, match=r"wandb \(mode online\) did not start: TimeoutError: context deadline exceeded; use wandb.mode=offline"):
+        open_wandb_run(cfg, tmp_path / "run")
+    assert seen["mode"] == "online" and seen["settings"].init_timeout == INIT_TIMEOUT_S == 30
