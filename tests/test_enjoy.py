@@ -141,3 +141,19 @@ def test_frames_past_the_memory_limit_are_one_line_and_leave_no_file(runs, monke
     assert len(err) == 1 and "give fewer --episodes or a smaller --max-steps" in err[0], err
     assert not (runs / "big.gif").exists()
     assert main(["enjoy", "ppo", "--episodes", "1", "--max-steps", "6", "--out", "big.gif"]) == 0  # 7 frames fit
+
+
+def test_mp4_frames_are_padded_to_whole_blocks_and_the_size_said_is_the_files(runs, capsys):
+    """H.264 wants sizes divisible by 16: imageio resized 322x350 frames with a warning on stderr, and the size
+    rlgen printed was not the file's."""
+    from rlgen.pipeline import enjoy as enjoy_module
+
+    if not enjoy_module.mp4_writer_available():
+        pytest.skip("imageio-ffmpeg is not installed")
+    import imageio.v2 as imageio
+
+    assert main(["enjoy", "ppo", "--episodes", "3", "--max-steps", "4", "--out", "clip.mp4"]) == 0
+    captured = capsys.readouterr()
+    assert "macro_block_size" not in captured.err and "5 frames of 336x352 px" in captured.out, captured
+    frame = imageio.get_reader(runs / "clip.mp4").get_data(0)
+    assert frame.shape == (352, 336, 3)

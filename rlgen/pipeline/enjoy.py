@@ -144,6 +144,15 @@ def compose(episodes: Sequence[Any]) -> list[np.ndarray]:
     return out
 
 
+def pad_to_blocks(frames: Sequence[np.ndarray], block: int = 16) -> list[np.ndarray]:
+    """``frames`` ``(H, W, 3)`` padded at the bottom and right with white to multiples of ``block`` pixels."""
+    h, w = frames[0].shape[:2]
+    ph, pw = -h % block, -w % block
+    if not ph and not pw:
+        return list(frames)
+    return [np.pad(f, ((0, ph), (0, pw), (0, 0)), constant_values=255) for f in frames]
+
+
 def write_animation(frames: Sequence[np.ndarray], path: Path, fps: int) -> Path:
     """``frames`` as a looping GIF or an MP4 at ``path`` (by its suffix), atomically."""
     if path.suffix.lower() == ".gif":
@@ -159,9 +168,9 @@ def write_animation(frames: Sequence[np.ndarray], path: Path, fps: int) -> Path:
 
     with tempfile.TemporaryDirectory() as tmp:  # ffmpeg writes to a path: encode there, then move the bytes in whole
         scratch = Path(tmp) / "clip.mp4"
-        # macro_block_size 16: H.264 wants dimensions divisible by 16; imageio pads the frames to it
-        with imageio.get_writer(scratch, fps=fps, codec="libx264", macro_block_size=16) as w:
-            for frame in frames:
+        # H.264 wants dimensions divisible by 16: pad with the canvas' white here (imageio would resize, and warn)
+        with imageio.get_writer(scratch, fps=fps, codec="libx264", macro_block_size=1) as w:
+            for frame in pad_to_blocks(frames):
                 w.append_data(frame)
         return write_bytes_atomic(path, scratch.read_bytes())
 
@@ -197,4 +206,5 @@ def enjoy(run_dir: str | Path, which: str = "held_out", episodes: int | None = N
     recorded = record_episodes(run.agent, split, which, level_list, seed=seed, max_steps=max_steps, deterministic=deterministic)
     frames = compose(recorded)
     write_animation(frames, path, fps)
-    return Clip(path, len(frames), (int(frames[0].shape[0]), int(frames[0].shape[1])), recorded)
+    shape = (pad_to_blocks(frames[:1])[0] if path.suffix.lower() == ".mp4" else frames[0]).shape  # what the file holds
+    return Clip(path, len(frames), (int(shape[0]), int(shape[1])), recorded)
