@@ -10,7 +10,7 @@ account, credentials or a network.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -36,6 +36,14 @@ class TrackingFields(StrictModel):
 
     logger: list[str] = Field(default_factory=lambda: ["tensorboard"], description="tensorboard, optionally with wandb")
     wandb: WandbSettings = Field(default_factory=WandbSettings)
+
+    @field_validator("logger", mode="before")
+    @classmethod
+    def _a_list(cls, v: Any) -> Any:
+        if isinstance(v, str):  # `logger=wandb` on the command line: say the form, not pydantic's "valid list"
+            raise ValueError(f"logger {v!r}: give a list, e.g. logger=[tensorboard,{v}]" if v != "tensorboard" else
+                             "logger 'tensorboard': give a list, e.g. logger=[tensorboard] or logger=[tensorboard,wandb]")
+        return v
 
     @field_validator("logger")
     @classmethod

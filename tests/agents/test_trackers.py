@@ -130,3 +130,9 @@ def test_an_online_wandb_that_cannot_start_gives_up_in_30_seconds_with_one_line(
     with pytest.raises(RlgenError, match=r"wandb \(mode online\) did not start: TimeoutError: context deadline exceeded; use wandb.mode=offline"):
         open_wandb_run(cfg, tmp_path / "run")
     assert seen["mode"] == "online" and seen["settings"].init_timeout == INIT_TIMEOUT_S == 30
+
+
+def test_a_logger_given_as_one_name_says_the_list_form(capsys):
+    """`logger=wandb` got pydantic's "input should be a valid list"; the message now shows the form to type."""
+    with pytest.raises(ConfigError, match=r"logger 'wandb': give a list, e\.g\. logger=\[tensorboard,wandb\]"):
+        load_config(None, ["env=minigrid/empty-5x5", "logger=wandb"], schema=PPOConfig)
