@@ -54,3 +54,60 @@ def test_adoption_of_a_crafted_manifest_whose_shards_do_not_hold_the_episodes_is
     _edit_manifest(small, lambda m: m.update(shards=m["shards"][:1]))
     with pytest.raises(DatasetError):
         ds.sample_transitions(4)
+
+
+# --- 3. gap_lines on the levels axis ----------------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="plots.py:88 keys a levels line on the split options only: two experiments with the "
+                                       "same options and level count but other level sets join one line, two points at one x")
+def test_a_levels_line_never_holds_two_experiments_at_the_same_level_count():
+    """Two studies of bc with the same split options, 10 training levels each, but different level sets (split
+    digests ``a-10`` / ``b-10``): before the change, two lines; now one line with two points at x=10."""
+    from rlgen.report import per_game_table
+    from rlgen.report.plots import gap_lines
+    from tests.test_report import COINRUN, row
+
+    rows = []
+    for split in ("a", "b"):
+        for levels in (10, 50):
+            extra = {"dataset_levels": levels, "dataset_transitions": 30000, "dataset_skill": "expert", "train_levels": levels,
+                     "split_digest": f"{split}-{levels}", "split_options": {"view": "full"}}  # fmt: skip
+            for seed in range(2):
+                rid = f"bc-{split}-{levels}-{seed}"
+                rows += [row("bc", COINRUN, "train", [0.9] * 4, seed, run_id=rid, **extra),
+                         row("bc", COINRUN, "held_out", [0.5] * 4, seed, run_id=rid, **extra)]  # fmt: skip
+    for pts in gap_lines(per_game_table(rows), "levels").values():
+        xs = [x for x, _ in pts]
+        assert len(xs) == len(set(xs)), f"one line has two points at one level count: {xs}"
+
+
+# --- 5. wandb init timeout ------------------------------------------------------------------------------
+
+
+def test_wandb_init_timeout_env_var_is_still_honoured(tmp_path, monkeypatch):
+    """wandb documents ``WANDB_INIT_TIMEOUT`` for slow networks; passing ``init_timeout=30`` in ``wandb.Settings``
+    overrides it (explicit settings win over the environment), so a user who raised it still fails after 30 s."""
+    wandb = pytest.importorskip("wandb")
+    from types import SimpleNamespace
+
+    from rlgen.agents import trackers
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def init(**kwargs):
+        seen["settings"] = kwargs["settings"]
+        raise Stop
+
+    monkeypatch.setenv("WANDB_INIT_TIMEOUT", "300")
+    monkeypatch.setattr(wandb, "init", init)
+    cfg = SimpleNamespace(logger=["tensorboard", "wandb"], wandb=SimpleNamespace(project="p", entity=None, group=None, tags=(), mode="offline"),
+                          model_dump=lambda mode: {})  # fmt: skip
+    with pytest.raises(Exception):
+        trackers.open_wandb_run(cfg, tmp_path)
+    merged = wandb.Settings(init_timeout=float("300"))  # what wandb makes of the environment alone
+    merged.update_from_settings(seen["settings"])  # then init's explicit settings, which win
+    assert merged.init_timeout == 300
