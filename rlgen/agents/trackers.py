@@ -83,11 +83,13 @@ def open_wandb_run(cfg: Any, run_dir: Path) -> Any:
         write_text_atomic(id_file, json.dumps({"id": run_id}))
     settings = cfg.wandb
     mode = wandb_mode(cfg)
+    # explicit settings override wandb's environment: a user's WANDB_INIT_TIMEOUT (wandb's documented knob) must win
+    timeout = {} if os.environ.get("WANDB_INIT_TIMEOUT") else {"init_timeout": INIT_TIMEOUT_S}
     try:
         run = wandb.init(project=settings.project, entity=settings.entity, group=settings.group, tags=list(settings.tags) or None,
                          name=run_dir.name, id=run_id, resume="allow", mode=mode, dir=os.environ.get("WANDB_DIR") or str(run_dir),
                          config=cfg.model_dump(mode="json"),
-                         settings=wandb.Settings(console="off", silent=True, reinit="create_new", init_timeout=INIT_TIMEOUT_S))  # fmt: skip
+                         settings=wandb.Settings(console="off", silent=True, reinit="create_new", **timeout))  # fmt: skip
     except Exception as e:  # noqa: BLE001 - wandb raises many kinds (auth, network, usage); each is one line here
         raise RlgenError(f"wandb (mode {mode}) did not start: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}; "
                          "use wandb.mode=offline (no account needed) or logger=[tensorboard]") from None  # fmt: skip

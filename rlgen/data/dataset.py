@@ -100,6 +100,23 @@ def _check_subset_parent(root: Path, manifest: dict[str, Any], table: np.ndarray
                                "was saved: save the subset again")  # fmt: skip
 
 
+#: What ``rlgen datasets compact`` changes in a manifest (``_RECODED`` in each shard entry); the rest stays.
+_COMPACTION_CHANGES = {"shards", "counts", "schema_version", COMPACTED_FROM, "content_sha256"}
+_RECODED = {"stored_as", "sha256", "bytes", "codec"}
+
+
+def _only_recoded(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """Whether ``after`` differs from ``before`` only as a compaction makes it: the same shard entries (the same
+    ``file``, episodes and transitions each) re-encoded, every other key equal."""
+    def rest(m: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in m.items() if k not in _COMPACTION_CHANGES}
+
+    def kept(shards: Any) -> list[dict[str, Any]] | None:
+        return [{k: v for k, v in e.items() if k not in _RECODED} for e in shards] if isinstance(shards, list) else None
+
+    return rest(before) == rest(after) and kept(before.get("shards")) == kept(after.get("shards"))
+
+
 def load_dataset(path: str | Path, expect_env: str | None = None) -> "Dataset":
     """Open the dataset (or saved subset) at ``path``.
 
@@ -352,6 +369,8 @@ class Dataset:
         if parent_digest(disk) == mine or not isinstance(earlier, list) or mine not in earlier:
             return False
         if disk.get("episodes_sha256") != self.manifest.get("episodes_sha256"):
+            return False
+        if not _only_recoded(self.manifest, disk):  # compaction re-encodes shards and nothing else: other edits are not adopted
             return False
         for e in disk["shards"]:
             inside(self.root, shard_file(e), self.root / MANIFEST, "shard file")
