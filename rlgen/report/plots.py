@@ -93,7 +93,17 @@ def gap_lines(table: Sequence[GameRow], axis: str) -> dict[tuple[str, Any], list
         x = x_of(t)
         if x is not None:
             lines[(t.env, line_of(t))].append((int(x), t))
-    return {k: sorted(v, key=lambda p: p[0]) for k, v in lines.items() if len({x for x, _ in v}) >= 2}
+    out: dict[tuple[str, Any], list[tuple[int, GameRow]]] = {}
+    for key, pts in lines.items():
+        xs = [x for x, _ in pts]
+        if len(xs) != len(set(xs)):
+            # two rows at one x are two experiments the key cannot tell apart (e.g. other level sets of the same
+            # count): no line joins them; each row keeps its own agent (split digest included) as its key
+            for x, t in pts:
+                out.setdefault((t.env, t.agent), []).append((x, t))
+            continue
+        out[key] = pts
+    return {k: sorted(v, key=lambda p: p[0]) for k, v in out.items() if len({x for x, _ in v}) >= 2}
 
 
 def plot_gap_vs(table: Sequence[GameRow], axis: str, path: Path) -> bool:

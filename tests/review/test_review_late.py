@@ -59,8 +59,6 @@ def test_adoption_of_a_crafted_manifest_whose_shards_do_not_hold_the_episodes_is
 # --- 3. gap_lines on the levels axis ----------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="plots.py:88 keys a levels line on the split options only: two experiments with the "
-                                       "same options and level count but other level sets join one line, two points at one x")
 def test_a_levels_line_never_holds_two_experiments_at_the_same_level_count():
     """Two studies of bc with the same split options, 10 training levels each, but different level sets (split
     digests ``a-10`` / ``b-10``): before the change, two lines; now one line with two points at x=10."""
