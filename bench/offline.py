@@ -43,9 +43,9 @@ def make_data(root: Path, shape: tuple[int, ...], transitions: int, episode_leng
     return root
 
 
-def median_rates(steps: list, n: int) -> list[float]:
-    """Updates/s of each step function, median of ``n`` timed calls after one warm-up each. The
-    calls are interleaved (a, b, a, b, ...) so that a change in background load hits both alike."""
+def interleaved_medians(steps: list, n: int) -> list[float]:
+    """Median seconds of each step function over ``n`` timed calls after one warm-up call each (JAX
+    compiles there). The calls are interleaved (a, b, a, b, ...) so that a change in background load hits all alike."""
     for step in steps:
         step()  # warm-up
     times: list[list[float]] = [[] for _ in steps]
@@ -54,7 +54,12 @@ def median_rates(steps: list, n: int) -> list[float]:
             start = time.perf_counter()
             step()
             t.append(time.perf_counter() - start)
-    return [1.0 / statistics.median(t) for t in times]
+    return [statistics.median(t) for t in times]
+
+
+def median_rates(steps: list, n: int) -> list[float]:
+    """Calls/s of each step function: 1 / :func:`interleaved_medians`."""
+    return [1.0 / t for t in interleaved_medians(steps, n)]
 
 
 def d3rlpy_plain(algo: str, cfg: OfflineConfig, ds, encoder: str, device: str = "cpu"):

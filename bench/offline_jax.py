@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -79,21 +77,9 @@ def jax_step(algo: str, ds, batch: int, updates: int, seeds: int):
     return step
 
 
-def interleaved_medians(steps: list, n: int) -> list[float]:
-    """Median seconds of each step function over ``n`` rounds (a, b, a, b, ...), after one warm-up call each
-    (JAX compiles there)."""
-    for step in steps:
-        step()
-    times: list[list[float]] = [[] for _ in steps]
-    for _ in range(n):
-        for step, t in zip(steps, times):
-            start = time.perf_counter()
-            step()
-            t.append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
-
-
 def main() -> None:
+    from offline import interleaved_medians  # bench/offline.py: run by path, bench/ is on sys.path
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes (the tests)")
     parser.add_argument("--seeds", type=int, default=5)

@@ -14,25 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rlgen.data import load_dataset, write_dataset
+from rlgen.data import load_dataset
 from rlgen.data.codec import ARCHIVE, FRESH
 from rlgen.data.compact import compact_dataset
-from rlgen.data.format import MAGIC, read_shard, with_digest, write_shard_file
+from rlgen.data.format import MAGIC, read_shard, write_shard_file
 from rlgen.errors import DatasetError
 from tests.data.conftest import make_episodes, manifest
+from tests.review.conftest import edit_manifest
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def small(tmp_path) -> Path:
-    return write_dataset(tmp_path / "toy", make_episodes(np.random.default_rng(1), 30), manifest(), shard_transitions=40)
-
-
-def _edit_manifest(root: Path, edit) -> None:
-    m = json.loads((root / "manifest.json").read_text())
-    edit(m)
-    (root / "manifest.json").write_text(json.dumps(with_digest(m)))
 
 
 def test_compact_never_deletes_a_file_outside_the_dataset_that_a_crafted_file_entry_names(tmp_path, small):
@@ -41,13 +31,13 @@ def test_compact_never_deletes_a_file_outside_the_dataset_that_a_crafted_file_en
     victim = tmp_path / "victim.zst"
     victim.write_bytes(b"precious")
     compact_dataset(small, workers=1)
-    _edit_manifest(small, lambda m: m["shards"][0].update(file="../victim.zst"))
+    edit_manifest(small, lambda m: m["shards"][0].update(file="../victim.zst"))
     with pytest.raises(DatasetError, match="outside"):
         compact_dataset(small, workers=1)
     assert victim.read_bytes() == b"precious"
     absolute = tmp_path / "absolute.zst"
     absolute.write_bytes(b"precious too")
-    _edit_manifest(small, lambda m: m["shards"][0].update(file=str(absolute)))
+    edit_manifest(small, lambda m: m["shards"][0].update(file=str(absolute)))
     with pytest.raises(DatasetError, match="outside"):
         compact_dataset(small, workers=1)
     assert absolute.read_bytes() == b"precious too"
@@ -59,7 +49,7 @@ def test_compact_cleanup_never_deletes_a_file_another_entry_still_uses(small):
     m = json.loads((small / "manifest.json").read_text())
     used = m["shards"][1]["stored_as"]
     # entry 0's "old" name is the file entry 1 is stored as (a crafted or hand-merged manifest)
-    _edit_manifest(small, lambda m: m["shards"][0].update(file=used))
+    edit_manifest(small, lambda m: m["shards"][0].update(file=used))
     try:
         compact_dataset(small, workers=1)
     except DatasetError:

@@ -1,28 +1,12 @@
-"""Review of five late changes on main (f9128c6), branch review_late: each test is a defect found; the ones not
-fixed here are ``xfail(strict=True)`` with the reason, so they turn into errors the day they are fixed."""
+"""Review of five late changes on main (f9128c6), branch review_late: each test is a defect found there, fixed since."""
 
-import json
-from pathlib import Path
-
-import numpy as np
 import pytest
 
-from rlgen.data import load_dataset, write_dataset
+from rlgen.data import load_dataset
 from rlgen.data.compact import compact_dataset
-from rlgen.data.format import with_digest
 from rlgen.errors import DatasetError
-from tests.data.conftest import ENV, make_episodes, manifest
-
-
-@pytest.fixture
-def small(tmp_path) -> Path:
-    return write_dataset(tmp_path / "toy", make_episodes(np.random.default_rng(1), 30), manifest(), shard_transitions=40)
-
-
-def _edit_manifest(root: Path, edit) -> None:
-    m = json.loads((root / "manifest.json").read_text())
-    edit(m)
-    (root / "manifest.json").write_text(json.dumps(with_digest(m)))
+from tests.data.conftest import ENV
+from tests.review.conftest import edit_manifest
 
 
 # --- 1. Dataset._adopt_compaction ------------------------------------------------------------------
@@ -38,7 +22,7 @@ def test_adopting_a_compaction_never_changes_what_the_dataset_is(small):
     def other(m):
         m.update(env="minigrid/MiniGrid-Empty-8x8-v0", action_space={"n": 7})
 
-    _edit_manifest(small, other)
+    edit_manifest(small, other)
     try:
         ds.cache()
     except DatasetError:
@@ -51,7 +35,7 @@ def test_adoption_of_a_crafted_manifest_whose_shards_do_not_hold_the_episodes_is
     list drops the shards episodes.jsonl names: load_dataset's "episodes name shard X" check is not redone."""
     ds = load_dataset(small)
     compact_dataset(small, workers=1)
-    _edit_manifest(small, lambda m: m.update(shards=m["shards"][:1]))
+    edit_manifest(small, lambda m: m.update(shards=m["shards"][:1]))
     with pytest.raises(DatasetError):
         ds.sample_transitions(4)
 
