@@ -4,9 +4,10 @@ Each stage has a deterministic directory under the study's ``out_dir`` and a con
 resolved config together with the hashes of the stages it depends on, so an edited config changes
 the hash of that stage and of everything downstream, and nothing else::
 
-    ppo/<env>-s<seed>/                      rlgen train run directory of the online algorithm (ppo.algo)
+    ppo/<env>[-<N>lv]-s<seed>/              rlgen train run directory of the online algorithm (ppo.algo; -<N>lv: ppo.levels)
     data/<env>-<skill>[-<N>lv]-<size>-s<seed>/   rlgen collect dataset (or a saved subset)
     offline/<dataset>/<algo>-s<seed>/       rlgen train (offline) run directory
+    offline/<dataset>/<algo>-s<s1>_<s2>.../ a seed group (algorithms whose schema has `seeds`): members seed_<s>/
     eval/<agent path>/results.jsonl         evaluation rows of one agent
     report/                                 rlgen report of all evaluations
 
@@ -162,12 +163,13 @@ class _Planner:
             self._check_split(env)
             ppo = self._ppo(env, slug, base_fields) if s.ppo is not None else {}
             if s.ppo is not None and s.evaluation.ppo:
-                for seed, stage in ppo.items():
-                    evals.append(self._evaluate("ppo", stage, env, label=s.ppo.algo).id)
+                for (_, levels), stage in ppo.items():  # a PPO of ppo.levels N: "train" is its N levels
+                    evals.append(self._evaluate("ppo", stage, env, label=s.ppo.algo, first_levels=levels).id)
             datasets = self._datasets(env, slug, base_fields, ppo) if s.datasets is not None else []
             if s.offline is not None:
                 for stage, variant in self._offline(env, base_fields, datasets):
-                    evals.append(self._evaluate("offline", stage, env, label=variant["label"], first_levels=variant["levels"]).id)
+                    evals.append(self._evaluate("offline", stage, env, label=variant["label"], first_levels=variant["levels"],
+                                                member=variant["member"]).id)  # fmt: skip
             if s.evaluation.random_baseline:
                 evals.append(self._evaluate("random", None, env, label="random", sid=f"eval/random/{slug}").id)
         if s.report.enabled and evals:
@@ -180,26 +182,41 @@ class _Planner:
         cfg = validate_config({"env": env, "split": self.split_data()}, RlgenConfig, source=f"{self.source}: split for {env}")
         split = cfg.level_split(check_duplicates=False)
         d = self.study.datasets
-        too_many = [n for n in (d.levels if d is not None else []) if n is not None and n > len(split.train)]
-        if too_many:
-            raise ConfigError(f"{self.source}: key `datasets.levels` = {too_many[0]}: {env} has only {len(split.train)} training levels in this split")
+        for key, values in (("datasets.levels", d.levels if d is not None else []), ("ppo.levels", self.study.ppo.levels if self.study.ppo else [])):
+            too_many = [n for n in values if n is not None and n > len(split.train)]
+            if too_many:
+                raise ConfigError(f"{self.source}: key `{key}` = {too_many[0]}: {env} has only {len(split.train)} training levels in this split")
         return split
 
-    def _ppo(self, env: str, slug: str, base_fields: dict[str, Any]) -> dict[int, Stage]:
+    def _ppo_split(self, env: str, levels: int | None) -> dict[str, Any]:
+        """The split a PPO of ``ppo.levels`` N trains under: the study's, its training levels narrowed to the first
+        N, its validation and held-out levels named explicitly (a split's default held-out levels follow its
+        number of training levels; these must not)."""
+        if levels is None:
+            return self.split_data()
+        split = self._check_split(env)
+        full = split.to_dict()
+        return {**self.split_data(), "num_levels": None, "train": str(split.train.first(levels)),
+                "validation": full["validation"] or None, "held_out": full["held_out"]}  # fmt: skip
+
+    def _ppo(self, env: str, slug: str, base_fields: dict[str, Any]) -> dict[tuple[int, int | None], Stage]:
+        """(seed, ppo.levels N) -> the PPO stage (N None: all training levels)."""
         s = self.study
         assert s.ppo is not None
-        out: dict[int, Stage] = {}
+        out: dict[tuple[int, int | None], Stage] = {}
         for seed in s.stage_seeds(s.ppo):
             fields = {**base_fields, "seed": seed}
             if s.ppo.reuse:
                 path = Path(self.template(s.ppo.reuse, "ppo.reuse", **fields))
-                out[seed] = self._external(path, env, seed)
+                out[(seed, None)] = self._external(path, env, seed)
                 continue
-            sid = f"ppo/{slug}-s{seed}"
-            decided = {"algo": s.ppo.algo, "name": f"ppo-{slug}-s{seed}", "out_dir": str(self.root / sid), "env": env, "split": self.split_data(),
-                       "seed": seed}  # fmt: skip
-            cfg = self.stage_config(s.ppo, "ppo", schema_for_algo(s.ppo.algo), decided, fields)
-            out[seed] = self.add("ppo", sid, config_to_dict(cfg), [])
+            for levels in s.ppo.levels:
+                name = f"{slug}" + (f"-{levels}lv" if levels else "") + f"-s{seed}"
+                sid = f"ppo/{name}"
+                decided = {"algo": s.ppo.algo, "name": f"ppo-{name}", "out_dir": str(self.root / sid), "env": env,
+                           "split": self._ppo_split(env, levels), "seed": seed}  # fmt: skip
+                cfg = self.stage_config(s.ppo, "ppo", schema_for_algo(s.ppo.algo), decided, fields)
+                out[(seed, levels)] = self.add("ppo", sid, config_to_dict(cfg), [])
         return out
 
     def _external(self, path: Path, env: str, seed: int) -> Stage:
@@ -221,17 +238,20 @@ class _Planner:
         digest = hashlib.sha256(ladder.read_bytes()).hexdigest()
         return self.add("external", f"external/{env_slug(env)}-s{seed}", {"path": str(path), "ladder_sha256": digest, "env": env}, [], directory=path)
 
-    def _datasets(self, env: str, slug: str, base_fields: dict[str, Any], ppo: dict[int, Stage]) -> list[tuple[Stage, dict[str, Any]]]:
+    def _datasets(self, env: str, slug: str, base_fields: dict[str, Any], ppo: dict[tuple[int, int | None], Stage]) -> list[tuple[Stage, dict[str, Any]]]:
         s = self.study
         d = s.datasets
         assert d is not None
         out = []
-        ppo_seeds = list(ppo)
+        ppo_seeds = list(dict.fromkeys(seed for seed, _ in ppo))
+        # with ppo.levels, the levels axis is the PPO's: the data of N levels comes from the PPO trained on them
+        by_ppo = s.ppo is not None and s.ppo.levels != [None]
         for seed in s.stage_seeds(d):
-            policy = ppo.get(seed) or (ppo[ppo_seeds[0]] if ppo_seeds else None)
             fields = {**base_fields, "seed": seed}
             for skill in d.skills:
-                for levels in d.levels:
+                for levels in (s.ppo.levels if by_ppo and s.ppo is not None else d.levels):
+                    key = levels if by_ppo else None
+                    policy = ppo.get((seed, key)) or (ppo[(ppo_seeds[0], key)] if ppo_seeds else None)
                     # the largest kept size is collected; smaller kept sizes are subsets of it (subset_sizes)
                     sizes = sorted((n for n in d.transitions if d.keeps(skill, levels, n)), reverse=True)
                     collected: Stage | None = None
@@ -258,31 +278,48 @@ class _Planner:
         assert o is not None and s.datasets is not None
         data_seeds = s.stage_seeds(s.datasets)
         several_skills = len(s.datasets.skills) > 1
+        seeds = s.stage_seeds(o)
+        data_seed_of = {seed: seed if seed in data_seeds else data_seeds[0] for seed in seeds}
         out = []
-        for seed in s.stage_seeds(o):
-            data_seed = seed if seed in data_seeds else data_seeds[0]
+        for seed in seeds:
+            data_seed = data_seed_of[seed]
+            # an algorithm whose schema has `seeds` (the JAX agents) trains the seeds that share a dataset as one
+            # seed group, one stage, its first seed's turn; each member is its own run (<dir>/seed_<s>/)
+            group = [x for x in seeds if data_seed_of[x] == data_seed]
             for ds_stage, variant in datasets:
                 if variant["seed"] != data_seed:
                     continue
                 for algo in s.datasets.algos_for(variant["skill"], variant["levels"], variant["transitions"], o.algos):
-                    sid = f"offline/{variant['name']}/{algo}-s{seed}"
+                    schema = schema_for_algo(algo)
+                    grouped = "seeds" in schema.model_fields
+                    if grouped and seed != group[0]:
+                        continue
+                    members = group if grouped else [seed]
+                    tag = "_".join(str(x) for x in members)
+                    sid = f"offline/{variant['name']}/{algo}-s{tag}"
                     fields = {**base_fields, "seed": seed, "algo": algo}
-                    decided = {"algo": algo, "name": f"{algo}-{variant['name']}-s{seed}", "out_dir": str(self.root / sid), "env": env,
-                               "split": self.split_data(), "seed": seed, "dataset": ds_stage.dir}  # fmt: skip
-                    cfg = self.stage_config(o, "offline", schema_for_algo(algo), decided, fields, extra=o.per_algo.get(algo),
-                                            extra_key=f"offline.per_algo.{algo}")  # fmt: skip
+                    decided = {"algo": algo, "name": f"{algo}-{variant['name']}-s{tag}", "out_dir": str(self.root / sid), "env": env,
+                               "split": self.split_data(), "seed": seed, "dataset": ds_stage.dir, **({"seeds": members} if grouped else {})}  # fmt: skip
+                    cfg = self.stage_config(o, "offline", schema, decided, fields, extra=o.per_algo.get(algo), extra_key=f"offline.per_algo.{algo}")
                     stage = self.add("offline", sid, config_to_dict(cfg), [ds_stage.id])
                     label = f"{algo}-{variant['skill']}" if several_skills else algo
-                    out.append((stage, {"seed": seed, "label": label, "levels": variant["levels"]}))
+                    for m in members:
+                        out.append((stage, {"seed": m, "label": label, "levels": variant["levels"], "member": m if grouped else None}))
         return out
 
-    def _evaluate(self, agent: str, source: Stage | None, env: str, label: str, first_levels: int | None = None, sid: str | None = None) -> Stage:
+    def _evaluate(self, agent: str, source: Stage | None, env: str, label: str, first_levels: int | None = None, sid: str | None = None,
+                  member: int | None = None) -> Stage:  # fmt: skip
+        """The evaluation of ``source``'s run (``member``: seed ``member`` of its seed group)."""
         e = self.study.evaluation
+        run_dir = source.dir if source is not None else None
         if sid is None:
             assert source is not None
             sid = f"eval/{'ppo' if agent == 'ppo' else 'offline'}/{source.id.split('/', 1)[1]}"
+            if member is not None:  # eval/offline/<dataset>/<algo>-s<seed>, as for an algorithm trained seed by seed
+                sid = f"{sid.rpartition('-s')[0]}-s{member}"
+                run_dir = str(Path(source.dir) / f"seed_{member}")
         config = {
-            "agent": agent, "run_dir": source.dir if source is not None else None, "env": env, "split": self.split_data(),
+            "agent": agent, "run_dir": run_dir, "env": env, "split": self.split_data(),
             "first_levels": first_levels, "which": list(e.which), "episodes": e.episodes, "seed": e.seed, "num_envs": e.num_envs,
             "deterministic": e.deterministic, "device": self.study.device,
             # what the agent is (run id, algorithm, dataset, seed) its evaluation reads from the run
@@ -296,6 +333,7 @@ _DECIDED_BY = {
     "env": "`envs`", "split": "`split`", "seed": "`seeds`", "name": "the stage layout", "out_dir": "`out_dir` and the stage layout",
     "algo": "`ppo.algo` and `offline.algos`", "dataset": "`datasets`", "policy_run": "`ppo`", "skill": "`datasets.skills`",
     "transitions": "`datasets.transitions`", "episodes": "`datasets.transitions`", "levels": "`datasets.levels`",
+    "seeds": "`offline.seeds` or `seeds`: the seeds that share a dataset train as one seed group",
 }  # fmt: skip
 
 

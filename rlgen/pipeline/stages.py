@@ -196,6 +196,8 @@ def _run_offline(stage: Stage, progress: bool) -> dict[str, Any]:
     if "progress" in type(cfg).model_fields:  # a registered algorithm's schema may have no progress switch
         cfg.progress = progress
     ensure_run_id(cfg.out_dir, study=stage.study)  # the run's study label, before its trainer writes anything
+    for seed in getattr(cfg, "seeds", None) or []:  # a seed group: each member is a run with the label too
+        ensure_run_id(Path(cfg.out_dir) / f"seed_{seed}", study=stage.study)
     algorithm.trainer()(cfg)
     return {"gradient_steps": cfg.steps}
 

@@ -2,7 +2,8 @@
 
 A study names the environments and their level split once, then the stages: PPO (or existing PPO
 runs to reuse), datasets by skill x size x number of levels, offline algorithms, evaluation and
-the report. Every list is a sweep axis: ``envs x seeds`` PPO runs, ``x skills x levels x
+the report. Every list is a sweep axis: ``envs x seeds`` PPO runs (``x ppo.levels``: PPO on the first N
+training levels, each with its own datasets and agents), ``x skills x levels x
 transitions`` datasets (``datasets.only`` keeps a part of that grid, and may narrow the algorithms
 trained on a cell), ``x algos`` offline agents. Each stage config starts from an optional base
 file (``config:``, e.g. ``configs/offline/{algo}.yaml``), takes the keys the study decides (env,
@@ -52,16 +53,25 @@ class PPOSection(StageSection):
 
     algo: str = Field(default="ppo", description="a registered online algorithm: ppo (SB3), ppo_jax (xland envs), ...")
     reuse: str | None = Field(default=None, description="existing run directories to use instead of training, e.g. runs/ppo-{game}-s{seed}")
+    levels: list[int | None] = Field(default_factory=lambda: [None], description="a sweep axis: one PPO per seed and N, trained on the first N "
+                                     "training levels (null: all), its datasets collected and its agents evaluated on those N; held-out levels stay the split's")  # fmt: skip
 
     @field_validator("algo")
     @classmethod
     def _algo(cls, v: str) -> str:
         return _registered(v, "online")
 
+    @field_validator("levels")
+    @classmethod
+    def _levels(cls, v: list[int | None]) -> list[int | None]:
+        return _unique_nonempty(v, "ppo.levels", minimum=1)
+
     @model_validator(mode="after")
     def _reuse_or_train(self) -> "PPOSection":
         if self.reuse and (self.config or self.set):
             raise ValueError("ppo.reuse uses existing runs as they are: remove ppo.config and ppo.set, or ppo.reuse to train")
+        if self.reuse and self.levels != [None]:
+            raise ValueError(f"ppo.levels = {json.dumps(self.levels)} trains one PPO per number of levels; ppo.reuse uses existing runs: remove one of them")
         return self
 
 
@@ -256,6 +266,9 @@ class StudyConfig(StrictModel):
             needs_policy = [s for s in self.datasets.skills if s != "random"]
             if needs_policy and self.ppo is None:
                 raise ValueError(f"datasets.skills has {needs_policy[0]}, which needs a PPO policy: add a `ppo:` section (to train one, or ppo.reuse to use existing runs)")
+        if self.ppo is not None and self.ppo.levels != [None] and self.datasets is not None and self.datasets.levels != [None]:
+            raise ValueError(f"datasets.levels = {json.dumps(self.datasets.levels)} with ppo.levels: each dataset is collected on the levels of "
+                             f"the PPO it comes from (ppo.levels {json.dumps(self.ppo.levels)}); leave datasets.levels out")  # fmt: skip
         if self.offline is not None and self.datasets is None:
             raise ValueError("offline agents need datasets: add a `datasets:` section")
         if self.ppo is None and self.datasets is None:

@@ -1,0 +1,112 @@
+"""`ppo.levels`: one PPO per (seed, N) on the first N training levels, its datasets collected on those N, its
+agents evaluated on those N and on ONE held-out set shared by every N; JAX offline agents (schema with `seeds`)
+train the seeds that share a dataset as one seed group with one evaluation per member. Planning only."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from rlgen.cli import main
+from rlgen.pipeline import load_study
+from rlgen.pipeline.stages import study_split
+
+SPLIT = {"num_levels": 700, "options": {"rulesets": "trivial", "num_rulesets": 1000, "ruleset_seed": 0}}
+STUDY = {
+    "name": "xdiv",
+    "out_dir": "study",
+    "envs": ["xland/XLand-MiniGrid-R1-9x9"],
+    "split": SPLIT,
+    "seeds": [0, 1, 2],
+    "device": "cpu",
+    "ppo": {"algo": "ppo_jax", "levels": [10, 100, None], "set": {"num_envs": 16, "total_steps": 1024, "ladder": {"every_steps": 512, "episodes": 4}}},
+    "datasets": {"seeds": [0], "transitions": [300]},
+    "offline": {"algos": ["bc_jax", "bc"], "set": {"steps": 3, "network": "minigrid_cnn"}},
+    "evaluation": {"episodes": 4},
+}
+
+
+def plan(tmp_path, monkeypatch, **changes):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump({**STUDY, **changes}, sort_keys=False))
+    return {s.id: s for s in load_study("study.yaml")[1]}
+
+
+def test_one_ppo_per_seed_and_levels_with_its_own_datasets(tmp_path, monkeypatch):
+    stages = plan(tmp_path, monkeypatch)
+    ppo = {sid: s for sid, s in stages.items() if s.kind == "ppo"}
+    assert sorted(ppo) == sorted(f"ppo/xland-minigrid-r1-9x9{lv}-s{seed}" for seed in (0, 1, 2) for lv in ("-10lv", "-100lv", ""))
+    # the PPO of N trains on the first N training levels; the one of `null` on the study's split as it is
+    assert ppo["ppo/xland-minigrid-r1-9x9-10lv-s1"].config["split"]["train"] == "0-9"
+    assert ppo["ppo/xland-minigrid-r1-9x9-100lv-s0"].config["split"]["train"] == "0-99"
+    assert ppo["ppo/xland-minigrid-r1-9x9-s2"].config["split"] == {**stages["ppo/xland-minigrid-r1-9x9-s2"].config["split"], "num_levels": 700, "train": None}
+    # each dataset comes from the PPO of its levels (datasets.seeds [0]: from seed 0's PPOs), collected on those levels
+    data = {sid: (s.deps, s.config["levels"], s.config["policy_run"]) for sid, s in stages.items() if s.kind == "collect"}
+    assert data == {
+        "data/xland-minigrid-r1-9x9-expert-10lv-300-s0": (("ppo/xland-minigrid-r1-9x9-10lv-s0",), 10, stages["ppo/xland-minigrid-r1-9x9-10lv-s0"].dir),
+        "data/xland-minigrid-r1-9x9-expert-100lv-300-s0": (("ppo/xland-minigrid-r1-9x9-100lv-s0",), 100, stages["ppo/xland-minigrid-r1-9x9-100lv-s0"].dir),
+        "data/xland-minigrid-r1-9x9-expert-300-s0": (("ppo/xland-minigrid-r1-9x9-s0",), None, stages["ppo/xland-minigrid-r1-9x9-s0"].dir),
+    }
+    # every PPO is evaluated on its own N training levels
+    assert stages["eval/ppo/xland-minigrid-r1-9x9-10lv-s2"].config["first_levels"] == 10
+    assert stages["eval/ppo/xland-minigrid-r1-9x9-s2"].config["first_levels"] is None
+
+
+def test_jax_agents_train_the_seeds_of_a_dataset_as_one_seed_group(tmp_path, monkeypatch):
+    stages = plan(tmp_path, monkeypatch)
+    offline = {sid: s for sid, s in stages.items() if s.kind == "offline" and "-10lv-" in sid}
+    # bc_jax: one stage for the three seeds; bc (torch, no `seeds` in its schema): one stage per seed, as before
+    assert sorted(offline) == ["offline/xland-minigrid-r1-9x9-expert-10lv-300-s0/bc-s0", "offline/xland-minigrid-r1-9x9-expert-10lv-300-s0/bc-s1",
+                               "offline/xland-minigrid-r1-9x9-expert-10lv-300-s0/bc-s2", "offline/xland-minigrid-r1-9x9-expert-10lv-300-s0/bc_jax-s0_1_2"]  # fmt: skip
+    group = offline["offline/xland-minigrid-r1-9x9-expert-10lv-300-s0/bc_jax-s0_1_2"]
+    assert group.config["seeds"] == [0, 1, 2] and group.deps == ("data/xland-minigrid-r1-9x9-expert-10lv-300-s0",)
+    # one evaluation per member, on the member's run directory, on the dataset's 10 levels
+    for seed in (0, 1, 2):
+        ev = stages[f"eval/offline/xland-minigrid-r1-9x9-expert-10lv-300-s0/bc_jax-s{seed}"]
+        assert ev.deps == (group.id,) and ev.config["run_dir"] == f"{group.dir}/seed_{seed}" and ev.config["first_levels"] == 10
+    assert stages["report"].deps == tuple(sid for sid in stages if sid.startswith("eval/"))
+
+
+def test_the_held_out_levels_are_the_same_for_every_n(tmp_path, monkeypatch):
+    stages = plan(tmp_path, monkeypatch)
+    evals = [s for s in stages.values() if s.kind == "evaluate"]
+    splits = {(s.config["first_levels"]): study_split(s.config["env"], s.config["split"], first_levels=s.config["first_levels"]) for s in evals}
+    assert sorted(splits, key=lambda n: n or 10**9) == [10, 100, None]
+    assert {str(s.held_out) for s in splits.values()} == {"750-999"}  # what default_split holds out of 700 training rulesets
+    assert {n: len(s.train) for n, s in splits.items()} == {10: 10, 100: 100, None: 700}
+    # and the PPO of N, whose own default split would hold out N+50..999, names the study's held-out levels
+    for sid in ("ppo/xland-minigrid-r1-9x9-10lv-s0", "ppo/xland-minigrid-r1-9x9-100lv-s0"):
+        assert stages[sid].config["split"]["held_out"] == "750-999" and stages[sid].config["split"]["validation"] == "700-749"
+
+
+def test_without_ppo_levels_the_plan_is_as_before(tmp_path, monkeypatch):
+    stages = plan(tmp_path, monkeypatch, ppo={**STUDY["ppo"], "levels": [None]}, offline={"algos": ["bc"], "set": {"steps": 3}})
+    assert sorted(sid for sid, s in stages.items() if s.kind == "ppo") == ["ppo/xland-minigrid-r1-9x9-s0", "ppo/xland-minigrid-r1-9x9-s1", "ppo/xland-minigrid-r1-9x9-s2"]
+    assert stages["ppo/xland-minigrid-r1-9x9-s0"].config["split"]["num_levels"] == 700
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("ppo.levels=[10,701]", "key `ppo.levels` = 701: xland/XLand-MiniGrid-R1-9x9 has only 700 training levels in this split"),
+        ("ppo.levels=[0,10]", "ppo.levels value 0 must be >= 1"),
+        ("ppo.levels=[10,10]", "ppo.levels lists 10 twice"),
+        ("ppo.levels=[]", "ppo.levels must list at least one value"),
+        ("datasets.levels=[5]", "datasets.levels = [5] with ppo.levels: each dataset is collected on the levels of the PPO it comes from"),
+        ("offline.set.seeds=[0,1]", "key `offline.set.seeds` is decided by the study (`offline.seeds` or `seeds`"),
+    ],
+)
+def test_bad_ppo_levels_are_one_line_naming_the_value(tmp_path, monkeypatch, capsys, override, expected):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(STUDY, sort_keys=False))
+    assert main(["run", "study.yaml", override, "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and expected in err, err
+
+
+def test_ppo_levels_with_reuse_is_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump({**STUDY, "ppo": {"algo": "ppo_jax", "levels": [10], "reuse": "runs/x-s{seed}"}}))
+    assert main(["run", "study.yaml", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "ppo.levels = [10] trains one PPO per number of levels; ppo.reuse uses existing runs" in err, err
