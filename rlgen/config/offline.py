@@ -49,6 +49,8 @@ class OfflineConfig(RlgenConfig, TrackingFields):
 
     #: the default name is the algorithm, dataset and seed (``_name_from_dataset``), not the config file's name
     name_from_file: ClassVar[bool] = False
+    #: The algorithms that learn from trajectory windows (their transformer keys are checked).
+    SEQUENCE_ALGOS: ClassVar[tuple[str, ...]] = ("dt", "bct")
 
     algo: str = "bc"
     dataset: str = Field(default="", description="dataset directory (rlgen collect's out_dir)")
@@ -140,7 +142,7 @@ class OfflineConfig(RlgenConfig, TrackingFields):
     def _offline_checks(self) -> "OfflineConfig":
         if not self.dataset:
             raise ValueError("`dataset` is required: the directory of a dataset made by `rlgen collect`")
-        if self.algo in ("dt", "bct"):
+        if self.algo in self.SEQUENCE_ALGOS:
             if self.embed_dim % self.n_heads:
                 raise ValueError(f"embed_dim={self.embed_dim} must be divisible by n_heads={self.n_heads}")
             frames, limit = self.batch_size * self.context_length, LIMITS["sequence_frames"]

@@ -1,4 +1,4 @@
-"""``rlgen train`` of the JAX offline agents (bc_jax, iql_jax, cql_jax): schema only, no JAX.
+"""``rlgen train`` of the JAX offline agents (bc_jax, iql_jax, cql_jax, dt_jax, bct_jax): schema only, no JAX.
 
 The schema is the torch agents' (``OfflineConfig``) with the same keys and defaults, so a JAX agent and its
 torch counterpart trained from the same values are the same experiment, plus ``seeds`` (several training
@@ -7,7 +7,7 @@ runs in one process, vmapped) and ``sync_every`` (updates per jitted chunk betwe
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
@@ -15,10 +15,7 @@ from rlgen.config.base import MAX_SEED
 from rlgen.config.offline import OfflineConfig, registered_algos
 
 #: JAX algorithm -> the torch algorithm whose losses and defaults it follows (registered, loss-tested against it).
-JAX_OFFLINE_ALGOS: dict[str, str] = {"bc_jax": "bc", "iql_jax": "iql", "cql_jax": "cql"}
-#: Written (``rlgen.agents.offline_jax.dt``) but unfinished: no test yet that their losses equal the torch DT's
-#: and BCT's, so they are not registered and this schema refuses them.
-UNFINISHED_JAX_ALGOS: dict[str, str] = {"dt_jax": "dt", "bct_jax": "bct"}
+JAX_OFFLINE_ALGOS: dict[str, str] = {"bc_jax": "bc", "iql_jax": "iql", "cql_jax": "cql", "dt_jax": "dt", "bct_jax": "bct"}
 #: The sequence agents: they learn from trajectory windows and act on the episode so far.
 JAX_WINDOW_ALGOS = ("dt_jax", "bct_jax")
 
@@ -28,6 +25,7 @@ class JaxOfflineConfig(OfflineConfig):
     ports, MiniGrid's symbolic view). Every seed of ``seeds`` is its own run (``<out_dir>/seed_<s>/``), trained
     side by side in one jitted ``lax.scan`` vmapped over seeds."""
 
+    SEQUENCE_ALGOS: ClassVar[tuple[str, ...]] = JAX_WINDOW_ALGOS
     algo: str = "bc_jax"
     seeds: list[int] | None = Field(default=None, description="train these seeds in one process, vmapped; each is its own run in <out_dir>/seed_<s>/ (null: [seed])")
     sync_every: int = Field(default=1000, ge=1, description="updates per jitted chunk; the host syncs between chunks (TensorBoard, progress, stop signals)")
@@ -35,9 +33,6 @@ class JaxOfflineConfig(OfflineConfig):
     @field_validator("algo")
     @classmethod
     def _algo(cls, v: str) -> str:  # replaces OfflineConfig's check of the torch names
-        if v in UNFINISHED_JAX_ALGOS:
-            raise ValueError(f"algo {v!r} is not finished yet (its loss is not yet tested against the torch agent's); "
-                             f"use algo {UNFINISHED_JAX_ALGOS[v]!r} (torch) or one of: {', '.join(JAX_OFFLINE_ALGOS)}")
         if v not in JAX_OFFLINE_ALGOS and v not in registered_algos(cls):  # a user's algorithm registered with a subclass
             raise ValueError(f"algo {v!r} is not one of: {', '.join(dict.fromkeys((*JAX_OFFLINE_ALGOS, *registered_algos(cls))))} "
                              "(this schema is the JAX offline agents')")
@@ -70,8 +65,6 @@ class JaxOfflineConfig(OfflineConfig):
         if self.network not in ("auto", "minigrid_cnn"):
             raise ValueError(f"network {self.network!r}: the JAX offline agents have the small grid CNN only (auto | minigrid_cnn); "
                              "image observations stay on the torch agents (algo: bc, bcq, cql, iql, dt, bct)")  # fmt: skip
-        if self.algo in JAX_WINDOW_ALGOS and self.embed_dim % self.n_heads:
-            raise ValueError(f"embed_dim={self.embed_dim} must be divisible by n_heads={self.n_heads}")
         if self.eval.early_stopping_patience is not None:
             raise ValueError("eval.early_stopping_patience: the JAX agents train their seeds in lockstep and do not stop early; "
                              "leave it null, or use the torch agents")  # fmt: skip
@@ -84,4 +77,4 @@ class JaxOfflineConfig(OfflineConfig):
     @property
     def torch_algo(self) -> str:
         """The torch agent whose losses and defaults this one follows (``bc`` for ``bc_jax``...)."""
-        return {**JAX_OFFLINE_ALGOS, **UNFINISHED_JAX_ALGOS}[self.algo]
+        return JAX_OFFLINE_ALGOS[self.algo]

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-from rlgen.config.offline_jax import JAX_OFFLINE_ALGOS, JAX_WINDOW_ALGOS, UNFINISHED_JAX_ALGOS
+from rlgen.config.offline_jax import JAX_OFFLINE_ALGOS, JAX_WINDOW_ALGOS
 
 #: algo -> the module whose ``build(spec)`` makes it.
 ALGORITHM_MODULES = {"bc_jax": "bc", "cql_jax": "cql", "iql_jax": "iql", "dt_jax": "dt", "bct_jax": "dt"}
@@ -77,7 +77,7 @@ class OfflineAlgo:
     Attributes:
         init_params: ``(key, spec) -> params`` (a dict of flax variable trees).
         loss: ``(params, target, batch, key) -> (loss, metrics)``; ``batch`` from ``data.sample_*``; ``key``
-            for dropout; ``metrics`` a dict of scalars (``loss/...`` and diagnostics).
+            for dropout (DT, BCT; None: none, as a torch model in eval mode); ``metrics`` a dict of scalars (``loss/...`` and diagnostics).
         optimizer: the optax transformation over ``params``.
         init_target: ``params -> target`` (target networks; ``{}`` when there are none).
         update_target: ``(target, params, step) -> target`` after the optimizer step; ``step`` counts the updates
@@ -98,7 +98,7 @@ class OfflineAlgo:
 @lru_cache(maxsize=64)
 def build(spec: Spec) -> OfflineAlgo:
     """The algorithm of ``spec.algo``, built once per spec."""
-    if spec.algo not in JAX_OFFLINE_ALGOS and spec.algo not in UNFINISHED_JAX_ALGOS:
+    if spec.algo not in JAX_OFFLINE_ALGOS:
         raise ValueError(f"no JAX offline algorithm {spec.algo!r}; known: {', '.join(JAX_OFFLINE_ALGOS)}")
     module = importlib.import_module(f"rlgen.agents.offline_jax.{ALGORITHM_MODULES[spec.algo]}")
     return module.build(spec)

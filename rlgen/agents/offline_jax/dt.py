@@ -1,9 +1,11 @@
-"""``dt_jax`` and ``bct_jax`` (UNFINISHED, not registered: no test yet that the loss equals the torch DT's): the causal transformer of the torch ``dt`` and ``bct`` (``rlgen.agents.transformer``).
+"""``dt_jax`` and ``bct_jax``: the causal transformer of the torch ``dt`` and ``bct`` (``rlgen.agents.transformer``),
+with its loss, optimizer and acting (``tests/agents/test_offline_jax_dt.py`` maps torch weights onto these and
+checks the loss, one AdamW update and the acting windows against the torch agent).
 
 DT's tokens per step are (R_t, o_t, a_t), BCT's (o_t, a_t); every token of step ``t`` gets the embedding of
 ``t``, the step's 0-based index in its episode, in training windows and when acting alike; ``a_t`` is
 predicted at the ``o_t`` token. Loss: cross-entropy of the logged actions averaged over the real (unpadded)
-steps of the windows. AdamW (betas 0.9, 0.95) with weight decay 0.1 on the kernels of dense layers (the
+steps of the windows (``key`` None: without dropout, as the torch model in eval mode). AdamW (betas 0.9, 0.95) with weight decay 0.1 on the kernels of dense layers (the
 grid convolutions, written as dense layers, included) and none on biases, LayerNorm and embeddings; the
 gradient's global norm clipped at 1.0; dropout 0.1 (from each update's own key).
 
@@ -60,8 +62,11 @@ def build(spec: Spec) -> OfflineAlgo:
         return {"model": model.init(key, obs, zeros, zeros, jnp.ones((1, k), bool), jnp.zeros((1, k), jnp.float32))}
 
     def loss(params: Any, target: Any, w: dict[str, Any], key: Any) -> tuple[Any, dict[str, Any]]:
-        logits = model.apply(params["model"], w["obs"], w["actions"], w["timesteps"], w["mask"], w["returns_to_go"] if conditioned else None,
-                             deterministic=False, rngs={"dropout": key})  # fmt: skip
+        rtg = w["returns_to_go"] if conditioned else None
+        if key is None:
+            logits = model.apply(params["model"], w["obs"], w["actions"], w["timesteps"], w["mask"], rtg, deterministic=True)
+        else:
+            logits = model.apply(params["model"], w["obs"], w["actions"], w["timesteps"], w["mask"], rtg, deterministic=False, rngs={"dropout": key})
         ce = masked_cross_entropy(logits, w["actions"], w["mask"])
         return ce, {key_name: ce}
 
