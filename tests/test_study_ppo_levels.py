@@ -110,3 +110,67 @@ def test_ppo_levels_with_reuse_is_refused(tmp_path, monkeypatch, capsys):
     assert main(["run", "study.yaml", "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "ppo.levels = [10] trains one PPO per number of levels; ppo.reuse uses existing runs" in err, err
+
+
+def _online_row(which, levels, settings, score, seed):
+    """A PPO row as the evaluation stage writes it: its config digest covers its settings (split.train...)."""
+    import json as _json
+
+    digest = str(abs(hash(_json.dumps(settings, sort_keys=True))))
+    return {"agent": "ppo_jax", "algorithm": "ppo_jax", "run_id": f"ppo-{levels}-{digest}-{seed}", "train_seed": seed, "env": "xland/XLand-MiniGrid-R1-9x9",
+            "which": which, "seed": 0, "returns": [score] * 4, "normalized": [score] * 4, "levels": list(range(4)), "time": 0.0,
+            "train_levels": levels, "split_digest": f"split-{levels}", "held_out_digest": "held-out-8000-9999", "config_digest": digest,
+            "settings": settings, "split_options": {"rulesets": "trivial"}}  # fmt: skip
+
+
+def test_gap_vs_levels_joins_the_ppo_of_each_n_into_one_line():
+    """A PPO of N names its training levels in its config (split.train), so its config digest differs by N; the
+    levels axis still joins them (as it does datasets of N levels), never PPOs that differ in another setting."""
+    from rlgen.report import per_game
+    from rlgen.report.plots import gap_lines
+
+    rows = []
+    for levels, split in ((10, {"split.train": "0-9", "split.held_out": "8000-9999"}), (100, {"split.train": "0-99", "split.held_out": "8000-9999"}),
+                          (7950, {"split.num_levels": 7950})):  # fmt: skip
+        for lr in (0.001, 0.0003):
+            settings = {**split, "ppo_jax.learning_rate": lr, "total_steps": 500000}
+            for seed in (0, 1):
+                rows += [_online_row(w, levels, settings, s, seed) for w, s in (("train", 0.8), ("held_out", 0.8 - 10 / levels))]
+    table = per_game(rows, seed=0).rows
+    assert len(table) == 6
+    lines = gap_lines(table, "levels")
+    assert sorted([x for x, _ in pts] for pts in lines.values()) == [[10, 100, 7950], [10, 100, 7950]]  # before: no line at all
+    for pts in lines.values():  # one line per learning rate
+        assert len({dict(t.agent.settings)["ppo_jax.learning_rate"] for _, t in pts}) == 1
+
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+SHRUNKEN = ["device=cpu", "split.num_levels=700", "split.options.num_rulesets=1000", "seeds=[0,1]", "ppo.seeds=[0]", "ppo.levels=[10,null]",
+            "ppo.set.num_envs=64", "ppo.set.total_steps=2048", "ppo.set.log_every_steps=1024", "ppo.set.ladder.every_steps=1024",
+            "ppo.set.ladder.episodes=20", "ppo.set.checkpoint_every=1024", "ppo.set.eval_num_envs=20", "ppo.set.ppo_jax.hidden_dim=32",
+            "datasets.transitions=[400]", "datasets.set.num_envs=16", "offline.algos=[bc_jax]", "offline.per_algo.bc_jax.steps=4",
+            "offline.per_algo.bc_jax.batch_size=32", "offline.set.sync_every=2", "offline.set.checkpoint_every=4", "evaluation.episodes=10",
+            "evaluation.num_envs=10"]  # fmt: skip
+
+
+def test_shrunken_shipped_study_runs_end_to_end_with_rows_per_n_and_seed(tmp_path, monkeypatch, capsys):
+    """configs/study/xland_diversity.yaml itself, shrunk by overrides (2 N, 1 PPO seed, 2 offline seeds, tiny steps):
+    `rlgen run` finishes, and the report has a row per N for PPO and for the agent, the agent's with one run per seed."""
+    import json
+
+    pytest.importorskip("xminigrid")
+    monkeypatch.chdir(ROOT)  # the study's base configs are paths relative to the repository
+    out = tmp_path / "study"
+    assert main(["run", "configs/study/xland_diversity.yaml", f"out_dir={out}", *SHRUNKEN]) == 0
+    printed = capsys.readouterr().out
+    assert "stages: 13 done" in printed, printed
+    rows = [json.loads(line) for f in sorted(out.glob("eval/**/results.jsonl")) for line in f.read_text().splitlines()]
+    cells = sorted({(r["algorithm"], r["train_levels"], r["train_seed"]) for r in rows})
+    assert cells == [("bc_jax", 10, 0), ("bc_jax", 10, 1), ("bc_jax", 700, 0), ("bc_jax", 700, 1), ("ppo_jax", 10, 0), ("ppo_jax", 700, 0)]
+    held_out = {json.dumps(r["levels"]) for r in rows if r["which"] == "held_out"}
+    assert len(held_out) == 1 and min(json.loads(held_out.pop())) >= 750  # one held-out set, every cell
+    assert all(max(r["levels"]) < 10 for r in rows if r["which"] == "train" and r["train_levels"] == 10)
+    # the closing table: one row per agent and N; the seed group's two members are two runs
+    table = {line.split()[0]: line.split()[2] for line in printed.splitlines() if line.startswith(("bc_jax", "ppo_jax"))}
+    assert table == {"bc_jax-10lv": "2", "bc_jax-700lv": "2", "ppo_jax-10lv": "1", "ppo_jax-700lv": "1"}, printed
+    assert (out / "report" / "gap_vs_levels.png").is_file()

@@ -72,6 +72,10 @@ def plot_bars(aggs: Sequence[Aggregate], path: Path) -> bool:
     return True
 
 
+#: Config settings that name a run's level sets: they differ along the levels axis by design.
+TRAINING_LEVEL_SETTINGS = ("split.num_levels", "split.train", "split.validation", "split.held_out")
+
+
 def gap_lines(table: Sequence[GameRow], axis: str) -> dict[tuple[str, Any], list[tuple[int, GameRow]]]:
     """The lines of a gap plot: (game, agent with the ``axis`` field cleared) -> points (x, table
     row) sorted by x, for lines with two or more x values. ``axis`` is ``"levels"`` (training levels)
@@ -85,7 +89,13 @@ def gap_lines(table: Sequence[GameRow], axis: str) -> dict[tuple[str, Any], list
         if axis == "levels":
             # the split digest stands for the training levels themselves, so it differs along this axis: the
             # line is keyed on the split's options (view, tile size...) instead, which must not differ
-            return dataclasses.replace(a, dataset_levels=None, train_levels=None, split_digest=f"options {a.split_options!r}")
+            # and an online agent's config names its training levels (a study's PPO of N levels: split.train), so
+            # the config digest differs too: the line is keyed on the other settings and the held-out levels instead
+            config = a.config_digest
+            if a.settings:
+                others = tuple(p for p in a.settings if p[0] not in TRAINING_LEVEL_SETTINGS)
+                config = f"settings {others!r} held-out {a.held_out_digest}"
+            return dataclasses.replace(a, dataset_levels=None, train_levels=None, split_digest=f"options {a.split_options!r}", config_digest=config)
         return dataclasses.replace(a, dataset_transitions=None)
 
     lines: dict[tuple[str, Any], list[tuple[int, GameRow]]] = defaultdict(list)
