@@ -53,18 +53,28 @@ def test_one_ppo_per_seed_and_levels_with_its_own_datasets(tmp_path, monkeypatch
 
 
 def test_jax_agents_train_the_seeds_of_a_dataset_as_one_seed_group(tmp_path, monkeypatch):
-    stages = plan(tmp_path, monkeypatch)
-    offline = {sid: s for sid, s in stages.items() if s.kind == "offline" and "-10lv-" in sid}
+    # without ppo.levels: the seed group does not depend on it (before: one bc_jax stage per seed)
+    ppo = {k: v for k, v in STUDY["ppo"].items() if k != "levels"}
+    stages = plan(tmp_path, monkeypatch, ppo=ppo)
+    data = "xland-minigrid-r1-9x9-expert-300-s0"
+    offline = {sid: s for sid, s in stages.items() if s.kind == "offline"}
     # bc_jax: one stage for the three seeds; bc (torch, no `seeds` in its schema): one stage per seed, as before
-    assert sorted(offline) == ["offline/xland-minigrid-r1-9x9-expert-10lv-300-s0/bc-s0", "offline/xland-minigrid-r1-9x9-expert-10lv-300-s0/bc-s1",
-                               "offline/xland-minigrid-r1-9x9-expert-10lv-300-s0/bc-s2", "offline/xland-minigrid-r1-9x9-expert-10lv-300-s0/bc_jax-s0_1_2"]  # fmt: skip
-    group = offline["offline/xland-minigrid-r1-9x9-expert-10lv-300-s0/bc_jax-s0_1_2"]
-    assert group.config["seeds"] == [0, 1, 2] and group.deps == ("data/xland-minigrid-r1-9x9-expert-10lv-300-s0",)
-    # one evaluation per member, on the member's run directory, on the dataset's 10 levels
+    assert sorted(offline) == [f"offline/{data}/bc-s0", f"offline/{data}/bc-s1", f"offline/{data}/bc-s2", f"offline/{data}/bc_jax-s0_1_2"]
+    group = offline[f"offline/{data}/bc_jax-s0_1_2"]
+    assert group.config["seeds"] == [0, 1, 2] and group.deps == (f"data/{data}",)
+    # one evaluation per member, on the member's run directory
     for seed in (0, 1, 2):
-        ev = stages[f"eval/offline/xland-minigrid-r1-9x9-expert-10lv-300-s0/bc_jax-s{seed}"]
-        assert ev.deps == (group.id,) and ev.config["run_dir"] == f"{group.dir}/seed_{seed}" and ev.config["first_levels"] == 10
+        ev = stages[f"eval/offline/{data}/bc_jax-s{seed}"]
+        assert ev.deps == (group.id,) and ev.config["run_dir"] == f"{group.dir}/seed_{seed}"
     assert stages["report"].deps == tuple(sid for sid in stages if sid.startswith("eval/"))
+
+
+def test_a_seed_group_of_n_levels_is_evaluated_on_its_n_levels(tmp_path, monkeypatch):
+    stages = plan(tmp_path, monkeypatch)
+    group = stages["offline/xland-minigrid-r1-9x9-expert-10lv-300-s0/bc_jax-s0_1_2"]
+    assert group.deps == ("data/xland-minigrid-r1-9x9-expert-10lv-300-s0",)
+    for seed in (0, 1, 2):
+        assert stages[f"eval/offline/xland-minigrid-r1-9x9-expert-10lv-300-s0/bc_jax-s{seed}"].config["first_levels"] == 10
 
 
 def test_the_held_out_levels_are_the_same_for_every_n(tmp_path, monkeypatch):
