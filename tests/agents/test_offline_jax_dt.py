@@ -93,12 +93,14 @@ def test_the_loss_and_one_adamw_update_equal_the_torch_agents(algo):
     for group in agent.optimizer.param_groups:
         group["lr"] = lr
     opt = core.build(core.Spec.from_config(jax_config(algo, f"learning_rate={lr}"), OBS_SHAPE, NUM_ACTIONS, MAX_TIMESTEP)).optimizer
+    grad = jax.jit(jax.grad(lambda p, batch: jax_algo.loss(p, {}, batch, None)[0]))
+    step = jax.jit(lambda grads, opt_state, p: opt.update(grads, opt_state, p))
     new, opt_state = params, opt.init(params)
     for i, batch in enumerate((w, windows(seed=1))):
-        grads = jax.grad(lambda p: jax_algo.loss(p, {}, batch, None)[0])(new)
+        grads = grad(new, batch)
         if i == 1:
             assert float(jax.numpy.sqrt(sum((g**2).sum() for g in jax.tree_util.tree_leaves(grads)))) > 1.0  # clipped at 1.0
-        updates, opt_state = opt.update(grads, opt_state, new)
+        updates, opt_state = step(grads, opt_state, new)
         new = jax.tree_util.tree_map(lambda p, u: p + u, new, updates)
         agent.update(batch)
     flat_got = dict(jax.tree_util.tree_flatten_with_path(new)[0])
