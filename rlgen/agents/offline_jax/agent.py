@@ -39,7 +39,8 @@ def _read_payload(path: Path, fmt: str) -> tuple[dict[str, Any], dict[str, Any],
             raise ValueError(f"format {payload.get('format') if isinstance(payload, dict) else type(payload).__name__!r}, expected {fmt!r}")
         meta = json.loads(payload["meta"])
         spec = Spec.from_dict(meta["spec"])
-        float(meta["target_return"])
+        if not np.isfinite(float(meta["target_return"])):  # a NaN return-to-go makes every logit NaN: action 0 forever
+            raise ValueError(f"target_return {meta['target_return']!r} is not finite")
     except (ValueError, KeyError, TypeError, AttributeError) as e:  # msgpack's errors are ValueErrors
         raise RlgenError(f"{path} is not a JAX offline agent file ({type(e).__name__}: {str(e)[:160]}); retrain the run") from None
     return payload, meta, spec
@@ -180,7 +181,10 @@ class JaxOfflineAgent:
 
         fmt = CHECKPOINT_FORMAT if p.name.startswith("step_") else MODEL_FORMAT
         payload, meta, spec = _read_payload(p, fmt)
-        template = jax.eval_shape(lambda: build(spec).init_params(jax.random.PRNGKey(0), spec))
+        try:  # a crafted spec (n_heads not dividing embed_dim, context_length 0, an unknown algo) fails inside flax
+            template = jax.eval_shape(lambda: build(spec).init_params(jax.random.PRNGKey(0), spec))
+        except Exception as e:  # noqa: BLE001 - whatever the model code raises, the file is what is wrong
+            raise RlgenError(f"{p}: its meta.spec builds no agent ({type(e).__name__}: {str(e)[:160]}); retrain the run") from None
         params = restore_tree(template, payload.get("params"), p, "params")
         return cls(spec, params, float(meta["target_return"]), int(meta.get("seed", 0)), int(meta.get("updates", 0)))
 
