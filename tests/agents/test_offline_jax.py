@@ -381,3 +381,19 @@ def test_a_spec_saved_before_bcq_jax_existed_still_loads_and_a_wrong_one_is_refu
         core.Spec.from_dict({**old, "surprise": 1})
     with pytest.raises(ValueError, match="batch_size"):
         core.Spec.from_dict({k: v for k, v in old.items() if k != "batch_size"})
+
+
+def test_a_checkpoint_of_another_seed_or_agent_is_refused_naming_what_differs(tmp_path):
+    import dataclasses
+
+    from rlgen.agents.offline_jax import core
+    from rlgen.agents.offline_jax.agent import read_checkpoint, write_checkpoint
+    from rlgen.errors import RlgenError
+
+    spec, _ = jax_spec("bc")
+    path = write_checkpoint(tmp_path / "step_0000000002.msgpack", core.init_state(spec, 0), {"spec": spec.to_dict(), "target_return": 0.0, "seed": 0})
+    assert read_checkpoint(path, spec, 0).step == 0
+    with pytest.raises(RlgenError, match="holds seed 0, not this run's seed 1"):
+        read_checkpoint(path, spec, 1)
+    with pytest.raises(RlgenError, match=r"another agent than this run's seed 0 \(its batch_size differ\)"):
+        read_checkpoint(path, dataclasses.replace(spec, batch_size=spec.batch_size + 1), 0)

@@ -228,8 +228,11 @@ def read_checkpoint(path: Path, spec: Spec, seed: int) -> TrainState:
     import jax  # noqa: PLC0415
 
     payload, meta, saved = _read_payload(path, CHECKPOINT_FORMAT)
-    if saved != spec or int(meta.get("seed", -1)) != seed:
-        raise RlgenError(f"{path} holds seed {meta.get('seed')} of another agent than this run's seed {seed}; delete it to restart that seed")
+    if saved != spec:
+        differ = sorted(k for k, v in saved.to_dict().items() if spec.to_dict().get(k) != v)
+        raise RlgenError(f"{path} holds another agent than this run's seed {seed} (its {', '.join(differ)} differ); delete it to restart that seed")
+    if int(meta.get("seed", -1)) != seed:
+        raise RlgenError(f"{path} holds seed {meta.get('seed')}, not this run's seed {seed}; delete it to restart that seed")
     template = jax.eval_shape(lambda: init_state(spec, seed))._asdict()
     body = {k: payload.get(k) for k in template}
     return TrainState(**restore_tree(template, body, path, "state"))
