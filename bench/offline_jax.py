@@ -159,6 +159,11 @@ def with_threads(threads: int, step):
     return run
 
 
+def num(x: float) -> str:
+    """One decimal, or three significant digits below 10 (DT's rates are fractions of an update per second)."""
+    return f"{x:,.1f}" if x >= 10 else f"{x:.3g}"
+
+
 def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -194,8 +199,8 @@ def main() -> None:
             t1, t2, tj = interleaved_medians([with_threads(1, t_step), with_threads(2, t_step), j_step], rounds[algo])
             torch_rate, jax_rate = n / min(t1, t2), n * args.seeds / tj
             ceiling = best * 1e9 / j_flops / torch_rate
-            print(f"{algo:<5} {size['batch_size']:>6} {args.seeds:>5} {n / t1:>11,.1f} {n / t2:>11,.1f} {t_flops / 1e6:>12,.1f} "
-                  f"{t_flops * torch_rate / 1e9:>14,.1f} {jax_rate:>18,.1f} {j_flops / 1e6:>10,.1f} {j_flops * jax_rate / 1e9:>12,.1f} "
+            print(f"{algo:<5} {size['batch_size']:>6} {args.seeds:>5} {num(n / t1):>11} {num(n / t2):>11} {num(t_flops / 1e6):>12} "
+                  f"{num(t_flops * torch_rate / 1e9):>14} {num(jax_rate):>18} {num(j_flops / 1e6):>10} {num(j_flops * jax_rate / 1e9):>12} "
                   f"{ceiling:>7.1f}x {jax_rate / torch_rate:>6.1f}x")  # fmt: skip
     print("ratio: JAX updates x seeds/s over the faster torch rate; ceiling: the ratio were JAX's update to run at the best matmul peak above")
     print(f"load average after: {load()}")
