@@ -62,5 +62,7 @@ def test_bench_offline_jax_quick():
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[0].startswith("load average before") and lines[-1].startswith("load average after")
-    assert lines[1].split()[-1] == "ratio" and [line.split()[0] for line in lines[2:-1]] == ["bc", "iql", "cql"]
-    assert all(float(line.split()[-1].rstrip("x")) > 0 and line.split()[2] == "5" for line in lines[2:-1])
+    assert lines[1].startswith("matmul peak") and all(float(x.split()[-1].replace(",", "")) > 0 for x in lines[1].split(": ")[1].split(", "))
+    assert lines[2].split()[-1] == "ratio" and [line.split()[0] for line in lines[3:-2]] == ["bc", "iql", "cql", "dt"]
+    for row in lines[3:-2]:  # seeds, then every rate, FLOP count and ratio a positive number
+        assert row.split()[2] == "5" and all(float(x.rstrip("x").replace(",", "")) > 0 for x in row.split()[1:])

@@ -293,3 +293,13 @@ def test_an_empty_out_dir_is_refused_by_every_schema(value):
                          (StudyConfig, ["datasets={skills: [random]}"])):  # fmt: skip
         with pytest.raises(ConfigError, match="out_dir .* is not a directory path"):
             load_config(None, [*base, f"out_dir={value}"], schema=schema)
+
+
+@pytest.mark.parametrize("threshold", [0, 1])
+def test_a_bcq_threshold_that_d3rlpy_cannot_act_with_is_refused_in_one_line_before_training(threshold, capsys):
+    # 0: math.log(0) inside d3rlpy at the first evaluation, after the whole training; 1: no action kept, always action 0
+    from rlgen.cli import main
+
+    assert main(["train", str(CONFIGS / "offline/bcq.yaml"), f"bcq_threshold={threshold}", "dataset=nowhere"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bcq_threshold" in err[0] and str(threshold) in err[0], err

@@ -333,6 +333,6 @@ register_algorithm("ppo_jax", "online", JaxPPOConfig, train="rlgen.agents.ppo_ja
 for _algo in OFFLINE_ALGOS:
     register_algorithm(_algo, "offline", OfflineConfig, train="rlgen.agents.offline_train:train_offline", load="rlgen.agents.offline:load_run",
                        check="rlgen.agents.inputs:check_offline_inputs")  # fmt: skip
-for _algo in JAX_OFFLINE_ALGOS:  # bc_jax, iql_jax, cql_jax, dt_jax, bct_jax: seeds vmapped in one process, pip extra rlgen[jax]
+for _algo in JAX_OFFLINE_ALGOS:  # bc_jax, iql_jax, cql_jax, dt_jax, bct_jax, bcq_jax: seeds vmapped in one process, pip extra rlgen[jax]
     register_algorithm(_algo, "offline", JaxOfflineConfig, train="rlgen.agents.offline_jax.train:train_offline_jax",
                        load="rlgen.agents.offline_jax.run:load_run", evaluate="rlgen.agents.offline_jax.agent:evaluate")  # fmt: skip

@@ -62,7 +62,9 @@ class OfflineConfig(RlgenConfig, TrackingFields):
     gamma: float = Field(default=0.99, gt=0, le=1)
     network: NetworkName = Field(default="auto", description="auto | impala | nature | minigrid_cnn")
     # BCQ
-    bcq_threshold: float = Field(default=0.5, ge=0, le=1, description="BCQ: keep actions with pi(a|s)/max pi >= threshold")
+    # Strictly inside (0, 1): d3rlpy keeps the actions with log(pi/max pi) > log(threshold), so 0 fails in math.log
+    # when the agent first acts (after training) and 1 keeps no action at all (every step takes action 0).
+    bcq_threshold: float = Field(default=0.5, gt=0, lt=1, description="BCQ: keep actions with pi(a|s)/max pi > threshold (0 < threshold < 1)")
     bcq_beta: float = Field(default=0.01, ge=0, description="BCQ: imitator loss + bcq_beta * mean(logits^2) (the reference's 1e-2)")
     # BCQ, CQL, IQL (hard target copies)
     target_update_interval: Annotated[int, LIMITS["gradient_steps"].field] = Field(default=1000, ge=1, description="updates between target-network copies (default 100 for iql, as the reference)")

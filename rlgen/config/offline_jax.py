@@ -1,4 +1,4 @@
-"""``rlgen train`` of the JAX offline agents (bc_jax, iql_jax, cql_jax, dt_jax, bct_jax): schema only, no JAX.
+"""``rlgen train`` of the JAX offline agents (bc_jax, iql_jax, cql_jax, dt_jax, bct_jax, bcq_jax): schema only, no JAX.
 
 The schema is the torch agents' (``OfflineConfig``) with the same keys and defaults, so a JAX agent and its
 torch counterpart trained from the same values are the same experiment, plus ``seeds`` (several training
@@ -15,7 +15,7 @@ from rlgen.config.base import MAX_SEED
 from rlgen.config.offline import OfflineConfig, registered_algos
 
 #: JAX algorithm -> the torch algorithm whose losses and defaults it follows (registered, loss-tested against it).
-JAX_OFFLINE_ALGOS: dict[str, str] = {"bc_jax": "bc", "iql_jax": "iql", "cql_jax": "cql", "dt_jax": "dt", "bct_jax": "bct"}
+JAX_OFFLINE_ALGOS: dict[str, str] = {"bc_jax": "bc", "iql_jax": "iql", "cql_jax": "cql", "dt_jax": "dt", "bct_jax": "bct", "bcq_jax": "bcq"}
 #: The sequence agents: they learn from trajectory windows and act on the episode so far.
 JAX_WINDOW_ALGOS = ("dt_jax", "bct_jax")
 

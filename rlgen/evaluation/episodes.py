@@ -13,7 +13,8 @@ The policy may be any of (:func:`as_policy` turns each into a :class:`DrivenPoli
 
 An evaluation is a function of (policy, level set, seed) alone, whatever was evaluated before it and
 however many episodes run at once (``num_envs``), for every policy that samples by inverse CDF from the
-uniforms evaluation gives it (:class:`UniformSampler`: rlgen's random policy, PPO, BC, IQL, DT and BCT):
+uniforms evaluation gives it (:class:`UniformSampler`: rlgen's random policy, PPO, BC, IQL, DT, BCT and the JAX
+offline agents):
 each episode's uniforms come from a generator of its own, seeded by (seed, level set, episode index), so
 batching episodes differently changes no action (up to float rounding of batched forward passes). Other
 policies draw from generators seeded from (seed, level set) for the evaluation and restored afterwards

@@ -152,7 +152,7 @@ def test_vmapped_seeds_differ_and_each_equals_that_seed_trained_alone(tmp_path, 
     assert len(ids) == 3  # each seed is its own run
 
 
-@pytest.mark.parametrize("algo", ["bc", "iql", "cql"])
+@pytest.mark.parametrize("algo", ["bc", "iql", "cql", "bcq"])
 def test_resume_and_a_kill_before_the_commit_end_bit_identical_to_an_uninterrupted_run(tmp_path, data, monkeypatch, algo):
     straight = train_offline_jax(run_config(algo, data, tmp_path / "straight", "seeds=[0,1]"))
     train_offline_jax(run_config(algo, data, tmp_path / "resumed", "seeds=[0,1]", "steps=10"))
@@ -322,3 +322,78 @@ def test_cql_loss_equals_d3rlpy_discrete_cql_as_rlgen_configures_it():
     assert float(got["loss/td"]) == pytest.approx(float(want.td_loss), rel=1e-5)
     assert float(got["loss/conservative"]) == pytest.approx(float(want.conservative_loss), rel=1e-5)
     assert float(total) == pytest.approx(float(want.loss), rel=1e-5)
+
+
+def test_bcq_loss_and_actions_equal_d3rlpy_discrete_bcq_as_rlgen_configures_it():
+    from d3rlpy.torch_utility import TorchMiniBatch
+
+    from rlgen.agents.offline import build_agent
+    from rlgen.agents.offline_jax import core
+    from rlgen.config import OfflineConfig
+
+    spec, cfg = jax_spec("bcq")
+    torch_cfg = OfflineConfig.model_validate({"algo": "bcq", "env": f"xland/{XLAND}", "dataset": "unused", "network": "minigrid_cnn", "seed": 6,
+                                              "device": "cpu", "gamma": cfg.gamma, "bcq_beta": cfg.bcq_beta, "bcq_threshold": cfg.bcq_threshold})  # fmt: skip
+    impl = build_agent(torch_cfg, OBS_SHAPE, NUM_ACTIONS, "cpu", 1.0).algo.impl
+    q, imitator = impl._modules.q_funcs[0], impl._modules.imitator
+    assert imitator._encoder is q._encoder  # d3rlpy shares the encoder (share_encoder=True), as bcq_jax does
+    q_target = perturbed(impl._modules.targ_q_funcs[0])
+    with torch.no_grad():  # scores far from uniform: the threshold keeps some actions and drops others, Q's argmax varies
+        imitator._fc.weight.mul_(200.0)
+        q._fc.weight.mul_(20.0)
+
+    def net(qf, fc) -> dict:
+        return {"params": {"encoder": grid_encoder_params(qf._encoder, OBS_SHAPE), "q": dense(qf._fc), "imitator": dense(fc)}}
+
+    params = {"net": net(q, imitator._fc)}
+    target = {"net": net(q_target, imitator._fc)}  # the target's imitator head is never used
+    batch = transition_batch(seed=2)
+    t = {k: torch.as_tensor(v) for k, v in batch.items()}
+    b = len(batch["actions"])
+    tb = TorchMiniBatch(observations=t["obs"].float(), actions=t["actions"].float().view(b, 1), rewards=t["rewards"].view(b, 1),
+                        next_observations=t["next_obs"].float(), next_actions=torch.zeros(b, 1), returns_to_go=torch.zeros(b, 1),
+                        terminals=t["terminated"].float().view(b, 1), intervals=torch.ones(b, 1), device="cpu")  # fmt: skip
+    with torch.no_grad():
+        want = impl.compute_loss(tb, impl.compute_target(tb))
+        want_actions = impl.inner_predict_best_action(t["obs"].float()).numpy()
+        log_probs = torch.log_softmax(imitator(t["obs"].float()).logits, dim=1)
+        kept = (log_probs - log_probs.max(dim=1, keepdim=True).values > np.log(cfg.bcq_threshold)).sum(dim=1).numpy()
+    algo = core.build(spec)
+    total, got = algo.loss(params, target, batch, jax.random.PRNGKey(0))
+    assert float(want.td_loss) > 0.01 and float(want.imitator_loss) > 0.1
+    assert float(got["loss/td"]) == pytest.approx(float(want.td_loss), rel=1e-5)
+    assert float(got["loss/imitator"]) == pytest.approx(float(want.imitator_loss), rel=1e-5)
+    assert float(total) == pytest.approx(float(want.loss), rel=1e-5)
+    assert (kept < NUM_ACTIONS).any() and (kept > 1).any()  # the threshold matters on this batch
+    q_greedy = q(t["obs"].float()).q_value.detach().numpy().argmax(1)
+    assert (want_actions != q_greedy).any(), kept  # ... and changes some actions from Q's argmax
+    np.testing.assert_array_equal(np.asarray(jax.numpy.argmax(algo.logits(params, batch["obs"]), axis=-1)), want_actions)
+    assert algo.greedy
+
+
+def test_a_spec_saved_before_bcq_jax_existed_still_loads_and_a_wrong_one_is_refused():
+    from rlgen.agents.offline_jax import core
+
+    spec, _ = jax_spec("bc")
+    old = {k: v for k, v in spec.to_dict().items() if not k.startswith("bcq_")}  # the model files of the previous version
+    assert core.Spec.from_dict(old) == spec
+    with pytest.raises(ValueError, match="unknown"):
+        core.Spec.from_dict({**old, "surprise": 1})
+    with pytest.raises(ValueError, match="batch_size"):
+        core.Spec.from_dict({k: v for k, v in old.items() if k != "batch_size"})
+
+
+def test_a_checkpoint_of_another_seed_or_agent_is_refused_naming_what_differs(tmp_path):
+    import dataclasses
+
+    from rlgen.agents.offline_jax import core
+    from rlgen.agents.offline_jax.agent import read_checkpoint, write_checkpoint
+    from rlgen.errors import RlgenError
+
+    spec, _ = jax_spec("bc")
+    path = write_checkpoint(tmp_path / "step_0000000002.msgpack", core.init_state(spec, 0), {"spec": spec.to_dict(), "target_return": 0.0, "seed": 0})
+    assert read_checkpoint(path, spec, 0).step == 0
+    with pytest.raises(RlgenError, match="holds seed 0, not this run's seed 1"):
+        read_checkpoint(path, spec, 1)
+    with pytest.raises(RlgenError, match=r"another agent than this run's seed 0 \(its batch_size differ\)"):
+        read_checkpoint(path, dataclasses.replace(spec, batch_size=spec.batch_size + 1), 0)

@@ -93,12 +93,14 @@ def test_the_loss_and_one_adamw_update_equal_the_torch_agents(algo):
     for group in agent.optimizer.param_groups:
         group["lr"] = lr
     opt = core.build(core.Spec.from_config(jax_config(algo, f"learning_rate={lr}"), OBS_SHAPE, NUM_ACTIONS, MAX_TIMESTEP)).optimizer
+    grad = jax.jit(jax.grad(lambda p, batch: jax_algo.loss(p, {}, batch, None)[0]))
+    step = jax.jit(lambda grads, opt_state, p: opt.update(grads, opt_state, p))
     new, opt_state = params, opt.init(params)
     for i, batch in enumerate((w, windows(seed=1))):
-        grads = jax.grad(lambda p: jax_algo.loss(p, {}, batch, None)[0])(new)
+        grads = grad(new, batch)
         if i == 1:
             assert float(jax.numpy.sqrt(sum((g**2).sum() for g in jax.tree_util.tree_leaves(grads)))) > 1.0  # clipped at 1.0
-        updates, opt_state = opt.update(grads, opt_state, new)
+        updates, opt_state = step(grads, opt_state, new)
         new = jax.tree_util.tree_map(lambda p, u: p + u, new, updates)
         agent.update(batch)
     flat_got = dict(jax.tree_util.tree_flatten_with_path(new)[0])
@@ -196,3 +198,23 @@ def test_a_vmapped_run_resumes_bit_identical_and_evaluates_each_seed(tmp_path, d
     for s in (0, 1):
         rows = (whole / f"seed_{s}" / "results.jsonl").read_text().splitlines()
         assert rows and '"held_out"' in rows[-1], out
+
+
+@pytest.mark.parametrize("algo", ["bc", "dt"])
+def test_off_xland_a_sampling_jax_agent_draws_evaluations_uniforms_so_num_envs_changes_nothing(algo):
+    # MiniGrid's symbolic view is evaluated on the host (act with keys): without the per-episode uniforms the sampled
+    # actions came from the agent's one generator, in an order that depends on how many episodes run at once.
+    from rlgen.agents.offline_jax.agent import JaxOfflineAgent
+    from rlgen.envs import LevelSplit
+    from rlgen.evaluation import evaluate_on_levels
+
+    split = LevelSplit.minigrid("empty-5x5", num_levels=10)
+    cfg = load_config(ROOT / f"configs/offline_jax/{algo}.yaml", ["dataset=d", "env=minigrid/empty-5x5", "device=cpu",
+                      *(f"{k}={v}" for k, v in SIZE.items())], schema=JaxOfflineConfig)  # fmt: skip
+    spec = core.Spec.from_config(cfg, (3, 7, 7), 7, MAX_TIMESTEP)
+    params = core.init_state(spec, 3).params
+    results = [evaluate_on_levels(JaxOfflineAgent(spec, params, target_return=1.0, seed=0), split, "held_out", episodes=6, seed=4, num_envs=n)
+               for n in (1, 3)]  # fmt: skip
+    assert len(set(results[0].lengths.tolist())) > 1  # sampled episodes differ from one another: the draws matter
+    np.testing.assert_array_equal(results[0].lengths, results[1].lengths)
+    np.testing.assert_allclose(results[0].returns, results[1].returns)

@@ -25,9 +25,9 @@ def test_the_built_in_algorithms_and_their_code():
     assert available_algorithms()[:8] == ("ppo", "ppo_jax", "bc", "bcq", "cql", "iql", "dt", "bct")  # then this file's own
     assert available_algorithms("online")[:2] == ("ppo", "ppo_jax") and "constant" in available_algorithms("online")
     assert get_algorithm("ppo").schema is PPOConfig and get_algorithm("ppo_jax").schema is JaxPPOConfig
-    assert available_algorithms()[8:13] == ("bc_jax", "iql_jax", "cql_jax", "dt_jax", "bct_jax")  # the JAX offline agents
+    assert available_algorithms()[8:14] == ("bc_jax", "iql_jax", "cql_jax", "dt_jax", "bct_jax", "bcq_jax")  # the JAX offline agents
     assert all(get_algorithm(a).schema is (JaxOfflineConfig if a.endswith("_jax") else OfflineConfig) for a in available_algorithms("offline"))
-    for algo in available_algorithms()[:13]:
+    for algo in available_algorithms()[:14]:
         a = get_algorithm(algo)
         if algo.endswith("_jax") and importlib.util.find_spec("xminigrid") is None:
             continue

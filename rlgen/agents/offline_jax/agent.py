@@ -39,7 +39,8 @@ def _read_payload(path: Path, fmt: str) -> tuple[dict[str, Any], dict[str, Any],
             raise ValueError(f"format {payload.get('format') if isinstance(payload, dict) else type(payload).__name__!r}, expected {fmt!r}")
         meta = json.loads(payload["meta"])
         spec = Spec.from_dict(meta["spec"])
-        float(meta["target_return"])
+        if not np.isfinite(float(meta["target_return"])):  # a NaN return-to-go makes every logit NaN: action 0 forever
+            raise ValueError(f"target_return {meta['target_return']!r} is not finite")
     except (ValueError, KeyError, TypeError, AttributeError) as e:  # msgpack's errors are ValueErrors
         raise RlgenError(f"{path} is not a JAX offline agent file ({type(e).__name__}: {str(e)[:160]}); retrain the run") from None
     return payload, meta, spec
@@ -51,15 +52,16 @@ def _policy_functions(spec: Spec) -> dict[str, Any]:
     import jax  # noqa: PLC0415
 
     if spec.windows:
-        from rlgen.agents.offline_jax.dt import episodic_policy, init_carry  # noqa: PLC0415
+        from rlgen.agents.offline_jax.dt import episodic_policy, episodic_steps, init_carry  # noqa: PLC0415
 
         act, observe = episodic_policy(spec)
+        step_logits, commit = episodic_steps(spec)
 
         def init(params: Any, batch: int) -> Any:
             return init_carry(spec, batch, params["target_return"])
 
         return {"init": init, "act": act, "observe": observe, "host_act": jax.jit(act, static_argnames="deterministic"),
-                "host_init": jax.jit(init, static_argnums=1)}  # fmt: skip
+                "host_init": jax.jit(init, static_argnums=1), "host_logits": jax.jit(step_logits), "host_commit": jax.jit(commit)}  # fmt: skip
     algo = build(spec)
 
     def act(params: Any, obs: Any, keys: Any, deterministic: bool) -> Any:
@@ -68,7 +70,16 @@ def _policy_functions(spec: Spec) -> dict[str, Any]:
             return jax.numpy.argmax(logits, axis=-1)
         return jax.vmap(jax.random.categorical)(keys, logits)
 
-    return {"act": act, "host_act": jax.jit(act, static_argnames="deterministic")}
+    return {"act": act, "host_act": jax.jit(act, static_argnames="deterministic"), "host_logits": jax.jit(algo.logits)}
+
+
+def _draw(logits: Any, uniforms: np.ndarray) -> np.ndarray:
+    """Actions ``(B,)`` drawn from ``softmax(logits)`` by inverse CDF at ``uniforms`` (evaluation's per-episode draws)."""
+    from rlgen.evaluation.episodes import sample_from_uniforms  # noqa: PLC0415
+
+    z = np.asarray(logits, dtype=np.float64)
+    probs = np.exp(z - z.max(axis=1, keepdims=True))
+    return sample_from_uniforms(probs / probs.sum(axis=1, keepdims=True), uniforms)
 
 
 class JaxOfflineAgent:
@@ -79,10 +90,15 @@ class JaxOfflineAgent:
             the start of every episode; ``seed``: the training seed (and the first sampling seed).
     """
 
+    #: Sampled actions are drawn from evaluation's per-episode uniforms when it gives them (its ``UniformSampler``),
+    #: so an evaluation's result does not depend on ``num_envs`` on any suite (xland evaluates on device, by keys).
+    samples_from_uniforms = True
+
     def __init__(self, spec: Spec, params: Any, target_return: float = 0.0, seed: int = 0, updates: int = 0) -> None:
         self.spec, self.params = spec, params
         self.num_actions = spec.num_actions
         self.episodic = spec.windows
+        self.always_greedy = not spec.windows and build(spec).greedy  # CQL and BCQ on Q, IQL with iql_deterministic
         self.target_return = float(target_return)
         self.seed, self.updates = int(seed), int(updates)
         self._rng = np.random.default_rng(seed)
@@ -110,17 +126,22 @@ class JaxOfflineAgent:
 
         return jax.random.split(jax.random.PRNGKey(int(self._rng.integers(2**31))), n)
 
-    def act(self, obs: np.ndarray, deterministic: bool = False, keys: Sequence[int] | None = None) -> np.ndarray:
+    def act(self, obs: np.ndarray, deterministic: bool = False, keys: Sequence[int] | None = None,
+            uniforms: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
         """Actions ``(B,)`` int64 for observations ``(B, C, H, W)`` as the env gives them. DT/BCT: ``keys[i]`` names
         row ``i``'s episode (a new key, or one ``reset``, starts a new one); without keys every row is the first
-        step of its own episode."""
+        step of its own episode. Sampled actions are drawn with ``uniforms`` (one per row in [0, 1), by inverse
+        CDF) when given, else with the agent's generator."""
         import jax  # noqa: PLC0415
 
         obs = np.asarray(obs)
         if obs.shape[1:] != self.spec.observation_shape:
             raise RlgenError(f"observations of shape {obs.shape[1:]} given to an agent trained on {self.spec.observation_shape}")
         f = _policy_functions(self.spec)
+        draw = uniforms is not None and not deterministic and not self.always_greedy
         if not self.episodic:
+            if draw:
+                return _draw(jax.device_get(f["host_logits"](self.params, obs)), uniforms)
             return np.asarray(f["host_act"](self.params, obs, self._keys(len(obs)), deterministic=bool(deterministic)), dtype=np.int64)
         params = self._policy_params()
         rows = [int(k) for k in keys] if keys is not None else None
@@ -129,7 +150,12 @@ class JaxOfflineAgent:
         fresh = jax.device_get(f["host_init"](params, 1))
         carry = [self._carries.get(k, fresh) for k in rows] if rows is not None else [fresh] * len(obs)
         batch = {name: np.concatenate([c[name] for c in carry]) for name in fresh}
-        actions, new = jax.device_get(f["host_act"](params, batch, obs, self._keys(len(obs)), deterministic=bool(deterministic)))
+        if draw:
+            logits, window = f["host_logits"](params, batch, obs)
+            actions = _draw(jax.device_get(logits), uniforms)
+            new = jax.device_get(f["host_commit"](window, actions.astype(np.int32)))
+        else:
+            actions, new = jax.device_get(f["host_act"](params, batch, obs, self._keys(len(obs)), deterministic=bool(deterministic)))
         if rows is not None:
             for i, k in enumerate(rows):
                 self._carries[k] = {name: v[i : i + 1] for name, v in new.items()}
@@ -180,7 +206,10 @@ class JaxOfflineAgent:
 
         fmt = CHECKPOINT_FORMAT if p.name.startswith("step_") else MODEL_FORMAT
         payload, meta, spec = _read_payload(p, fmt)
-        template = jax.eval_shape(lambda: build(spec).init_params(jax.random.PRNGKey(0), spec))
+        try:  # a crafted spec (n_heads not dividing embed_dim, context_length 0, an unknown algo) fails inside flax
+            template = jax.eval_shape(lambda: build(spec).init_params(jax.random.PRNGKey(0), spec))
+        except Exception as e:  # noqa: BLE001 - whatever the model code raises, the file is what is wrong
+            raise RlgenError(f"{p}: its meta.spec builds no agent ({type(e).__name__}: {str(e)[:160]}); retrain the run") from None
         params = restore_tree(template, payload.get("params"), p, "params")
         return cls(spec, params, float(meta["target_return"]), int(meta.get("seed", 0)), int(meta.get("updates", 0)))
 
@@ -199,8 +228,11 @@ def read_checkpoint(path: Path, spec: Spec, seed: int) -> TrainState:
     import jax  # noqa: PLC0415
 
     payload, meta, saved = _read_payload(path, CHECKPOINT_FORMAT)
-    if saved != spec or int(meta.get("seed", -1)) != seed:
-        raise RlgenError(f"{path} holds seed {meta.get('seed')} of another agent than this run's seed {seed}; delete it to restart that seed")
+    if saved != spec:
+        differ = sorted(k for k, v in saved.to_dict().items() if spec.to_dict().get(k) != v)
+        raise RlgenError(f"{path} holds another agent than this run's seed {seed} (its {', '.join(differ)} differ); delete it to restart that seed")
+    if int(meta.get("seed", -1)) != seed:
+        raise RlgenError(f"{path} holds seed {meta.get('seed')}, not this run's seed {seed}; delete it to restart that seed")
     template = jax.eval_shape(lambda: init_state(spec, seed))._asdict()
     body = {k: payload.get(k) for k in template}
     return TrainState(**restore_tree(template, body, path, "state"))

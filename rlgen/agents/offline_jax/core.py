@@ -1,7 +1,7 @@
 """What every JAX offline algorithm provides, each seed's training state, one update, and the jitted chunk of
 updates: ``jax.vmap`` over seeds of a ``lax.scan`` over updates, the dataset on device shared by all seeds.
 
-An algorithm module (``bc``, ``cql``, ``iql``, ``dt``) has ``build(spec) -> OfflineAlgo``: pure functions over
+An algorithm module (``bc``, ``bcq``, ``cql``, ``iql``, ``dt``) has ``build(spec) -> OfflineAlgo``: pure functions over
 pytrees (init, loss, target update, acting) and its optax optimizer. :class:`Spec` holds every setting the
 compiled programs depend on and is hashable, so programs are built once per spec and shared by every run
 and test of that spec in a process.
@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 from rlgen.config.offline_jax import JAX_OFFLINE_ALGOS, JAX_WINDOW_ALGOS
 
 #: algo -> the module whose ``build(spec)`` makes it.
-ALGORITHM_MODULES = {"bc_jax": "bc", "cql_jax": "cql", "iql_jax": "iql", "dt_jax": "dt", "bct_jax": "dt"}
+ALGORITHM_MODULES = {"bc_jax": "bc", "cql_jax": "cql", "iql_jax": "iql", "dt_jax": "dt", "bct_jax": "dt", "bcq_jax": "bcq"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +47,9 @@ class Spec:
     n_heads: int
     embed_dim: int
     max_timestep: int
+    # added with bcq_jax: files saved before it lack them and load with these (unused by other algorithms)
+    bcq_threshold: float = 0.5
+    bcq_beta: float = 0.01
 
     @classmethod
     def from_config(cls, cfg: Any, observation_shape: tuple[int, ...], num_actions: int, max_timestep: int) -> "Spec":
@@ -57,8 +60,9 @@ class Spec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Spec":
         names = {f.name for f in dataclasses.fields(cls)}
-        if set(data) != names:
-            raise ValueError(f"spec keys {sorted(set(data) ^ names)} missing or unknown")
+        optional = {f.name for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+        if not set(data) <= names or not names - optional <= set(data):
+            raise ValueError(f"spec keys {sorted((set(data) - names) | (names - optional - set(data)))} missing or unknown")
         return cls(**{**data, "observation_shape": tuple(int(x) for x in data["observation_shape"])})
 
     def to_dict(self) -> dict[str, Any]:

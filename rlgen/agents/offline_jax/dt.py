@@ -95,6 +95,33 @@ def _push(window: Any, value: Any) -> Any:
 
 
 @lru_cache(maxsize=32)
+def episodic_steps(spec: Spec) -> tuple[Any, Any]:
+    """``(step_logits, commit)``, the two halves of :func:`episodic_policy`'s ``act`` (for acting on the host with
+    evaluation's uniforms, where the action is drawn outside JAX).
+
+    ``step_logits(params, carry, obs (B, C, H, W)) -> (logits (B, A), window)`` appends the observation (at
+    timestep ``next_t``, return-to-go ``return_left``) to each row's window and predicts at it; ``commit(window,
+    actions (B,)) -> carry`` records the actions taken there and advances ``next_t``.
+    """
+    model = model_of(spec)
+    conditioned = spec.algo == "dt_jax"
+
+    def step_logits(params: Any, carry: dict[str, Any], obs: Any) -> tuple[Any, dict[str, Any]]:
+        b = obs.shape[0]
+        c = {"obs": _push(carry["obs"], obs.astype(jnp.uint8)), "returns_to_go": _push(carry["returns_to_go"], carry["return_left"]),
+             "timesteps": _push(carry["timesteps"], carry["next_t"]), "mask": _push(carry["mask"], jnp.ones((b,), bool)),
+             "actions": _push(carry["actions"], jnp.zeros((b,), jnp.int32))}  # the newest action is unknown: 0, never seen  # fmt: skip
+        logits = model.apply(params["model"], c["obs"], c["actions"], c["timesteps"], c["mask"], c["returns_to_go"] if conditioned else None,
+                             deterministic=True)[:, -1]  # fmt: skip
+        return logits, {**carry, **c}
+
+    def commit(window: dict[str, Any], actions: Any) -> dict[str, Any]:
+        return {**window, "actions": window["actions"].at[:, -1].set(actions.astype(jnp.int32)), "next_t": window["next_t"] + 1}
+
+    return step_logits, commit
+
+
+@lru_cache(maxsize=32)
 def episodic_policy(spec: Spec) -> tuple[Any, Any]:
     """``(act, observe)``, pure functions over a carry from :func:`init_carry`; one pair per spec (shared programs).
 
@@ -102,20 +129,13 @@ def episodic_policy(spec: Spec) -> tuple[Any, Any]:
     observation (at timestep ``next_t``, return-to-go ``return_left``) to each row's window and predicts at it;
     ``observe(carry, rewards (B,)) -> carry`` lowers DT's return left by the rewards that followed.
     """
-    model = model_of(spec)
-    conditioned = spec.algo == "dt_jax"
+    step_logits, commit = episodic_steps(spec)
 
     def act(params: Any, carry: dict[str, Any], obs: Any, keys: Any, deterministic: bool) -> tuple[Any, dict[str, Any]]:
-        b = obs.shape[0]
-        c = {"obs": _push(carry["obs"], obs.astype(jnp.uint8)), "returns_to_go": _push(carry["returns_to_go"], carry["return_left"]),
-             "timesteps": _push(carry["timesteps"], carry["next_t"]), "mask": _push(carry["mask"], jnp.ones((b,), bool)),
-             "actions": _push(carry["actions"], jnp.zeros((b,), jnp.int32))}  # the newest action is unknown: 0, never seen  # fmt: skip
-        logits = model.apply(params["model"], c["obs"], c["actions"], c["timesteps"], c["mask"], c["returns_to_go"] if conditioned else None,
-                             deterministic=True)[:, -1]  # fmt: skip
+        logits, window = step_logits(params, carry, obs)
         actions = jnp.argmax(logits, axis=-1) if deterministic else jax.vmap(jax.random.categorical)(keys, logits)
         actions = actions.astype(jnp.int32)
-        c["actions"] = c["actions"].at[:, -1].set(actions)
-        return actions, {**carry, **c, "next_t": carry["next_t"] + 1}
+        return actions, commit(window, actions)
 
     def observe(carry: dict[str, Any], rewards: Any) -> dict[str, Any]:
         return {**carry, "return_left": carry["return_left"] - rewards.astype(jnp.float32)}

@@ -193,3 +193,21 @@ def transformer(num_actions: int, n_layers: int, n_heads: int, embed_dim: int, d
 def head(out: int, hidden: int = 0) -> Head:
     """One module object per architecture (see :func:`transformer`)."""
     return Head(out, hidden)
+
+
+class SharedEncoderHeads(nn.Module):
+    """One grid encoder under two linear heads, ``(N, C, H, W)`` -> ``((N, A) q, (N, A) imitator logits)``:
+    d3rlpy ``DiscreteBCQ``'s Q-function and imitator with ``share_encoder=True`` (its default)."""
+
+    num_actions: int
+
+    @nn.compact
+    def __call__(self, obs: Any) -> tuple[Any, Any]:
+        z = GridEncoder(name="encoder")(obs)
+        return TorchDense(self.num_actions, name="q")(z), TorchDense(self.num_actions, name="imitator")(z)
+
+
+@lru_cache(maxsize=64)
+def shared_encoder_heads(num_actions: int) -> SharedEncoderHeads:
+    """One module object per architecture (see :func:`transformer`)."""
+    return SharedEncoderHeads(num_actions)
