@@ -120,6 +120,8 @@ class DatasetSection(StageSection):
                         raise ValueError(f"datasets.only[{i}].algos = {value!r}: list at least one algorithm of offline.algos")
                     continue
                 axis, values = axes[key]
+                if key == "levels" and values == [None]:  # the default: the levels axis may be ppo.levels' (StudyConfig checks it)
+                    continue
                 if values is not None and value not in values:  # None: that axis failed its own check
                     raise ValueError(f"datasets.only[{i}].{key} = {json.dumps(value)} is not in datasets.{axis} {json.dumps(values)}")
         return v
@@ -269,6 +271,12 @@ class StudyConfig(StrictModel):
         if self.ppo is not None and self.ppo.levels != [None] and self.datasets is not None and self.datasets.levels != [None]:
             raise ValueError(f"datasets.levels = {json.dumps(self.datasets.levels)} with ppo.levels: each dataset is collected on the levels of "
                              f"the PPO it comes from (ppo.levels {json.dumps(self.ppo.levels)}); leave datasets.levels out")  # fmt: skip
+        if self.datasets is not None and self.datasets.levels == [None]:
+            # with ppo.levels the datasets' levels axis is the PPO's (rlgen.pipeline.plan), so `only` names its values
+            axis, values = ("ppo.levels", self.ppo.levels) if self.ppo is not None and self.ppo.levels != [None] else ("datasets.levels", [None])
+            for i, entry in enumerate(self.datasets.only or []):
+                if "levels" in entry and entry["levels"] not in values:
+                    raise ValueError(f"datasets.only[{i}].levels = {json.dumps(entry['levels'])} is not in {axis} {json.dumps(values)}")
         if self.offline is not None and self.datasets is None:
             raise ValueError("offline agents need datasets: add a `datasets:` section")
         if self.ppo is None and self.datasets is None:
