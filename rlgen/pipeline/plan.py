@@ -186,6 +186,9 @@ class _Planner:
             too_many = [n for n in values if n is not None and n > len(split.train)]
             if too_many:
                 raise ConfigError(f"{self.source}: key `{key}` = {too_many[0]}: {env} has only {len(split.train)} training levels in this split")
+            if None in values and len(split.train) in values:  # the same level set twice: two stages, two rows of one label
+                raise ConfigError(f"{self.source}: key `{key}` lists {len(split.train)} and null, both all {len(split.train)} training levels of "
+                                  f"{env}; keep one of them")  # fmt: skip
         return split
 
     def _ppo_split(self, env: str, levels: int | None) -> dict[str, Any]:

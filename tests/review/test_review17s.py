@@ -41,8 +41,8 @@ def test_datasets_only_levels_outside_the_axis_is_one_line(tmp_path, monkeypatch
     assert err.count("\n") == 1 and "Traceback" not in err and expected in err, err
 
 
-@pytest.mark.xfail(strict=True, reason="ppo.levels [700, null] with 700 training levels plans two PPOs per seed on the same levels 0-699 "
-                   "(two stage ids, two report rows both labelled -700lv); not refused")  # fmt: skip
+# was: ppo.levels [700, null] with 700 training levels planned two PPOs per seed on the same levels 0-699 (two stage ids,
+# two report rows both labelled -700lv)
 def test_ppo_levels_naming_all_levels_twice_is_refused(tmp_path, monkeypatch, capsys):
     _write(tmp_path, monkeypatch, ppo={**STUDY["ppo"], "levels": [700, None]})
     assert main(["run", "study.yaml", "--dry-run"]) == 2
