@@ -2,7 +2,7 @@
 maps an ``algo`` to its config schema, trainer and loader.
 
     from rlgen.agents import available_algorithms, load_agent
-    available_algorithms()                       # ('ppo', 'ppo_jax', 'bc', 'bcq', 'cql', 'iql', 'dt', 'bct', 'bc_jax', 'iql_jax', 'cql_jax')
+    available_algorithms()                       # ('ppo', 'ppo_jax', 'bc', 'bcq', 'cql', 'iql', 'dt', 'bct', 'bc_jax', 'iql_jax', 'cql_jax', 'dt_jax', 'bct_jax', 'bcq_jax')
     agent = load_agent("runs/ppo-doorkey")       # .act(obs, deterministic=...), .num_actions, .split, .evaluate(...)
 
 Importing this package imports no torch, SB3, d3rlpy or JAX; the algorithm modules do, when used.
