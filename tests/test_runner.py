@@ -268,3 +268,17 @@ def test_pipeline_rows_carry_the_identity_rlgen_evaluate_writes(copy, capsys):
     assert json.loads((offline / "run.json").read_text())["study"] == "tiny"
     assert {k: cli[k] for k in IDENTITY_FIELDS} == {k: bc[k] for k in IDENTITY_FIELDS}
 
+
+
+@pytest.mark.parametrize("layout", ["checkpoints/latest/state.json", "checkpoints/state.json"])
+def test_the_progress_hint_reads_torch_and_jax_offline_checkpoints(tmp_path, layout):
+    # checkpoints/state.json: a JAX agents' commit (one seed or a seed group); it showed nothing before
+    import json
+
+    from rlgen.pipeline.plan import Stage
+    from rlgen.pipeline.scheduler import progress_hint
+
+    (tmp_path / layout).parent.mkdir(parents=True)
+    (tmp_path / layout).write_text(json.dumps({"step": 500, "finished": False}))
+    stage = Stage(id="offline/d/bc_jax-s0_1", kind="offline", dir=str(tmp_path), config={"steps": 1500}, deps=(), hash="h")
+    assert progress_hint(stage) == "500/1,500 updates"

@@ -380,8 +380,9 @@ def progress_hint(stage: Stage) -> str:
         if stage.kind == "ppo":
             done = json.loads((d / "checkpoints/state.json").read_text())["num_timesteps"]
             return f"{done:,}/{stage.config['total_steps']:,} env steps"
-        if stage.kind == "offline":
-            done = json.loads((d / "checkpoints/latest/state.json").read_text())["step"]
+        if stage.kind == "offline":  # the torch agents' checkpoint, else the JAX agents' commit (a seed group's too)
+            torch_state = d / "checkpoints/latest/state.json"
+            done = json.loads((torch_state if torch_state.is_file() else d / "checkpoints/state.json").read_text())["step"]
             return f"{done:,}/{stage.config['steps']:,} updates"
         if stage.kind == "collect":
             shards = len(list((d / "shards").glob("*.zst")))
