@@ -1,6 +1,5 @@
 """bench/memory.py (issue 18, part 7): its per-phase peak memory is measured per phase, and --quick runs."""
 
-import importlib.util
 import subprocess
 import sys
 import time
@@ -8,14 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.bench_scripts import load_bench
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_memory", ROOT / "bench" / "memory.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("memory")
 
 
 def test_each_phase_has_its_own_peak():

@@ -3,20 +3,15 @@ at all rulesets > at 10) with a 95% CI over runs that excludes 0.5)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.bench_scripts import load_bench
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("findings_diversity", ROOT / "bench" / "findings_diversity.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("findings_diversity")
 
 
 def rows_of(algo, levels, held_out_means, held_out_digest="h"):

@@ -3,7 +3,6 @@ at a tiny budget (every stage, the report, and bench/findings.py's three claims)
 
 from __future__ import annotations
 
-import importlib.util
 import io
 from contextlib import redirect_stdout
 from pathlib import Path
@@ -14,6 +13,7 @@ import yaml
 
 from rlgen.cli import main
 from rlgen.pipeline import load_study
+from tests.bench_scripts import load_bench
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "study" / "cpu_findings.yaml"
@@ -94,9 +94,7 @@ def test_tiny_study_runs_end_to_end(tiny_study):
 
 
 def test_findings_script_gives_a_verdict_per_claim(tiny_study, capsys):
-    spec = importlib.util.spec_from_file_location("bench_findings", ROOT / "bench" / "findings.py")
-    findings = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(findings)
+    findings = load_bench("findings")
     assert findings.main([str(tiny_study[0]), "--size", "200"]) == 0
     text = capsys.readouterr().out
     verdicts = [line for line in text.splitlines() if line.startswith("**Verdict")]

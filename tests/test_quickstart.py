@@ -3,7 +3,6 @@ the real budget is measured by bench/quickstart.py, not by a timed test)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -13,6 +12,7 @@ import yaml
 
 from rlgen.cli import main
 from rlgen.pipeline.quickstart import QUICKSTART_CONFIG, load_quickstart
+from tests.bench_scripts import load_bench
 
 TINY = [
     "ppo.set.total_steps=512", "ppo.set.ladder.every_steps=256", "ppo.set.checkpoint_every=256", "ppo.set.ladder.episodes=2",
@@ -93,10 +93,7 @@ def test_quickstart_runs_end_to_end(tmp_path, capsys):
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_quickstart", Path(__file__).resolve().parents[1] / "bench" / "quickstart.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("quickstart")
 
 
 def test_bench_measures_host_speed():

@@ -264,6 +264,17 @@ def perturbed(module, scale: float = 0.05, seed: int = 1):
     return module
 
 
+def d3rlpy_minibatch(batch: dict):
+    """``transition_batch``'s arrays as the d3rlpy ``TorchMiniBatch`` the torch agents' ``update()`` builds."""
+    from d3rlpy.torch_utility import TorchMiniBatch
+
+    t = {k: torch.as_tensor(v) for k, v in batch.items()}
+    b = len(batch["actions"])
+    return TorchMiniBatch(observations=t["obs"].float(), actions=t["actions"].float().view(b, 1), rewards=t["rewards"].view(b, 1),
+                          next_observations=t["next_obs"].float(), next_actions=torch.zeros(b, 1), returns_to_go=torch.zeros(b, 1),
+                          terminals=t["terminated"].float().view(b, 1), intervals=torch.ones(b, 1), device="cpu")  # fmt: skip
+
+
 def jax_spec(algo: str):
     from rlgen.agents.offline_jax import core
 
@@ -296,8 +307,6 @@ def test_iql_losses_equal_the_torch_iql_losses_on_a_fixed_batch_and_parameters()
 
 
 def test_cql_loss_equals_d3rlpy_discrete_cql_as_rlgen_configures_it():
-    from d3rlpy.torch_utility import TorchMiniBatch
-
     from rlgen.agents.offline import build_agent
     from rlgen.agents.offline_jax import core
     from rlgen.config import OfflineConfig
@@ -310,11 +319,7 @@ def test_cql_loss_equals_d3rlpy_discrete_cql_as_rlgen_configures_it():
     params = {"q": {"params": {"encoder": grid_encoder_params(q._encoder, OBS_SHAPE), "out": dense(q._fc)}}}
     target = {"q": {"params": {"encoder": grid_encoder_params(q_target._encoder, OBS_SHAPE), "out": dense(q_target._fc)}}}
     batch = transition_batch(seed=1)
-    t = {k: torch.as_tensor(v) for k, v in batch.items()}
-    b = len(batch["actions"])
-    tb = TorchMiniBatch(observations=t["obs"].float(), actions=t["actions"].float().view(b, 1), rewards=t["rewards"].view(b, 1),
-                        next_observations=t["next_obs"].float(), next_actions=torch.zeros(b, 1), returns_to_go=torch.zeros(b, 1),
-                        terminals=t["terminated"].float().view(b, 1), intervals=torch.ones(b, 1), device="cpu")  # the agent's update()  # fmt: skip
+    tb = d3rlpy_minibatch(batch)
     with torch.no_grad():
         want = impl.compute_loss(tb, impl.compute_target(tb))
     total, got = core.build(spec).loss(params, target, batch, jax.random.PRNGKey(0))
@@ -325,8 +330,6 @@ def test_cql_loss_equals_d3rlpy_discrete_cql_as_rlgen_configures_it():
 
 
 def test_bcq_loss_and_actions_equal_d3rlpy_discrete_bcq_as_rlgen_configures_it():
-    from d3rlpy.torch_utility import TorchMiniBatch
-
     from rlgen.agents.offline import build_agent
     from rlgen.agents.offline_jax import core
     from rlgen.config import OfflineConfig
@@ -349,10 +352,7 @@ def test_bcq_loss_and_actions_equal_d3rlpy_discrete_bcq_as_rlgen_configures_it()
     target = {"net": net(q_target, imitator._fc)}  # the target's imitator head is never used
     batch = transition_batch(seed=2)
     t = {k: torch.as_tensor(v) for k, v in batch.items()}
-    b = len(batch["actions"])
-    tb = TorchMiniBatch(observations=t["obs"].float(), actions=t["actions"].float().view(b, 1), rewards=t["rewards"].view(b, 1),
-                        next_observations=t["next_obs"].float(), next_actions=torch.zeros(b, 1), returns_to_go=torch.zeros(b, 1),
-                        terminals=t["terminated"].float().view(b, 1), intervals=torch.ones(b, 1), device="cpu")  # fmt: skip
+    tb = d3rlpy_minibatch(batch)
     with torch.no_grad():
         want = impl.compute_loss(tb, impl.compute_target(tb))
         want_actions = impl.inner_predict_best_action(t["obs"].float()).numpy()
